@@ -1,0 +1,185 @@
+// A remote command as a child-process-like object: stdin, stdout and stderr
+// streams with backpressure that reaches the remote process, and an exit
+// promise. Flow control: the daemon may send RECEIVE_WINDOW bytes ahead of
+// what we have handed to the reader; we grant more as the reader consumes.
+import { EventEmitter } from 'node:events';
+import { Readable, Writable } from 'node:stream';
+import { DATA_CHUNK, Fd, type v1 } from '../proto';
+import { SshMuxError } from './errors';
+import { RECEIVE_WINDOW, type StreamHandler, type Transport } from './transport';
+
+export interface ExitResult {
+  /** Exit status, or null when the process was killed by a signal. */
+  code: number | null;
+  /** Signal name without "SIG" (e.g. "TERM"), or null. */
+  signal: string | null;
+}
+
+export interface StartedInfo {
+  connection: string;
+  waitedMs: number;
+  newConnection: boolean;
+}
+
+/** Grant in batches of this much consumed output. */
+const GRANT_THRESHOLD = RECEIVE_WINDOW / 4;
+
+export class RemoteProcess extends EventEmitter implements StreamHandler {
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  readonly stdin: Writable;
+  /** Resolves with the exit status; rejects with SshMuxError. */
+  readonly exited: Promise<ExitResult>;
+  started: StartedInfo | undefined;
+
+  private stream = 0;
+  private transport: Transport | undefined;
+  private received = 0;
+  private granted = 0;
+  private stdinCredit = 0;
+  private waitingForCredit: (() => void) | undefined;
+  /** Control frames asked for before the stream existed (cancel, kill...). */
+  private early: Array<Omit<v1.IFrame, 'stream'>> = [];
+  private done = false;
+  private resolveExit!: (r: ExitResult) => void;
+  private rejectExit!: (e: SshMuxError) => void;
+
+  constructor() {
+    super();
+    const read = (): void => this.grant();
+    this.stdout = new Readable({ read, highWaterMark: 64 * 1024 });
+    this.stderr = new Readable({ read, highWaterMark: 64 * 1024 });
+    this.stdin = new Writable({
+      highWaterMark: 64 * 1024,
+      write: (chunk: Buffer, _enc, cb) => this.writeStdin(chunk, 0, cb),
+      final: (cb) => {
+        this.send({ eof: {} });
+        cb();
+      },
+    });
+    // A stdin write after exit must not throw at the user: the remote is gone.
+    this.stdin.on('error', () => {});
+    this.exited = new Promise<ExitResult>((resolve, reject) => {
+      this.resolveExit = resolve;
+      this.rejectExit = reject;
+    });
+    this.exited.catch(() => {}); // awaited or not, never an unhandled rejection
+  }
+
+  /** Called by SshMux once the request is on the wire. */
+  attach(transport: Transport, stream: number, stdinWindow: number): void {
+    this.transport = transport;
+    this.stream = stream;
+    this.stdinCredit = stdinWindow;
+    for (const frame of this.early) this.send(frame);
+    this.early = [];
+    this.waitingForCredit?.();
+  }
+
+  /** Sends a signal ("INT", "TERM", "HUP"...) to the remote process. */
+  kill(signal = 'TERM'): void {
+    this.send({ signal: { name: signal.replace(/^SIG/, '') } });
+  }
+
+  /** Ends the call: the remote process gets TERM, then KILL; `exited` rejects with CANCELLED. */
+  cancel(reason = ''): void {
+    this.send({ cancel: { reason } });
+  }
+
+  resize(cols: number, rows: number): void {
+    this.send({ resize: { cols, rows } });
+  }
+
+  // ---- StreamHandler ------------------------------------------------------
+
+  onFrame(frame: v1.Frame): void {
+    switch (frame.body) {
+      case 'data': {
+        const bytes = frame.data!.data as Uint8Array;
+        const chunk = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+        this.received += chunk.length;
+        (frame.data!.fd === Fd.STDERR ? this.stderr : this.stdout).push(chunk);
+        this.grant();
+        return;
+      }
+      case 'window':
+        this.stdinCredit += frame.window!.bytes ?? 0;
+        this.waitingForCredit?.();
+        return;
+      case 'started':
+        this.started = frame.started as StartedInfo;
+        this.emit('started', this.started);
+        return;
+      case 'exit': {
+        const exit = frame.exit!;
+        const signal = exit.signal ? exit.signal : null;
+        return this.finish({ code: signal ? null : exit.code ?? 0, signal });
+      }
+      case 'error':
+        return this.finish(SshMuxError.fromWire(frame.error!));
+    }
+  }
+
+  /** The call failed outside the daemon (no daemon, transport lost, local deadline). */
+  onLost(err: SshMuxError): void {
+    this.finish(err);
+  }
+
+  // ---- internals ---------------------------------------------------------
+
+  /**
+   * Grants back what the reader consumed, in batches. Never deadlocks: the
+   * daemon stalls only with RECEIVE_WINDOW bytes unacknowledged, and then
+   * all but what sits in the two small stream buffers is owed to it.
+   */
+  private grant(): void {
+    if (this.done) return;
+    const consumed = this.received - this.stdout.readableLength - this.stderr.readableLength;
+    const owed = consumed - this.granted;
+    if (owed >= GRANT_THRESHOLD) {
+      this.granted += owed;
+      this.send({ window: { bytes: owed } });
+    }
+  }
+
+  private writeStdin(chunk: Buffer, offset: number, cb: (err?: Error | null) => void): void {
+    while (offset < chunk.length) {
+      if (this.done) return cb();
+      if (this.stdinCredit <= 0) {
+        this.waitingForCredit = () => {
+          this.waitingForCredit = undefined;
+          this.writeStdin(chunk, offset, cb);
+        };
+        return;
+      }
+      const n = Math.min(chunk.length - offset, this.stdinCredit, DATA_CHUNK);
+      this.send({ data: { fd: Fd.STDIN, data: chunk.subarray(offset, offset + n) } });
+      this.stdinCredit -= n;
+      offset += n;
+    }
+    cb();
+  }
+
+  private send(frame: Omit<v1.IFrame, 'stream'>): void {
+    if (this.done) return;
+    if (this.transport) this.transport.send({ ...frame, stream: this.stream });
+    else this.early.push(frame);
+  }
+
+  private finish(result: ExitResult | SshMuxError): void {
+    if (this.done) return;
+    this.done = true;
+    this.transport?.release(this.stream);
+    this.waitingForCredit?.();
+    this.stdout.push(null);
+    this.stderr.push(null);
+    if (result instanceof SshMuxError) {
+      this.rejectExit(result);
+      if (this.listenerCount('error') > 0) this.emit('error', result);
+    } else {
+      this.resolveExit(result);
+      this.emit('exit', result.code, result.signal);
+    }
+    this.emit('end');
+  }
+}

@@ -1,0 +1,200 @@
+// The client SDK: one socket to sshmuxd per SshMux, many concurrent calls
+// over it. After a daemon restart the next call reconnects by itself.
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
+import { v1, type IFrame } from '../proto';
+import { defaultSocketPath } from '../proto/socket-path';
+import { SshMuxError } from './errors';
+import { RemoteProcess, type ExitResult } from './remote-process';
+import { Transport } from './transport';
+
+const SDK_VERSION: string = require('../../package.json').version;
+/** How long after its own deadline a call may take to report before we give up on the daemon. */
+const DEADLINE_SLACK_MS = 5000;
+
+export interface ConnectOptions {
+  /** Default: $SSHMUX_SOCKET, else $XDG_RUNTIME_DIR/sshmux/sshmuxd.sock, else /run/sshmux/sshmuxd.sock. */
+  socket?: string;
+  /** Shown in the daemon's logs. */
+  clientName?: string;
+}
+
+export interface CallOptions {
+  /** Environment for the remote command (sshd's AcceptEnv decides what passes). */
+  env?: Record<string, string>;
+  /** Whole-call deadline in ms: waiting, connecting and running. Default: the daemon's. */
+  timeoutMs?: number;
+  /** Aborting cancels the call: the remote process gets TERM, then KILL. */
+  signal?: AbortSignal;
+  /** ssh -o style options for this call (Port, User, ConnectTimeout...; an allow-list applies). */
+  options?: Record<string, string>;
+  /** Allocate a pty. */
+  pty?: { term?: string; cols?: number; rows?: number };
+}
+
+export interface SpawnOptions extends CallOptions {
+  /** Whether the call has a stdin stream (default true); false gives the remote an empty stdin. */
+  stdin?: boolean;
+}
+
+export interface ExecOptions extends CallOptions {
+  stdin?: string | Buffer | Readable;
+  /** Most bytes of stdout plus stderr to collect (default 16 MiB); beyond: OUTPUT_LIMIT and the call is cancelled. */
+  maxBuffer?: number;
+}
+
+export interface ExecResult extends ExitResult {
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+export type Status = v1.IStatus;
+
+export class SshMux {
+  private transportPromise: Promise<Transport> | undefined;
+  private closed = false;
+
+  private constructor(
+    readonly socketPath: string,
+    private readonly clientName: string,
+  ) {}
+
+  /** Connects to the daemon; rejects with DAEMON_UNAVAILABLE when none answers. */
+  static async connect(opts: ConnectOptions = {}): Promise<SshMux> {
+    const mux = new SshMux(opts.socket ?? defaultSocketPath(), opts.clientName ?? `sdk/${SDK_VERSION}`);
+    await mux.transport();
+    return mux;
+  }
+
+  /** Runs `command` on `host` and collects its output. A non-zero exit is a result, not an error. */
+  async exec(host: string, command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    const { stdin, maxBuffer = 16 * 1024 * 1024, ...rest } = opts;
+    const proc = this.spawn(host, command, { ...rest, stdin: stdin !== undefined });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let total = 0;
+    let overflow: SshMuxError | undefined;
+    const collect = (into: Buffer[]) => (chunk: Buffer): void => {
+      total += chunk.length;
+      if (total > maxBuffer) {
+        if (!overflow) {
+          overflow = new SshMuxError('OUTPUT_LIMIT', `the output of "${command.slice(0, 60)}" on ${host} exceeded maxBuffer (${maxBuffer} bytes); the call was cancelled. Use spawn() to stream large output`);
+          proc.cancel('maxBuffer exceeded');
+        }
+        return;
+      }
+      into.push(chunk);
+    };
+    proc.stdout.on('data', collect(out));
+    proc.stderr.on('data', collect(err));
+    if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) proc.stdin.end(stdin);
+    else if (stdin) stdin.pipe(proc.stdin);
+    const ended = Promise.all([once(proc.stdout, 'end'), once(proc.stderr, 'end')]);
+    try {
+      const result = await proc.exited;
+      await ended;
+      if (overflow) throw overflow;
+      return { ...result, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
+    } catch (e) {
+      throw overflow ?? e;
+    }
+  }
+
+  /** Starts `command` on `host` and streams it, like child_process.spawn. */
+  spawn(host: string, command: string, opts: SpawnOptions = {}): RemoteProcess {
+    return this.start({ host, kind: v1.SessionRequest.Kind.EXEC, command }, opts);
+  }
+
+  /** Starts a subsystem (e.g. "sftp") on `host`. */
+  subsystem(host: string, name: string, opts: SpawnOptions = {}): RemoteProcess {
+    return this.start({ host, kind: v1.SessionRequest.Kind.SUBSYSTEM, command: name }, opts);
+  }
+
+  /** Starts a login shell on `host` (give `pty` for an interactive one). */
+  shell(host: string, opts: SpawnOptions = {}): RemoteProcess {
+    return this.start({ host, kind: v1.SessionRequest.Kind.SHELL, command: '' }, opts);
+  }
+
+  /** The daemon's view: hosts, connections, sessions, queues. */
+  async status(): Promise<Status> {
+    const transport = await this.transport();
+    return new Promise((resolve, reject) => {
+      const stream = transport.open({
+        onFrame: (frame) => {
+          transport.release(stream);
+          if (frame.status) resolve(frame.status);
+          else reject(frame.error ? SshMuxError.fromWire(frame.error) : new SshMuxError('PROTOCOL_ERROR', `unexpected ${frame.body} frame`));
+        },
+        onLost: reject,
+      }, { statusRequest: {} });
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.transportPromise?.then((t) => t.close(), () => {});
+    this.transportPromise = undefined;
+  }
+
+  private start(target: { host: string; kind: v1.SessionRequest.Kind; command: string }, opts: SpawnOptions): RemoteProcess {
+    const proc = new RemoteProcess();
+    const { signal, timeoutMs } = opts;
+    if (this.closed) {
+      proc.onLost(new SshMuxError('DAEMON_UNAVAILABLE', 'this SshMux was closed'));
+      return proc;
+    }
+    if (signal?.aborted) {
+      proc.onLost(new SshMuxError('CANCELLED', 'aborted before it started'));
+      return proc;
+    }
+    const request: v1.ISessionRequest = {
+      ...target,
+      env: opts.env,
+      options: opts.options,
+      stdin: opts.stdin !== false,
+      timeoutMs: timeoutMs ?? 0,
+      pty: opts.pty ? { term: opts.pty.term ?? 'xterm-256color', cols: opts.pty.cols ?? 80, rows: opts.pty.rows ?? 24 } : undefined,
+    };
+    if (opts.stdin === false) proc.stdin.end();
+    const onAbort = (): void => proc.cancel('aborted');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    // The daemon enforces the deadline; this only covers a daemon that stops answering.
+    const backstop = timeoutMs ? setTimeout(() => {
+      proc.cancel('deadline');
+      proc.onLost(new SshMuxError('DEADLINE_EXCEEDED', `no answer from sshmuxd within ${timeoutMs} ms plus ${DEADLINE_SLACK_MS} ms`));
+    }, timeoutMs + DEADLINE_SLACK_MS) : undefined;
+    proc.once('end', () => {
+      clearTimeout(backstop);
+      signal?.removeEventListener('abort', onAbort);
+    });
+    this.transport().then((transport) => {
+      if (transport.closed) throw new SshMuxError('DAEMON_UNAVAILABLE', 'the connection to sshmuxd closed');
+      transport.ref();
+      const stream = transport.open(proc, { session: request });
+      proc.attach(transport, stream, transport.welcome.window);
+      proc.once('end', () => {
+        if (transport.activeStreams === 0) transport.unref();
+      });
+    }).catch((err: unknown) => {
+      proc.onLost(err instanceof SshMuxError ? err : new SshMuxError('INTERNAL', (err as Error).message));
+    });
+    return proc;
+  }
+
+  private transport(): Promise<Transport> {
+    if (!this.transportPromise) {
+      const p = Transport.connect(this.socketPath, this.clientName).then((t) => {
+        t.closeHandler = () => {
+          if (this.transportPromise === p) this.transportPromise = undefined;
+        };
+        t.unref();
+        return t;
+      }, (err) => {
+        if (this.transportPromise === p) this.transportPromise = undefined;
+        throw err;
+      });
+      this.transportPromise = p;
+    }
+    return this.transportPromise;
+  }
+}

@@ -1,0 +1,128 @@
+// The daemon's own config file (--config FILE): limits as data, global with
+// per-host overrides. JSON, because it needs no parser and every tool can
+// write it; unknown keys are an error so a typo never silently does nothing.
+import * as fs from 'node:fs';
+
+export interface Limits {
+  /** Session channels per connection; sshd's MaxSessions (default 10). */
+  maxSessions: number;
+  /** Connections per host pool. */
+  maxConnections: number;
+  /** Handshakes in flight per host:port, far under sshd's MaxStartups (10). */
+  maxConcurrentHandshakes: number;
+  /** Requests waiting for a session per host pool; beyond it: QUEUE_FULL. */
+  queueLimit: number;
+  /** A connection with no channels is closed after this long. */
+  idleTimeoutMs: number;
+  /** Longest a request may wait for a session (queued, handshaking, opening). */
+  queueTimeoutMs: number;
+  /** Whole-call deadline when the client gives none; 0: none (keepalive still ends calls on dead links). */
+  requestTimeoutMs: number;
+  /** Consecutive DNS/refused/connect-timeout failures before queued requests fail. */
+  connectionAttempts: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxSessions: 10,
+  maxConnections: 8,
+  maxConcurrentHandshakes: 2,
+  queueLimit: 4096,
+  idleTimeoutMs: 300_000,
+  queueTimeoutMs: 60_000,
+  requestTimeoutMs: 0,
+  connectionAttempts: 3,
+});
+
+export interface DaemonConfig {
+  limits: Limits;
+  /** Per-host overrides, first matching pattern wins (ssh_config-style * and ? against the alias). */
+  hosts: Array<{ pattern: string; match: RegExp; limits: Partial<Limits> }>;
+  /** Group allowed to use the socket (mode 0660); none: owner only (0600). */
+  socketGroup?: string;
+  /** Concurrent calls one client may have open. */
+  maxCallsPerClient: number;
+}
+
+export class DaemonConfigError extends Error {}
+
+const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as Array<keyof Limits>;
+const MIN: Record<keyof Limits, number> = {
+  maxSessions: 1, maxConnections: 1, maxConcurrentHandshakes: 1, queueLimit: 0,
+  idleTimeoutMs: 0, queueTimeoutMs: 1, requestTimeoutMs: 0, connectionAttempts: 1,
+};
+
+export function defaultDaemonConfig(): DaemonConfig {
+  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096 };
+}
+
+export function loadDaemonConfig(file: string | undefined): DaemonConfig {
+  if (!file) return defaultDaemonConfig();
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new DaemonConfigError(`cannot read daemon config ${file}: ${(err as Error).message}`);
+  }
+  return parseDaemonConfig(raw, file);
+}
+
+export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig {
+  const fail = (msg: string): never => {
+    throw new DaemonConfigError(`${source}: ${msg}`);
+  };
+  if (!isObject(raw)) fail('must be a JSON object');
+  const obj = raw as Record<string, unknown>;
+  const config = defaultDaemonConfig();
+  for (const [key, value] of Object.entries(obj)) {
+    if ((LIMIT_KEYS as string[]).includes(key)) {
+      config.limits[key as keyof Limits] = limitValue(key as keyof Limits, value, '', fail);
+    } else if (key === 'socketGroup') {
+      if (typeof value !== 'string' || value === '') fail('socketGroup must be a group name');
+      config.socketGroup = value as string;
+    } else if (key === 'maxCallsPerClient') {
+      config.maxCallsPerClient = intValue(key, value, 1, fail);
+    } else if (key === 'hosts') {
+      if (!isObject(value)) fail('hosts must be an object of pattern -> limits');
+      for (const [pattern, overrides] of Object.entries(value as Record<string, unknown>)) {
+        if (!isObject(overrides)) fail(`hosts["${pattern}"] must be an object`);
+        const limits: Partial<Limits> = {};
+        for (const [k, v] of Object.entries(overrides as Record<string, unknown>)) {
+          if (!(LIMIT_KEYS as string[]).includes(k)) {
+            fail(`hosts["${pattern}"]: unknown key "${k}" (known: ${LIMIT_KEYS.join(', ')})`);
+          }
+          limits[k as keyof Limits] = limitValue(k as keyof Limits, v, `hosts["${pattern}"].`, fail);
+        }
+        config.hosts.push({ pattern, match: globToRegExp(pattern), limits });
+      }
+    } else {
+      fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'socketGroup', 'hosts'].join(', ')})`);
+    }
+  }
+  return config;
+}
+
+/** The limits in force for a host alias. */
+export function limitsFor(config: DaemonConfig, alias: string): Limits {
+  const entry = config.hosts.find((h) => h.match.test(alias));
+  return entry ? { ...config.limits, ...entry.limits } : config.limits;
+}
+
+function limitValue(key: keyof Limits, value: unknown, where: string, fail: (m: string) => never): number {
+  return intValue(where + key, value, MIN[key], fail);
+}
+
+function intValue(key: string, value: unknown, min: number, fail: (m: string) => never): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    fail(`${key} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  }
+  return value as number;
+}
+
+function isObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function globToRegExp(pattern: string): RegExp {
+  const body = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`, 'i');
+}

@@ -1,0 +1,29 @@
+// Typed failures inside the daemon. Every one reaches the caller as an
+// Error frame with its code (proto Code enum) and a message that says what
+// happened and what to do.
+import { Code, codeName } from '../proto';
+
+export type Phase = 'queued' | 'handshaking' | 'opening' | 'running';
+
+export class MuxError extends Error {
+  constructor(
+    readonly code: Code,
+    message: string,
+    readonly phase?: Phase,
+  ) {
+    super(message);
+  }
+
+  get codeName(): string {
+    return codeName(this.code);
+  }
+
+  /** The same failure seen from another phase (e.g. a handshake failure reaching a queued request). */
+  inPhase(phase: Phase): MuxError {
+    return new MuxError(this.code, this.message, phase);
+  }
+}
+
+export function isMuxError(err: unknown): err is MuxError {
+  return err instanceof MuxError;
+}

@@ -1,0 +1,156 @@
+// The top of the pool hierarchy (undici's Agent): resolves the host a
+// client names through ssh_config and routes the request to the pool for
+// that exact destination, creating pools and endpoints on first use.
+import { Code, v1 } from '../../proto';
+import { limitsFor, type DaemonConfig } from '../config';
+import { MuxError } from '../errors';
+import type { Logger } from '../log';
+import { ConfigError, type ResolvedHost, type SshConfigResolver } from '../ssh-config';
+import { Endpoint } from './endpoint';
+import { HostPool } from './host-pool';
+
+/**
+ * ssh -o options a client may set. 'owner': only while the socket is
+ * owner-only; on a group-shared daemon these would let one user weaken
+ * host-key checking or borrow keys on connections others share.
+ * Everything else is refused, above all whatever runs a local command.
+ */
+const CLIENT_OPTIONS: Record<string, 'any' | 'owner'> = {
+  port: 'any',
+  user: 'any',
+  connecttimeout: 'any',
+  serveraliveinterval: 'any',
+  serveralivecountmax: 'any',
+  batchmode: 'any',
+  stricthostkeychecking: 'owner',
+  userknownhostsfile: 'owner',
+  hostkeyalias: 'owner',
+  identityfile: 'owner',
+  identitiesonly: 'owner',
+};
+
+/** An empty pool is forgotten after this long, so odd host names cannot pile up. */
+const POOL_LINGER_MS = 10 * 60_000;
+
+export class Agent {
+  private readonly pools = new Map<string, HostPool>();
+  private readonly endpoints = new Map<string, Endpoint>();
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private resolver: SshConfigResolver,
+    private config: DaemonConfig,
+    private readonly log: Logger,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), 60_000);
+    this.sweeper.unref();
+  }
+
+  /** The pool for `alias` with `options`; throws MuxError(BAD_REQUEST) for a bad host or option. */
+  pool(alias: string, options: Record<string, string>): HostPool {
+    if (this.closed) throw new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued');
+    const at = alias.lastIndexOf('@');
+    if (at > 0) {
+      // "user@host", as ssh takes it; an explicit User option wins.
+      options = { user: alias.slice(0, at), ...options };
+      alias = alias.slice(at + 1);
+    }
+    checkAlias(alias);
+    const overrides: Record<string, string> = {};
+    for (const [key, value] of Object.entries(options)) {
+      const rule = CLIENT_OPTIONS[key.toLowerCase()];
+      if (!rule || (rule === 'owner' && this.config.socketGroup)) {
+        throw new MuxError(Code.BAD_REQUEST,
+          `option ${key} cannot be set by a client${rule ? ' of a group-shared daemon' : ''}; set it in the daemon's ssh_config instead`);
+      }
+      overrides[key] = value;
+    }
+    let host: ResolvedHost;
+    try {
+      host = this.resolver.resolve(alias, overrides);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new MuxError(Code.BAD_REQUEST, (err as Error).message);
+      throw err;
+    }
+    if (host.proxyCommand) {
+      throw new MuxError(Code.BAD_REQUEST,
+        `${alias} uses ProxyCommand, which sshmuxd does not run; use ProxyJump in the daemon's ssh_config`);
+    }
+    const { alias: _alias, ...identity } = host;
+    const key = JSON.stringify(identity);
+    let pool = this.pools.get(key);
+    if (!pool) {
+      const limits = limitsFor(this.config, alias);
+      pool = new HostPool(alias, host, limits, this.endpoint(host, limits.maxConcurrentHandshakes), this.log);
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** Swaps in a reloaded ssh_config and daemon config for new pools. */
+  reconfigure(resolver: SshConfigResolver, config: DaemonConfig): void {
+    this.resolver = resolver;
+    this.config = config;
+  }
+
+  get sessions(): number {
+    let n = 0;
+    for (const pool of this.pools.values()) for (const c of pool.connections) n += c.sessions;
+    return n;
+  }
+
+  status(): v1.IHostStatus[] {
+    return [...this.pools.values()].map((pool) => ({
+      name: pool.name,
+      destination: pool.destination,
+      queued: pool.queue.length,
+      state: pool.state,
+      lastError: pool.stats.lastError,
+      maxSessions: pool.maxSessions,
+      maxConnections: pool.limits.maxConnections,
+      requests: pool.stats.requests,
+      handshakes: { ok: pool.stats.handshakesOk, failed: pool.stats.handshakesFailed, byCode: { ...pool.stats.failuresByCode } },
+      connections: pool.connections.map((c) => ({
+        id: c.id, state: c.state, sessions: c.sessions, maxSessions: c.maxSessions, ageS: (Date.now() - c.createdAt) / 1000,
+      })),
+    }));
+  }
+
+  /** Stops new work; running sessions finish on their connections. */
+  shutdown(): void {
+    this.closed = true;
+    for (const pool of this.pools.values()) pool.shutdown();
+  }
+
+  destroy(): void {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const pool of this.pools.values()) pool.destroy();
+    for (const endpoint of this.endpoints.values()) endpoint.close();
+  }
+
+  private endpoint(host: ResolvedHost, maxConcurrentHandshakes: number): Endpoint {
+    const key = `${host.hostname}:${host.port}`;
+    let endpoint = this.endpoints.get(key);
+    if (!endpoint) {
+      endpoint = new Endpoint(key, maxConcurrentHandshakes);
+      this.endpoints.set(key, endpoint);
+    }
+    return endpoint;
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [key, pool] of this.pools) {
+      if (pool.empty && now - pool.lastUsed > POOL_LINGER_MS) this.pools.delete(key);
+    }
+  }
+}
+
+function checkAlias(alias: string): void {
+  // ssh would take "-oProxyCommand=..." as an option; names are plain words.
+  if (!alias || alias.length > 255 || alias.startsWith('-') || /[\s\x00-\x1f\x7f'"`\\$;&|<>()]/.test(alias)) {
+    throw new MuxError(Code.BAD_REQUEST, `invalid host name ${JSON.stringify(alias.slice(0, 80))}`);
+  }
+}

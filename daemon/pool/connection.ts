@@ -1,0 +1,194 @@
+// One pooled SSH connection and its session slots (undici's Client: one
+// connection, bounded concurrency). A slot is taken when a session channel
+// is requested and freed only when the server's CHANNEL_CLOSE arrives:
+// sshd counts a session until then, so freeing on our own close pushes it
+// past MaxSessions under churn.
+import type { Client, ClientChannel, PseudoTtyOptions } from 'ssh2';
+import type * as net from 'node:net';
+import { Code } from '../../proto';
+import { MuxError } from '../errors';
+import type { ResolvedHost } from '../ssh-config';
+import { dial } from './handshake';
+
+export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
+
+export interface SessionSpec {
+  kind: 'exec' | 'shell' | 'subsystem';
+  /** The command line (exec) or subsystem name. */
+  command: string;
+  env?: Record<string, string>;
+  pty?: PseudoTtyOptions;
+}
+
+/** How an open attempt ended, so the pool can decide: hand over, requeue, or fail. */
+export type OpenResult =
+  | { ok: true; channel: ClientChannel }
+  | { ok: false; retry: boolean; error: MuxError };
+
+export interface ConnectionOwner {
+  onReady(conn: Connection): void;
+  onHandshakeFailed(conn: Connection, err: MuxError): void;
+  /** A slot freed, or the connection's limit changed: the queue may move. */
+  onCapacity(conn: Connection): void;
+  onClosed(conn: Connection, err?: Error): void;
+}
+
+export class Connection {
+  state: ConnectionState = 'connecting';
+  /** Session slots held: opening, open, or closed by us but not yet by the server. */
+  sessions = 0;
+  /** Sessions ever opened here (0: the next one is the connection's first). */
+  sessionsOpened = 0;
+  readonly createdAt = Date.now();
+  private client: Client | undefined;
+  private socket: net.Socket | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly id: string,
+    private readonly host: ResolvedHost,
+    /** Lowered when the server refuses a session below our assumption. */
+    public maxSessions: number,
+    private readonly idleTimeoutMs: number,
+    private readonly owner: ConnectionOwner,
+  ) {}
+
+  get freeSlots(): number {
+    return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions) : 0;
+  }
+
+  connect(): void {
+    dial(this.host).then(({ client, socket }) => {
+      if (this.state === 'closed') {
+        client.end();
+        return;
+      }
+      this.client = client;
+      this.socket = socket;
+      client.on('error', () => {
+        // Reported through 'close'; an 'error' without a listener would crash the daemon.
+      });
+      client.once('close', () => this.closed(new MuxError(Code.CONNECTION_LOST,
+        `the connection ${this.id} to ${this.host.hostname}:${this.host.port} was lost`, 'running')));
+      this.state = 'ready';
+      this.armIdleTimer();
+      this.owner.onReady(this);
+    }, (err: MuxError) => {
+      if (this.state === 'closed') return;
+      this.state = 'closed';
+      this.owner.onHandshakeFailed(this, err);
+    });
+  }
+
+  /** Opens a session channel in a free slot; the caller checked freeSlots. */
+  openSession(spec: SessionSpec, done: (result: OpenResult) => void): void {
+    const client = this.client!;
+    this.sessions++;
+    this.sessionsOpened++;
+    clearTimeout(this.idleTimer);
+    const opened = (err: Error | undefined, channel: ClientChannel): void => {
+      if (!err) {
+        channel.once('close', () => this.release());
+        done({ ok: true, channel });
+        return;
+      }
+      done(this.openFailed(err));
+    };
+    try {
+      switch (spec.kind) {
+        case 'exec':
+          client.exec(spec.command, { env: spec.env, pty: spec.pty ?? false }, opened);
+          break;
+        case 'shell':
+          client.shell(spec.pty ?? false, { env: spec.env }, opened);
+          break;
+        case 'subsystem':
+          client.subsys(spec.command, opened);
+          break;
+      }
+    } catch {
+      // ssh2 throws synchronously when the socket is already gone: nothing ran.
+      this.sessions--;
+      done({ ok: false, retry: true, error: new MuxError(Code.CONNECTION_LOST, `connection ${this.id} lost while opening a session`, 'opening') });
+    }
+  }
+
+  /** No new sessions; close once the running ones end. */
+  drain(): void {
+    if (this.state !== 'ready') return;
+    this.state = 'draining';
+    if (this.sessions === 0) this.close();
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    clearTimeout(this.idleTimer);
+    this.client?.end();
+    // end() waits for the server's answer; a frozen server must not keep the socket.
+    const socket = this.socket;
+    if (socket) setTimeout(() => socket.destroy(), 2000).unref();
+  }
+
+  private openFailed(err: Error & { reason?: number }): OpenResult {
+    if (this.state === 'closed' || this.client === undefined) {
+      // The connection died before the channel opened: nothing ran, try another.
+      this.sessions--;
+      return { ok: false, retry: true, error: new MuxError(Code.CONNECTION_LOST, `connection ${this.id} lost while opening a session`, 'opening') };
+    }
+    if (err.reason === 2 || /open failed/.test(err.message)) {
+      // sshd refused the channel: its MaxSessions is lower than we assumed.
+      // This connection's limit becomes what it holds now; the pool learns it.
+      this.sessions--;
+      const held = this.sessions;
+      if (held > 0) {
+        this.maxSessions = Math.min(this.maxSessions, held);
+        return { ok: false, retry: true, error: new MuxError(Code.CHANNEL_OPEN_FAILED, err.message, 'opening') };
+      }
+      this.armIdleTimer();
+      return { ok: false, retry: false, error: new MuxError(Code.CHANNEL_OPEN_FAILED,
+        `${this.host.hostname} refused a session channel on a connection holding none (${err.message}); check sshd's MaxSessions and ForceCommand/Match rules`, 'opening') };
+    }
+    // The channel opened but a request on it (env, pty, exec) failed. ssh2
+    // does not hand us the channel to wait for its close, so the slot stays
+    // counted and the connection retires once its other sessions end.
+    this.drain();
+    return { ok: false, retry: false, error: new MuxError(Code.CHANNEL_OPEN_FAILED,
+      `${this.host.hostname} refused the session request: ${err.message}`, 'opening') };
+  }
+
+  private release(): void {
+    this.sessions--;
+    if (this.state === 'draining' && this.sessions === 0) {
+      this.close();
+      return;
+    }
+    this.armIdleTimer();
+    this.owner.onCapacity(this);
+  }
+
+  private armIdleTimer(): void {
+    if (this.state !== 'ready' || this.sessions > 0 || this.idleTimeoutMs === 0) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.close(), this.idleTimeoutMs);
+    this.idleTimer.unref();
+  }
+
+  private closed(err: MuxError): void {
+    const wasClean = this.state === 'closed';
+    this.state = 'closed';
+    clearTimeout(this.idleTimer);
+    this.owner.onClosed(this, wasClean ? undefined : err);
+  }
+}
+
+/**
+ * Closes a channel nobody reads any more. ssh2 emits 'close' (which frees the
+ * slot) only after the readable side has ended, so the data still buffered
+ * or in flight must be drained and dropped.
+ */
+export function abandonChannel(channel: ClientChannel): void {
+  channel.resume();
+  channel.stderr.resume();
+  channel.close();
+}

@@ -1,0 +1,75 @@
+// One network endpoint (host:port) as sshd sees it. sshd's MaxStartups
+// counts unauthenticated connections per server, whatever user or key they
+// are for, so the handshake budget and the backoff after throttling live
+// here and are shared by every pool that dials this endpoint.
+import { HANDSHAKE_BACKOFF, backoffDelay } from './backoff';
+
+export class Endpoint {
+  /** Handshakes in flight to this endpoint. */
+  inFlight = 0;
+  /** Consecutive failed handshakes; reset by a success. */
+  failures = 0;
+  private retryAt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    readonly key: string,
+    public maxConcurrentHandshakes: number,
+  ) {}
+
+  /** May a new handshake start now? */
+  available(now = Date.now()): boolean {
+    return this.inFlight < this.maxConcurrentHandshakes && now >= this.retryAt;
+  }
+
+  /** Milliseconds until the backoff ends (0 when none). */
+  backoffRemaining(now = Date.now()): number {
+    return Math.max(0, this.retryAt - now);
+  }
+
+  begin(): void {
+    this.inFlight++;
+  }
+
+  /** A handshake ended. `backoff`: the failure was the network's or the server's load, so wait before the next one. */
+  end(ok: boolean, backoff: boolean): void {
+    this.inFlight--;
+    if (ok) {
+      this.failures = 0;
+      this.retryAt = 0;
+    } else {
+      this.failures++;
+      if (backoff) this.scheduleRetry(backoffDelay(HANDSHAKE_BACKOFF, this.failures - 1));
+    }
+    this.notify();
+  }
+
+  /** Calls `wake` once when a handshake may start again. */
+  waitForCapacity(wake: () => void): void {
+    this.waiters.add(wake);
+  }
+
+  forget(wake: () => void): void {
+    this.waiters.delete(wake);
+  }
+
+  close(): void {
+    clearTimeout(this.retryTimer);
+    this.waiters.clear();
+  }
+
+  private scheduleRetry(delay: number): void {
+    this.retryAt = Date.now() + delay;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.notify(), delay + 1);
+    this.retryTimer.unref();
+  }
+
+  private notify(): void {
+    if (!this.available()) return;
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiters) wake();
+  }
+}

@@ -1,0 +1,170 @@
+// Dials one SSH connection: TCP, banner, key exchange, host-key check and
+// authentication, all bounded together by ConnectTimeout (a server under
+// memory pressure accepts TCP and then never sends its banner). Each
+// failure is classified, because the pool treats them differently: a
+// throttled server is retried with backoff, a bad host key never is.
+import * as net from 'node:net';
+import { Client, type ConnectConfig } from 'ssh2';
+import { Code } from '../../proto';
+import { MuxError } from '../errors';
+import type { ResolvedHost } from '../ssh-config';
+import { credentialsFor } from './auth';
+import {
+  fingerprint, knownKeyTypes, lookupName, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyVerdict,
+} from '../known-hosts';
+
+type Stage = 'tcp' | 'banner' | 'kex' | 'auth';
+
+/** TCP keepalive probes start after this much silence; SSH keepalive does the real work. */
+const TCP_KEEPALIVE_MS = 15_000;
+
+export interface Dialed {
+  client: Client;
+  socket: net.Socket;
+}
+
+export async function dial(host: ResolvedHost): Promise<Dialed> {
+  const { methods, skipped } = await credentialsFor(host);
+  if (methods.length === 0) {
+    throw new MuxError(Code.AUTH_FAILED,
+      `no usable identity for ${host.user}@${host.hostname}: ${skipped.length ? skipped.join('; ') : `none of ${host.identityFiles.join(', ')} exists and no agent is set`}. ` +
+      'Set IdentityFile in the daemon\'s ssh_config, or IdentityAgent/SSH_AUTH_SOCK for the daemon', 'handshaking');
+  }
+  const keyName = host.hostKeyAlias ?? host.hostname;
+  const knownFiles = [...host.userKnownHostsFiles, ...host.globalKnownHostsFiles];
+  const serverHostKey = preferredHostKeyAlgorithms(
+    await knownKeyTypes({ host: keyName, port: host.port, files: knownFiles }));
+
+  return new Promise<Dialed>((resolve, reject) => {
+    let stage: Stage = 'tcp';
+    let settled = false;
+    let hostKeyFailure: MuxError | undefined;
+    const client = new Client();
+    const socket = net.connect({ host: host.hostname, port: host.port });
+
+    const fail = (err: MuxError): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      client.end();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(timeoutError(host, stage)), host.connectTimeoutMs);
+
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      if (stage === 'tcp') fail(socketError(host, err));
+    });
+    socket.once('connect', () => {
+      stage = 'banner';
+      // ssh2 sets neither: without NODELAY a warm exec waits on Nagle against
+      // delayed ACK (44 ms instead of 1.3 ms); keepalive finds dead peers.
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+      const config: ConnectConfig = {
+        sock: socket,
+        username: host.user,
+        readyTimeout: 0, // our own timer covers every stage
+        keepaliveInterval: host.serverAliveIntervalMs,
+        keepaliveCountMax: host.serverAliveCountMax,
+        authHandler: methods.slice(),
+        hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
+          verifyHostKey({
+            host: keyName, port: host.port, files: knownFiles,
+            addTo: host.userKnownHostsFiles[0], strict: host.strictHostKeyChecking,
+          }, key).then((verdict: HostKeyVerdict) => {
+            if (!verdict.ok) hostKeyFailure = new MuxError(Code[verdict.code], verdict.message, 'handshaking');
+            verify(verdict.ok);
+          }, (err: Error) => {
+            hostKeyFailure = new MuxError(Code.HOST_KEY_UNKNOWN,
+              `cannot check the host key of ${lookupName(keyName, host.port)} (${fingerprint(key)}): ${err.message}`, 'handshaking');
+            verify(false);
+          });
+        },
+      };
+      if (serverHostKey) config.algorithms = { serverHostKey: serverHostKey as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] };
+      client.connect(config);
+      // Attached after ssh2 paused the socket, so this only observes the first bytes.
+      socket.once('data', () => {
+        if (stage === 'banner') stage = 'kex';
+      });
+    });
+
+    client.once('handshake', () => {
+      stage = 'auth';
+    });
+    client.on('error', (err: Error & { level?: string; code?: string }) => {
+      if (hostKeyFailure) return fail(hostKeyFailure);
+      if (err.level === 'client-authentication') {
+        return fail(new MuxError(Code.AUTH_FAILED,
+          `${host.user}@${lookupName(host.hostname, host.port)} refused every key offered (${describeMethods(methods)})` +
+          `${skipped.length ? `; skipped: ${skipped.join('; ')}` : ''}. Check the user name and that the public key is in the server's authorized_keys`,
+          'handshaking'));
+      }
+      if (stage === 'banner') return fail(throttled(host, err.message));
+      fail(new MuxError(Code.HANDSHAKE_FAILED,
+        `SSH handshake with ${lookupName(host.hostname, host.port)} failed during ${stage === 'kex' ? 'key exchange' : 'authentication'}: ${err.message}`,
+        'handshaking'));
+    });
+    client.once('close', () => {
+      if (hostKeyFailure) return fail(hostKeyFailure);
+      if (stage === 'banner') return fail(throttled(host, 'connection closed'));
+      fail(new MuxError(Code.HANDSHAKE_FAILED,
+        `${lookupName(host.hostname, host.port)} closed the connection during ${stage === 'kex' ? 'key exchange' : 'authentication'}`,
+        'handshaking'));
+    });
+    client.once('ready', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ client, socket });
+    });
+  });
+}
+
+function describeMethods(methods: Array<{ type: string; key?: unknown; agent?: unknown }>): string {
+  return methods.map((m) => (m.type === 'agent' ? `agent ${String(m.agent)}` : 'key file')).join(', ');
+}
+
+function timeoutError(host: ResolvedHost, stage: Stage): MuxError {
+  const where = lookupName(host.hostname, host.port);
+  const limit = `ConnectTimeout ${host.connectTimeoutMs / 1000} s`;
+  if (stage === 'tcp') {
+    return new MuxError(Code.CONNECT_TIMEOUT,
+      `connection to ${where} timed out (${limit}): no TCP answer. Check the address, the route and firewalls`, 'handshaking');
+  }
+  if (stage === 'banner') {
+    return new MuxError(Code.HANDSHAKE_TIMEOUT,
+      `connection timed out during banner exchange with ${where} (${limit}): TCP was accepted but sshd never sent its banner, ` +
+      'as when the server is out of memory or CPU. sshmux retries with backoff', 'handshaking');
+  }
+  return new MuxError(Code.HANDSHAKE_TIMEOUT,
+    `SSH ${stage === 'kex' ? 'key exchange' : 'authentication'} with ${where} did not finish within ${limit}: the server is overloaded or the link is stalling`,
+    'handshaking');
+}
+
+function throttled(host: ResolvedHost, detail: string): MuxError {
+  return new MuxError(Code.THROTTLED,
+    `${lookupName(host.hostname, host.port)} closed the connection before its SSH banner (${detail}): sshd's MaxStartups is dropping ` +
+    'unauthenticated connections because too many handshakes reach it at once. sshmux backs off and retries; ' +
+    'if other programs flood this server too, route them through sshmux or raise MaxStartups', 'handshaking');
+}
+
+function socketError(host: ResolvedHost, err: NodeJS.ErrnoException): MuxError {
+  const where = lookupName(host.hostname, host.port);
+  switch (err.code) {
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+    case 'EAI_FAIL':
+      return new MuxError(Code.DNS,
+        `could not resolve hostname ${host.hostname}: ${err.code === 'EAI_AGAIN' ? 'temporary DNS failure' : 'name not known'}. ` +
+        `Check the host name, or add a Host ${host.alias} entry with HostName to the daemon's ssh_config`, 'handshaking');
+    case 'ECONNREFUSED':
+      return new MuxError(Code.REFUSED,
+        `connection to ${where} refused: is sshd running and listening on port ${host.port}?`, 'handshaking');
+    default:
+      return new MuxError(Code.CONNECT_TIMEOUT,
+        `cannot connect to ${where}: ${err.message}`, 'handshaking');
+  }
+}

@@ -1,0 +1,312 @@
+// A pool of connections to one resolved destination (undici's Pool): it
+// hands waiting requests to the least-loaded connection with a free session
+// slot, opens connections up to maxConnections within the endpoint's
+// handshake budget, and otherwise keeps requests in a bounded FIFO that
+// moves whenever capacity frees.
+import type { ClientChannel } from 'ssh2';
+import { Code, codeName } from '../../proto';
+import type { Limits } from '../config';
+import { MuxError, type Phase } from '../errors';
+import type { Logger } from '../log';
+import type { ResolvedHost } from '../ssh-config';
+import { abandonChannel, Connection, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
+import type { Endpoint } from './endpoint';
+import { RequestQueue } from './queue';
+
+/** What a failed handshake means for the requests waiting on it. */
+type FailurePolicy = 'never-retry' | 'retry-limited' | 'retry-until-deadline';
+
+const HANDSHAKE_FAILURE_POLICY: Partial<Record<Code, FailurePolicy>> = {
+  [Code.DNS]: 'retry-limited',
+  [Code.REFUSED]: 'retry-limited',
+  [Code.CONNECT_TIMEOUT]: 'retry-limited',
+  [Code.HANDSHAKE_FAILED]: 'retry-limited',
+  // An overloaded server recovers; requests wait for it within their deadlines.
+  [Code.THROTTLED]: 'retry-until-deadline',
+  [Code.HANDSHAKE_TIMEOUT]: 'retry-until-deadline',
+  // Retrying cannot fix these, and a storm of them looks like an attack.
+  [Code.AUTH_FAILED]: 'never-retry',
+  [Code.HOST_KEY_UNKNOWN]: 'never-retry',
+  [Code.HOST_KEY_MISMATCH]: 'never-retry',
+  [Code.HOST_KEY_REVOKED]: 'never-retry',
+};
+
+export interface OpenedSession {
+  channel: ClientChannel;
+  connection: Connection;
+  waitedMs: number;
+  newConnection: boolean;
+}
+
+export interface SessionHandler {
+  onOpen(session: OpenedSession): void;
+  onError(err: MuxError): void;
+}
+
+export class PendingSession {
+  queued = false;
+  /** Handed to a connection, waiting for the channel to open. */
+  opening = false;
+  done = false;
+  timer: NodeJS.Timeout | undefined;
+  readonly createdAt = Date.now();
+
+  constructor(
+    private readonly pool: HostPool,
+    readonly spec: SessionSpec,
+    readonly handler: SessionHandler,
+  ) {}
+
+  /** The caller gave up (cancel, client gone). A channel opening for it is closed when it arrives. */
+  cancel(): void {
+    this.pool.cancel(this);
+  }
+}
+
+export interface PoolStats {
+  requests: number;
+  handshakesOk: number;
+  handshakesFailed: number;
+  failuresByCode: Record<string, number>;
+  lastError: string;
+}
+
+export class HostPool implements ConnectionOwner {
+  readonly connections: Connection[] = [];
+  readonly queue = new RequestQueue<PendingSession>();
+  readonly stats: PoolStats = { requests: 0, handshakesOk: 0, handshakesFailed: 0, failuresByCode: {}, lastError: '' };
+  /** The lowest MaxSessions the server has shown; new connections start with it. */
+  maxSessions: number;
+  lastUsed = Date.now();
+  private nextConnectionId = 1;
+  private draining = false;
+  private closed = false;
+  private readonly wake = (): void => this.drain();
+
+  constructor(
+    readonly name: string,
+    readonly host: ResolvedHost,
+    public limits: Limits,
+    private readonly endpoint: Endpoint,
+    private readonly log: Logger,
+  ) {
+    this.maxSessions = limits.maxSessions;
+  }
+
+  get destination(): string {
+    return `${this.host.user}@${this.host.hostname}:${this.host.port}`;
+  }
+
+  /** Idle: nothing queued and no connection; the agent may forget it. */
+  get empty(): boolean {
+    return this.queue.length === 0 && this.connections.length === 0;
+  }
+
+  get state(): 'ok' | 'backoff' | 'failing' {
+    if (this.connections.some((c) => c.state === 'ready')) return 'ok';
+    if (this.endpoint.backoffRemaining() > 0) return 'backoff';
+    return this.stats.lastError && this.endpoint.failures > 0 ? 'failing' : 'ok';
+  }
+
+  request(spec: SessionSpec, handler: SessionHandler, waitMs: number): PendingSession {
+    this.stats.requests++;
+    this.lastUsed = Date.now();
+    const pending = new PendingSession(this, spec, handler);
+    if (this.closed) {
+      this.finish(pending, new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued'));
+    } else if (this.queue.length >= this.limits.queueLimit) {
+      this.finish(pending, new MuxError(Code.QUEUE_FULL,
+        `${this.queue.length} requests already wait for ${this.name} (queueLimit ${this.limits.queueLimit}); retry later or raise queueLimit`, 'queued'));
+    } else {
+      pending.timer = setTimeout(() => this.expire(pending), waitMs);
+      this.queue.push(pending);
+      this.drain();
+    }
+    return pending;
+  }
+
+  cancel(pending: PendingSession): void {
+    if (pending.done) return;
+    pending.done = true;
+    clearTimeout(pending.timer);
+    this.queue.remove(pending);
+  }
+
+  /** Stops taking requests; fails the waiting ones; lets running sessions finish. */
+  shutdown(): void {
+    this.closed = true;
+    this.failQueued(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued'));
+    this.endpoint.forget(this.wake);
+    for (const conn of [...this.connections]) {
+      if (conn.state === 'connecting') conn.close();
+      else conn.drain();
+    }
+  }
+
+  /** Closes every connection now (daemon exit). */
+  destroy(): void {
+    this.shutdown();
+    for (const conn of [...this.connections]) conn.close();
+  }
+
+  // ---- scheduling -------------------------------------------------------
+
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) {
+        const conn = this.leastLoaded();
+        if (!conn) break;
+        this.open(conn, this.queue.shift()!);
+      }
+      this.grow();
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private leastLoaded(): Connection | undefined {
+    let best: Connection | undefined;
+    for (const conn of this.connections) {
+      if (conn.freeSlots > 0 && (!best || conn.sessions < best.sessions)) best = conn;
+    }
+    return best;
+  }
+
+  /** Opens connections while the queue needs more capacity than is on its way. */
+  private grow(): void {
+    if (this.closed) return;
+    const connecting = this.connections.filter((c) => c.state === 'connecting').length;
+    let demand = this.queue.length - connecting * this.maxSessions;
+    while (demand > 0 && this.connections.length < this.limits.maxConnections) {
+      if (!this.endpoint.available()) {
+        this.endpoint.waitForCapacity(this.wake);
+        return;
+      }
+      this.openConnection();
+      demand -= this.maxSessions;
+    }
+  }
+
+  private openConnection(): void {
+    const conn = new Connection(`${this.name}#${this.nextConnectionId++}`, this.host, this.maxSessions,
+      this.limits.idleTimeoutMs, this);
+    this.connections.push(conn);
+    this.endpoint.begin();
+    conn.connect();
+  }
+
+  private open(conn: Connection, pending: PendingSession): void {
+    pending.opening = true;
+    const newConnection = conn.sessionsOpened === 0;
+    conn.openSession(pending.spec, (result: OpenResult) => {
+      pending.opening = false;
+      if (result.ok) {
+        if (pending.done) {
+          // Nobody waits for it any more; closing frees the slot at the server's close.
+          abandonChannel(result.channel);
+          return;
+        }
+        pending.done = true;
+        clearTimeout(pending.timer);
+        pending.handler.onOpen({ channel: result.channel, connection: conn, waitedMs: Date.now() - pending.createdAt, newConnection });
+        return;
+      }
+      if (result.error.code === Code.CHANNEL_OPEN_FAILED && result.retry) {
+        if (conn.maxSessions < this.maxSessions) {
+          this.maxSessions = conn.maxSessions;
+          this.log.warn({ host: this.name, connection: conn.id, maxSessions: conn.maxSessions },
+            'server refused a session: its MaxSessions is lower than assumed; using the lower limit');
+        }
+      }
+      if (pending.done) return;
+      if (result.retry) {
+        this.queue.unshift(pending);
+        this.drain();
+      } else {
+        this.finish(pending, result.error);
+      }
+    });
+  }
+
+  private expire(pending: PendingSession): void {
+    if (pending.done) return;
+    const waited = Math.round((Date.now() - pending.createdAt) / 1000);
+    const ready = this.connections.filter((c) => c.state === 'ready');
+    let phase: Phase = 'queued';
+    let message: string;
+    if (pending.opening) {
+      phase = 'opening';
+      message = `the session channel to ${this.name} did not open within ${waited} s`;
+    } else if (ready.length === 0) {
+      phase = 'handshaking';
+      message = `could not connect to ${this.name} within ${waited} s` +
+        (this.stats.lastError ? `; last handshake failure: ${this.stats.lastError}` : '; the handshake is still in progress');
+    } else {
+      const busy = ready.reduce((n, c) => n + c.sessions, 0);
+      message = `no session slot on ${this.name} became free within ${waited} s ` +
+        `(${busy} sessions busy on ${ready.length} connections, ${this.queue.length - 1} other requests waiting). ` +
+        'Give the request a longer deadline or raise maxConnections/maxSessions';
+    }
+    this.finish(pending, new MuxError(Code.DEADLINE_EXCEEDED, message, phase));
+  }
+
+  private finish(pending: PendingSession, err: MuxError): void {
+    this.queue.remove(pending);
+    if (pending.done) return;
+    pending.done = true;
+    clearTimeout(pending.timer);
+    pending.handler.onError(err);
+  }
+
+  private failQueued(err: MuxError): void {
+    for (const pending of this.queue.drainAll()) this.finish(pending, err);
+  }
+
+  private remove(conn: Connection): void {
+    const i = this.connections.indexOf(conn);
+    if (i >= 0) this.connections.splice(i, 1);
+  }
+
+  // ---- ConnectionOwner ------------------------------------------------
+
+  onReady(conn: Connection): void {
+    this.endpoint.end(true, false);
+    this.stats.handshakesOk++;
+    this.log.info({ host: this.name, connection: conn.id, destination: this.destination, ms: Date.now() - conn.createdAt },
+      'connection ready');
+    this.drain();
+  }
+
+  onHandshakeFailed(conn: Connection, err: MuxError): void {
+    this.remove(conn);
+    const policy = HANDSHAKE_FAILURE_POLICY[err.code] ?? 'retry-limited';
+    this.endpoint.end(false, policy !== 'never-retry');
+    this.stats.handshakesFailed++;
+    const name = codeName(err.code);
+    this.stats.failuresByCode[name] = (this.stats.failuresByCode[name] ?? 0) + 1;
+    this.stats.lastError = `${name}: ${err.message}`;
+    this.log.warn({ host: this.name, connection: conn.id, code: name, failures: this.endpoint.failures, err: err.message },
+      'handshake failed');
+    const anyReady = this.connections.some((c) => c.state === 'ready');
+    if (!anyReady) {
+      if (policy === 'never-retry' ||
+          (policy === 'retry-limited' && this.endpoint.failures >= this.limits.connectionAttempts)) {
+        this.failQueued(err);
+      }
+    }
+    this.drain();
+  }
+
+  onCapacity(): void {
+    this.drain();
+  }
+
+  onClosed(conn: Connection, err?: Error): void {
+    this.remove(conn);
+    if (err) this.log.warn({ host: this.name, connection: conn.id, err: err.message }, 'connection lost');
+    else this.log.info({ host: this.name, connection: conn.id }, 'connection closed');
+    this.drain();
+  }
+}

@@ -1,0 +1,169 @@
+// One connected client: splits its byte stream into frames, checks the
+// protocol (hello first, increasing stream ids, windows respected) and
+// routes frames to its calls. Any violation ends this client only, with an
+// Error frame saying why; other clients never notice.
+import type * as net from 'node:net';
+import { Code, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, type IFrame, type v1 } from '../../proto';
+import type { Logger } from '../log';
+import { errorBody, SessionCall, type CallContext, type CallSink } from './session-call';
+import { MuxError } from '../errors';
+
+/** Initial stdin grant per call, announced in Welcome. */
+export const STDIN_WINDOW = 256 * 1024;
+/** The most a client may grant us per call; bounds what we buffer for it. */
+const MAX_CLIENT_WINDOW = 16 * 1024 * 1024;
+
+export interface ClientContext extends Omit<CallContext, 'clientWindow' | 'stdinWindow'> {
+  version: string;
+  maxCallsPerClient: number;
+  status(): v1.IStatus;
+  /** Refuse new calls (daemon stopping). */
+  readonly accepting: boolean;
+}
+
+export class ClientConn implements CallSink {
+  alive = true;
+  private readonly decoder = new FrameDecoder(MAX_FRAME);
+  private readonly calls = new Map<number, SessionCall>();
+  private greeted = false;
+  private goneReported = false;
+  private clientWindow = 0;
+  private highestStream = 0;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly ctx: ClientContext,
+    private readonly onGone: (c: ClientConn) => void,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('error', () => {
+      // 'close' follows; a client resetting its socket is routine.
+    });
+    socket.on('close', () => this.gone());
+  }
+
+  get activeCalls(): number {
+    return this.calls.size;
+  }
+
+  send(frame: IFrame): void {
+    if (this.alive) this.socket.write(encodeFrame(frame));
+  }
+
+  callEnded(stream: number): void {
+    this.calls.delete(stream);
+  }
+
+  protocolError(message: string): void {
+    if (!this.alive) return;
+    this.ctx.log.warn({ err: message }, 'client protocol error; closing that client');
+    this.send({ stream: 0, error: { code: Code.PROTOCOL_ERROR, message: `protocol error: ${message}` } });
+    this.alive = false;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.gone();
+  }
+
+  private receive(chunk: Buffer): void {
+    let frames: v1.Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      if (err instanceof FrameError) return this.protocolError(err.message);
+      throw err;
+    }
+    for (const frame of frames) {
+      if (!this.alive) return;
+      this.dispatch(frame);
+    }
+  }
+
+  private dispatch(frame: v1.Frame): void {
+    const stream = frame.stream;
+    const kind = frame.body;
+    if (!this.greeted) {
+      if (kind !== 'hello' || stream !== 0) return this.protocolError('the first frame must be hello on stream 0');
+      return this.greet(frame.hello!);
+    }
+    switch (kind) {
+      case 'session':
+      case 'statusRequest':
+        return this.open(frame);
+      case 'data':
+      case 'eof':
+      case 'window':
+      case 'resize':
+      case 'signal':
+      case 'cancel': {
+        const call = this.calls.get(stream);
+        if (!call) {
+          // A frame that crossed the call's end on the wire is harmless;
+          // one for a stream never opened is a broken client.
+          if (stream === 0 || stream > this.highestStream) return this.protocolError(`${kind} for stream ${stream}, which was never opened`);
+          return;
+        }
+        switch (kind) {
+          case 'data': return call.onData(frame.data!.fd ?? 0, frame.data!.data ?? new Uint8Array());
+          case 'eof': return call.onEof();
+          case 'window': return call.onWindow(frame.window!.bytes ?? 0);
+          case 'resize': return call.onResize(frame.resize!);
+          case 'signal': return call.onSignal(frame.signal!.name ?? '');
+          case 'cancel': return call.onCancel(frame.cancel!.reason ?? '');
+        }
+        return;
+      }
+      default:
+        return this.protocolError(`unexpected ${kind ?? 'empty'} frame from a client`);
+    }
+  }
+
+  private greet(hello: v1.IHello): void {
+    if (hello.version !== PROTOCOL_VERSION) {
+      this.send({ stream: 0, error: { code: Code.VERSION_MISMATCH,
+        message: `client speaks protocol ${hello.version}, sshmuxd ${this.ctx.version} speaks ${PROTOCOL_VERSION}; use matching versions of sshmux and sshmuxd` } });
+      this.alive = false;
+      this.socket.end();
+      return this.gone();
+    }
+    const window = hello.window ?? 0;
+    if (window < 1024 || window > MAX_CLIENT_WINDOW) return this.protocolError(`hello.window ${window} outside 1 KiB..16 MiB`);
+    this.greeted = true;
+    this.clientWindow = window;
+    this.send({ stream: 0, welcome: { version: PROTOCOL_VERSION, daemon: this.ctx.version, maxFrame: MAX_FRAME, window: STDIN_WINDOW, pid: process.pid } });
+  }
+
+  private open(frame: v1.Frame): void {
+    const stream = frame.stream;
+    if (stream <= this.highestStream) {
+      return this.protocolError(`stream ${stream} reused or out of order (last opened ${this.highestStream})`);
+    }
+    this.highestStream = stream;
+    if (frame.body === 'statusRequest') {
+      this.send({ stream, status: this.ctx.status() });
+      return;
+    }
+    if (!this.ctx.accepting) {
+      this.send({ stream, error: errorBody(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued')) });
+      return;
+    }
+    if (this.calls.size >= this.ctx.maxCallsPerClient) {
+      this.send({ stream, error: errorBody(new MuxError(Code.BAD_REQUEST,
+        `this client already has ${this.calls.size} calls open (maxCallsPerClient); use another connection or wait`)) });
+      return;
+    }
+    const call = new SessionCall(this, stream, frame.session as v1.SessionRequest, {
+      agent: this.ctx.agent, log: this.ctx.log, clientWindow: this.clientWindow, stdinWindow: STDIN_WINDOW,
+    });
+    this.calls.set(stream, call);
+    call.start();
+  }
+
+  private gone(): void {
+    this.alive = false;
+    for (const call of [...this.calls.values()]) call.clientGone();
+    if (!this.goneReported) {
+      this.goneReported = true;
+      this.onGone(this);
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// Framing for the wire format in sshmux.proto: a 4-byte big-endian length,
+// then one encoded Frame. Shared by the daemon and every client.
+import { sshmux } from './gen/sshmux';
+
+export import v1 = sshmux.v1;
+export const Frame = sshmux.v1.Frame;
+export type IFrame = sshmux.v1.IFrame;
+export const Code = sshmux.v1.Code;
+export type Code = sshmux.v1.Code;
+export const Fd = sshmux.v1.Fd;
+
+export const PROTOCOL_VERSION = 1;
+/** Largest frame either side accepts. Data frames carry at most DATA_CHUNK. */
+export const MAX_FRAME = 1024 * 1024;
+/** Data larger than this is split, so one frame stays far under MAX_FRAME. */
+export const DATA_CHUNK = 64 * 1024;
+
+const HEADER = 4;
+
+export function encodeFrame(frame: IFrame): Buffer {
+  const body = Frame.encode(frame).finish();
+  const out = Buffer.allocUnsafe(HEADER + body.length);
+  out.writeUInt32BE(body.length, 0);
+  out.set(body, HEADER);
+  return out;
+}
+
+/** Name of a Code value, e.g. 13 -> "THROTTLED". */
+export function codeName(code: number): string {
+  return Code[code] ?? `CODE_${code}`;
+}
+
+export class FrameError extends Error {}
+
+/**
+ * Splits a byte stream into frames. Holds at most one partial frame, so its
+ * memory is bounded by maxFrame whatever the peer sends.
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly maxFrame = MAX_FRAME) {}
+
+  /** Feeds bytes; returns the complete frames. Throws FrameError on bad input. */
+  push(chunk: Buffer): sshmux.v1.Frame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const frames: sshmux.v1.Frame[] = [];
+    while (this.buffered >= HEADER) {
+      const length = this.peekLength();
+      if (length > this.maxFrame) {
+        throw new FrameError(`frame of ${length} bytes exceeds the limit of ${this.maxFrame}`);
+      }
+      if (this.buffered < HEADER + length) break;
+      const bytes = this.take(HEADER + length).subarray(HEADER);
+      let frame: sshmux.v1.Frame;
+      try {
+        frame = Frame.decode(bytes);
+      } catch (err) {
+        throw new FrameError(`undecodable frame: ${(err as Error).message}`);
+      }
+      frames.push(frame);
+    }
+    return frames;
+  }
+
+  private peekLength(): number {
+    const first = this.chunks[0];
+    if (first.length >= HEADER) return first.readUInt32BE(0);
+    const head = this.take(this.buffered);
+    this.chunks = [head];
+    this.buffered = head.length;
+    return head.readUInt32BE(0);
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first.length >= n) {
+      // Common case: the whole frame sits in one chunk; no copy.
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      this.buffered -= n;
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0];
+      const want = n - filled;
+      if (c.length <= want) {
+        out.set(c, filled);
+        filled += c.length;
+        this.chunks.shift();
+      } else {
+        out.set(c.subarray(0, want), filled);
+        this.chunks[0] = c.subarray(want);
+        filled += want;
+      }
+    }
+    this.buffered -= n;
+    return out;
+  }
+}

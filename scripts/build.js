@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Build: generate the protobuf code from proto/sshmux.proto (the one source of
+// the wire format), then compile TypeScript into dist/.
+'use strict';
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+const bin = (name) => path.join(root, 'node_modules', '.bin', name);
+const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+
+const proto = path.join(root, 'proto', 'sshmux.proto');
+const genDir = path.join(root, 'proto', 'gen');
+const genJs = path.join(genDir, 'sshmux.js');
+const genDts = path.join(genDir, 'sshmux.d.ts');
+
+fs.mkdirSync(genDir, { recursive: true });
+const stale = !fs.existsSync(genDts) || fs.statSync(genDts).mtimeMs < fs.statSync(proto).mtimeMs;
+if (stale) {
+  // --no-verify/--no-convert/--no-delimited: the daemon and SDK only encode and
+  // decode; leaving the rest out keeps the module small and quick to load.
+  run(bin('pbjs'), ['-t', 'static-module', '-w', 'commonjs', '--no-verify', '--no-convert', '--no-delimited',
+    '--no-beautify', '--force-number', '-o', genJs, proto]);
+  run(bin('pbts'), ['-o', genDts, genJs]);
+}
+run(bin('tsc'), ['-p', 'tsconfig.json']);
+fs.mkdirSync(path.join(root, 'dist', 'proto', 'gen'), { recursive: true });
+fs.copyFileSync(genJs, path.join(root, 'dist', 'proto', 'gen', 'sshmux.js'));
+for (const f of ['daemon/main.js', 'cli/sshmux.js', 'cli/sshmuxctl.js']) {
+  const p = path.join(root, 'dist', f);
+  if (fs.existsSync(p)) fs.chmodSync(p, 0o755);
+}

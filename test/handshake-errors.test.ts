@@ -1,0 +1,95 @@
+// Unknown host key, changed host key, wrong client key: clear typed errors,
+// and no retry storm against the server.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SshMux, SshMuxError } from '../client-sdk';
+import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
+import { startDaemon, type DaemonProc } from './helpers/daemon';
+
+const daemons: DaemonProc[] = [];
+after(async () => {
+  for (const d of daemons) await d.stop();
+  await cleanupAll();
+});
+
+function newKey(dir: string, name: string): { privatePath: string; publicLine: string } {
+  const privatePath = path.join(dir, name);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', privatePath]);
+  return { privatePath, publicLine: fs.readFileSync(`${privatePath}.pub`, 'utf8').split(' ').slice(0, 2).join(' ') };
+}
+
+async function setup(sshd: Sshd, configText: (c: ReturnType<typeof writeClientConfig>) => string | undefined, knownHost = true) {
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd, knownHost }]);
+  const text = configText(client);
+  if (text !== undefined) fs.writeFileSync(client.sshConfigPath, text);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
+  daemons.push(daemon);
+  return { dir, client, daemon, mux: await SshMux.connect({ socket: daemon.socket }) };
+}
+
+async function burst(mux: SshMux, n: number): Promise<SshMuxError[]> {
+  const results = await Promise.allSettled(Array.from({ length: n }, () => mux.exec('t', 'true')));
+  return results.map((r) => (r.status === 'rejected' ? r.reason : new SshMuxError('NONE', 'succeeded')));
+}
+
+test('unknown host key: HOST_KEY_UNKNOWN with the fingerprint, one handshake for a burst', async () => {
+  const sshd = await startSshd();
+  const { mux } = await setup(sshd, () => undefined, false);
+  const errors = await burst(mux, 20);
+  for (const e of errors) {
+    assert.equal(e.code, 'HOST_KEY_UNKNOWN');
+    assert.match(e.message, /SHA256:/);
+  }
+  const host = (await mux.status()).hosts![0];
+  assert.ok(Number(host.handshakes!.failed) <= 2, `${host.handshakes!.failed} handshakes for one burst`);
+  mux.close();
+});
+
+test('changed host key: HOST_KEY_MISMATCH naming the known_hosts line, never retried', async () => {
+  const sshd = await startSshd();
+  const { client, mux, dir } = await setup(sshd, () => undefined);
+  const other = newKey(dir, 'other_host_key');
+  fs.writeFileSync(client.knownHostsPath, `[127.0.0.1]:${sshd.port} ${other.publicLine}\n`);
+  const errors = await burst(mux, 20);
+  for (const e of errors) {
+    assert.equal(e.code, 'HOST_KEY_MISMATCH');
+    assert.match(e.message, new RegExp(client.knownHostsPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  }
+  const host = (await mux.status()).hosts![0];
+  assert.ok(Number(host.handshakes!.failed) <= 2);
+  assert.equal(sshd.logins(), 0);
+  mux.close();
+});
+
+test('wrong client key: AUTH_FAILED naming the user, no retry storm', async () => {
+  const sshd = await startSshd();
+  let keyDir = '';
+  const { mux } = await setup(sshd, (c) => {
+    keyDir = c.dir;
+    const wrong = newKey(c.dir, 'not_authorized');
+    return fs.readFileSync(c.sshConfigPath, 'utf8').replace(/IdentityFile .*/, `IdentityFile ${wrong.privatePath}`);
+  });
+  assert.ok(keyDir);
+  const errors = await burst(mux, 20);
+  for (const e of errors) {
+    assert.equal(e.code, 'AUTH_FAILED');
+    assert.match(e.message, new RegExp(sshd.user.name));
+  }
+  const host = (await mux.status()).hosts![0];
+  assert.ok(Number(host.handshakes!.failed) <= 2);
+  mux.close();
+});
+
+test('connection refused: REFUSED after a few attempts, within seconds', async () => {
+  const sshd = await startSshd();
+  const { mux } = await setup(sshd, () => undefined);
+  await sshd.stop();
+  const started = Date.now();
+  await assert.rejects(mux.exec('t', 'true'), (e: SshMuxError) => e.code === 'REFUSED' && /refused/.test(e.message));
+  assert.ok(Date.now() - started < 10_000);
+  mux.close();
+});

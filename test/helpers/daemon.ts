@@ -1,0 +1,102 @@
+// Starts the real sshmuxd (the built dist/daemon/main.js) as a child
+// process, as users run it, for tests that need its socket, its logs, its
+// memory figures or to kill it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+const MAIN = path.join(__dirname, '..', '..', 'daemon', 'main.js');
+
+export interface DaemonProc {
+  readonly socket: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** Everything it logged so far (stdout and stderr, last 4 MiB). */
+  logs(): string;
+  /** Peak resident memory (VmHWM) in MiB. */
+  peakRssMiB(): number;
+  rssMiB(): number;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+export interface DaemonOptions {
+  dir: string;
+  sshConfigPath: string;
+  config?: Record<string, unknown>;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  socket?: string;
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<DaemonProc> {
+  const socket = opts.socket ?? path.join(opts.dir, 'sshmuxd.sock');
+  const args = [MAIN, '--socket', socket, '-F', opts.sshConfigPath, ...(opts.args ?? [])];
+  if (opts.config) {
+    const configPath = path.join(opts.dir, `sshmuxd-${Date.now()}-${Math.random().toString(16).slice(2)}.json`);
+    fs.writeFileSync(configPath, JSON.stringify(opts.config));
+    args.push('--config', configPath);
+  }
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const keep = (d: Buffer): void => {
+    log += d.toString();
+    if (log.length > 4 << 20) log = log.slice(-(4 << 20));
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`sshmuxd exited with ${child.exitCode}: ${log}`);
+    if (await canConnect(socket)) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`sshmuxd did not listen on ${socket} within 10 s: ${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const statusField = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  };
+  return {
+    socket,
+    pid: child.pid!,
+    child,
+    logs: () => log,
+    peakRssMiB: () => statusField('VmHWM'),
+    rssMiB: () => statusField('VmRSS'),
+    exited,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+function canConnect(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(socket);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Polls `check` until it returns true or `ms` pass; returns the last result. */
+export async function waitFor(check: () => boolean | Promise<boolean>, ms: number, stepMs = 50): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}

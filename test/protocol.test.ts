@@ -1,0 +1,148 @@
+// Bad input harms nobody else: malformed, oversized and out-of-order frames
+// close only the client that sent them, with a PROTOCOL_ERROR saying why.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
+import * as net from 'node:net';
+import { SshMux } from '../client-sdk';
+import { Code, encodeFrame, Fd, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, type IFrame } from '../proto';
+import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
+import { startDaemon, type DaemonProc } from './helpers/daemon';
+
+let daemon: DaemonProc;
+
+before(async () => {
+  const sshd = await startSshd();
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
+});
+
+after(async () => {
+  await daemon?.stop();
+  await cleanupAll();
+});
+
+const hello = encodeFrame({ stream: 0, hello: { version: PROTOCOL_VERSION, client: 'test', window: 65536 } });
+
+/** Sends `bytes`, returns every frame the daemon answered until it closed us (or 3 s passed). */
+function send(bytes: Buffer[]): Promise<{ frames: IFrame[]; closed: boolean }> {
+  return new Promise((resolve) => {
+    const socket = net.connect(daemon.socket);
+    const decoder = new FrameDecoder();
+    const frames: IFrame[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ frames, closed: false });
+    }, 3000);
+    socket.on('data', (d: Buffer) => {
+      try {
+        frames.push(...decoder.push(d));
+      } catch {
+        // the daemon never sends bad frames; the assertions below would show it
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ frames, closed: true });
+    });
+    for (const b of bytes) socket.write(b);
+  });
+}
+
+function lengthPrefixed(body: Buffer): Buffer {
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(body.length);
+  return Buffer.concat([head, body]);
+}
+
+function protocolErrorOf(r: { frames: IFrame[]; closed: boolean }): string {
+  assert.ok(r.closed, 'the daemon kept a misbehaving client open');
+  const err = r.frames.find((f) => f.error)?.error;
+  assert.ok(err, 'no error frame before the close');
+  assert.equal(err.code, Code.PROTOCOL_ERROR);
+  return err.message ?? '';
+}
+
+test('FrameDecoder: frames split anywhere reassemble; oversized lengths are refused before buffering', () => {
+  const frames = Array.from({ length: 50 }, (_, i) => encodeFrame({ stream: i + 1, data: { fd: Fd.STDOUT, data: crypto.randomBytes(i * 97) } }));
+  const all = Buffer.concat(frames);
+  for (const step of [1, 3, 7, 1000]) {
+    const decoder = new FrameDecoder();
+    const got: number[] = [];
+    for (let off = 0; off < all.length; off += step) got.push(...decoder.push(all.subarray(off, off + step)).map((f) => f.stream));
+    assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => i + 1));
+  }
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(MAX_FRAME + 1);
+  assert.throws(() => new FrameDecoder().push(head), FrameError);
+});
+
+test('malformed and out-of-order frames close only that client, with a reason', async () => {
+  assert.match(protocolErrorOf(await send([crypto.randomBytes(64)])), /protocol error/);
+  const big = Buffer.alloc(4);
+  big.writeUInt32BE(64 * 1024 * 1024);
+  assert.match(protocolErrorOf(await send([big])), /exceeds the limit/);
+  assert.match(protocolErrorOf(await send([encodeFrame({ stream: 1, statusRequest: {} })])), /first frame must be hello/);
+  assert.match(protocolErrorOf(await send([hello, encodeFrame({ stream: 7, data: { fd: Fd.STDIN, data: Buffer.from('x') } })])), /never opened/);
+  assert.match(protocolErrorOf(await send([hello, encodeFrame({ stream: 2, statusRequest: {} }), encodeFrame({ stream: 1, statusRequest: {} })])), /out of order/);
+  assert.match(protocolErrorOf(await send([hello, lengthPrefixed(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]))])), /undecodable|protocol/);
+  assert.match(protocolErrorOf(await send([hello, encodeFrame({ stream: 0, welcome: { version: 1 } })])), /unexpected welcome/);
+  const wrongVersion = await send([encodeFrame({ stream: 0, hello: { version: 99, window: 65536 } })]);
+  assert.equal(wrongVersion.frames[0]?.error?.code, Code.VERSION_MISMATCH);
+});
+
+test('stdin beyond the granted window is refused (memory stays bounded)', async () => {
+  const open = encodeFrame({ stream: 1, session: { host: 't', command: 'sleep 5', stdin: true } });
+  const flood = Array.from({ length: 8 }, () => encodeFrame({ stream: 1, data: { fd: Fd.STDIN, data: Buffer.alloc(60_000) } }));
+  assert.match(protocolErrorOf(await send([hello, open, ...flood])), /beyond the granted window/);
+});
+
+test('random frame sequences from one client while another runs commands: the other is unaffected', async () => {
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  let stop = false;
+  let ok = 0;
+  const worker = (async () => {
+    while (!stop) {
+      const r = await mux.exec('t', 'echo alive');
+      assert.equal(r.stdout.toString(), 'alive\n');
+      ok++;
+    }
+  })();
+  const kinds: Array<() => IFrame> = [
+    () => ({ stream: rnd(4), session: { host: rnd(2) ? 't' : crypto.randomBytes(4).toString('hex'), command: 'true', stdin: !!rnd(2) } }),
+    () => ({ stream: rnd(4), data: { fd: rnd(3), data: crypto.randomBytes(rnd(100)) } }),
+    () => ({ stream: rnd(4), window: { bytes: rnd(1 << 30) } }),
+    () => ({ stream: rnd(4), cancel: { reason: 'x' } }),
+    () => ({ stream: rnd(4), eof: {} }),
+    () => ({ stream: rnd(4), signal: { name: ['TERM', 'KILL', 'BOGUS', ''][rnd(4)] } }),
+    () => ({ stream: rnd(4), resize: { cols: rnd(1000), rows: rnd(1000) } }),
+    () => ({ stream: rnd(4), statusRequest: {} }),
+    () => ({ stream: rnd(4), exit: { code: 1 } }),
+  ];
+  for (let round = 0; round < 300; round++) {
+    const seq: Buffer[] = rnd(4) ? [hello] : [];
+    for (let i = 0; i < 1 + rnd(8); i++) {
+      seq.push(rnd(10) === 0 ? crypto.randomBytes(rnd(40)) : encodeFrame(kinds[rnd(kinds.length)]()));
+    }
+    const s = net.connect(daemon.socket);
+    s.on('error', () => {});
+    s.on('data', () => {});
+    for (const b of seq) s.write(b);
+    setTimeout(() => s.destroy(), rnd(50));
+    if (round % 50 === 0) await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 1500));
+  stop = true;
+  await worker;
+  assert.ok(ok > 10, `only ${ok} execs ran alongside the garbage`);
+  assert.equal(daemon.child.exitCode, null, 'the daemon died');
+  const r = await mux.exec('t', 'echo still');
+  assert.equal(r.stdout.toString(), 'still\n');
+  mux.close();
+});
+
+function rnd(n: number): number {
+  return Math.floor(Math.random() * n);
+}

@@ -1,0 +1,50 @@
+// The heart of it: fan-out against sshd's real MaxSessions and MaxStartups.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { SshMux } from '../client-sdk';
+import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
+import { startDaemon, type DaemonProc } from './helpers/daemon';
+
+const daemons: DaemonProc[] = [];
+after(async () => {
+  for (const d of daemons) await d.stop();
+  await cleanupAll();
+});
+
+test('300 concurrent execs: all correct, at most 8 logins, no MaxStartups drop', async () => {
+  const sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100' });
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
+  daemons.push(daemon);
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  const results = await Promise.all(Array.from({ length: 300 }, (_, i) =>
+    mux.exec('t', `sleep 0.2; echo ${i}`).then((r) => ({ i, out: r.stdout.toString(), code: r.code }),
+      (e) => ({ i, out: `${e.code}: ${e.message}`, code: -1 }))));
+  const wrong = results.filter((r) => r.code !== 0 || r.out !== `${r.i}\n`);
+  assert.deepEqual(wrong, [], 'some execs failed or returned another call\'s output');
+  assert.ok(sshd.logins() <= 8, `sshd logged ${sshd.logins()} logins`);
+  assert.equal(sshd.drops(), 0, 'sshd dropped connections past MaxStartups');
+  const status = await mux.status();
+  const host = status.hosts!.find((h) => h.name === 't')!;
+  assert.ok(host.connections!.length <= 8);
+  assert.ok(host.connections!.every((c) => (c.sessions ?? 0) <= 10));
+  mux.close();
+});
+
+test('sshd at MaxSessions 3 while the daemon assumes 10: 60 concurrent execs all succeed', async () => {
+  const sshd = await startSshd({ maxSessions: 3 });
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 'low', sshd }]);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, config: { maxSessions: 10 } });
+  daemons.push(daemon);
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  const results = await Promise.all(Array.from({ length: 60 }, (_, i) =>
+    mux.exec('low', `sleep 0.1; echo ${i}`).then((r) => r.stdout.toString() === `${i}\n` && r.code === 0,
+      (e) => `${e.code}: ${e.message}`)));
+  assert.deepEqual(results.filter((r) => r !== true), []);
+  const host = (await mux.status()).hosts!.find((h) => h.name === 'low')!;
+  assert.equal(host.maxSessions, 3, 'the pool did not learn the server\'s lower MaxSessions');
+  assert.ok(daemon.logs().includes('MaxSessions is lower than assumed'));
+  mux.close();
+});
