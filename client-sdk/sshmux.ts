@@ -118,10 +118,13 @@ export class SshMux {
   /** The daemon's view: hosts, connections, sessions, queues. */
   async status(): Promise<Status> {
     const transport = await this.transport();
+    // Keep the process alive until the answer arrives (the socket is unref'd when idle).
+    transport.ref();
     return new Promise((resolve, reject) => {
       const stream = transport.open({
         onFrame: (frame) => {
           transport.release(stream);
+          if (transport.activeStreams === 0) transport.unref();
           if (frame.status) resolve(frame.status);
           else reject(frame.error ? SshMuxError.fromWire(frame.error) : new SshMuxError('PROTOCOL_ERROR', `unexpected ${frame.body} frame`));
         },

@@ -1,6 +1,12 @@
 // Framing for the wire format in sshmux.proto: a 4-byte big-endian length,
 // then one encoded Frame. Shared by the daemon and every client.
+import * as protobuf from 'protobufjs/minimal';
 import { sshmux } from './gen/sshmux';
+
+// Counters are uint64 on the wire; plain numbers (exact to 2^53) are
+// plenty and keep Long objects out of every API built on these messages.
+protobuf.util.Long = undefined as unknown as typeof protobuf.util.Long;
+protobuf.configure();
 
 export import v1 = sshmux.v1;
 export const Frame = sshmux.v1.Frame;

@@ -1,9 +1,8 @@
 // The socket: private from birth, stale ones replaced, a live daemon never clobbered.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
 import { startDaemon, type DaemonProc } from './helpers/daemon';
@@ -22,12 +21,14 @@ test('socket mode 0600, a stale socket is replaced, a live daemon is an error th
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
   const socket = path.join(dir, 'run', 'sshmuxd.sock');
 
-  // A stale socket: bound by a process that is gone.
+  // A stale socket: bound by a process that was SIGKILLed (libuv unlinks
+  // the path on a clean close, so only a killed process leaves one behind).
   fs.mkdirSync(path.dirname(socket), { recursive: true });
-  const stale = net.createServer().listen(socket);
-  await new Promise((r) => stale.once('listening', r));
-  // Close without unlinking, as a SIGKILLed daemon would leave it.
-  (stale as unknown as { _handle: { close(): void } })._handle.close();
+  const holder = spawn(process.execPath, ['-e',
+    `require('net').createServer().listen(${JSON.stringify(socket)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((r) => holder.stdout!.once('data', r));
+  holder.kill('SIGKILL');
+  await new Promise((r) => holder.once('exit', r));
   assert.ok(fs.lstatSync(socket).isSocket());
 
   const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, socket });

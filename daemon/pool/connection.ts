@@ -43,6 +43,9 @@ export class Connection {
   private client: Client | undefined;
   private socket: net.Socket | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Slots whose channel the server closed, waiting for the round trip that proves sshd freed them. */
+  private closing = 0;
+  private roundTripInFlight = false;
 
   constructor(
     readonly id: string,
@@ -88,7 +91,7 @@ export class Connection {
     clearTimeout(this.idleTimer);
     const opened = (err: Error | undefined, channel: ClientChannel): void => {
       if (!err) {
-        channel.once('close', () => this.release());
+        channel.once('close', () => this.releaseAfterRoundTrip());
         done({ ok: true, channel });
         return;
       }
@@ -157,8 +160,33 @@ export class Connection {
       `${this.host.hostname} refused the session request: ${err.message}`, 'opening') };
   }
 
-  private release(): void {
-    this.sessions--;
+  /**
+   * sshd frees a session in its main loop after it sees our CHANNEL_CLOSE,
+   * not while reading it: a CHANNEL_OPEN in the same read is refused as
+   * past MaxSessions. So a slot is reused only after a round trip (a
+   * keepalive request, whose reply sshd sends after processing our close);
+   * one round trip covers every close before it.
+   */
+  private releaseAfterRoundTrip(): void {
+    this.closing++;
+    this.startRoundTrip();
+  }
+
+  private startRoundTrip(): void {
+    if (this.roundTripInFlight || this.closing === 0 || this.state === 'closed') return;
+    this.roundTripInFlight = true;
+    const batch = this.closing;
+    this.closing = 0;
+    roundTrip(this.client!, () => {
+      this.roundTripInFlight = false;
+      if (this.state === 'closed') return;
+      this.release(batch);
+      this.startRoundTrip();
+    });
+  }
+
+  private release(count: number): void {
+    this.sessions -= count;
     if (this.state === 'draining' && this.sessions === 0) {
       this.close();
       return;
@@ -187,6 +215,13 @@ export class Connection {
  * slot) only after the readable side has ended, so the data still buffered
  * or in flight must be drained and dropped.
  */
+/** Calls done once the server answers a keepalive request (ssh2 matches global replies to callbacks in order). */
+function roundTrip(client: Client, done: () => void): void {
+  const c = client as unknown as { _callbacks: Array<() => void>; _protocol: { ping(): void } };
+  c._callbacks.push(done);
+  c._protocol.ping();
+}
+
 export function abandonChannel(channel: ClientChannel): void {
   channel.resume();
   channel.stderr.resume();

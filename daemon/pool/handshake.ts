@@ -25,11 +25,6 @@ export interface Dialed {
 
 export async function dial(host: ResolvedHost): Promise<Dialed> {
   const { methods, skipped } = await credentialsFor(host);
-  if (methods.length === 0) {
-    throw new MuxError(Code.AUTH_FAILED,
-      `no usable identity for ${host.user}@${host.hostname}: ${skipped.length ? skipped.join('; ') : `none of ${host.identityFiles.join(', ')} exists and no agent is set`}. ` +
-      'Set IdentityFile in the daemon\'s ssh_config, or IdentityAgent/SSH_AUTH_SOCK for the daemon', 'handshaking');
-  }
   const keyName = host.hostKeyAlias ?? host.hostname;
   const knownFiles = [...host.userKnownHostsFiles, ...host.globalKnownHostsFiles];
   const serverHostKey = preferredHostKeyAlgorithms(
@@ -56,6 +51,13 @@ export async function dial(host: ResolvedHost): Promise<Dialed> {
       if (stage === 'tcp') fail(socketError(host, err));
     });
     socket.once('connect', () => {
+      // Checked once the host is known to exist, as ssh does: a typo in the
+      // host name should say so, not complain about keys.
+      if (methods.length === 0) {
+        return fail(new MuxError(Code.AUTH_FAILED,
+          `no usable identity for ${host.user}@${host.hostname}: ${skipped.length ? skipped.join('; ') : `none of ${host.identityFiles.join(', ')} exists and no agent is set`}. ` +
+          'Set IdentityFile in the daemon\'s ssh_config, or IdentityAgent/SSH_AUTH_SOCK for the daemon', 'handshaking'));
+      }
       stage = 'banner';
       // ssh2 sets neither: without NODELAY a warm exec waits on Nagle against
       // delayed ACK (44 ms instead of 1.3 ms); keepalive finds dead peers.

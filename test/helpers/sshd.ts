@@ -72,6 +72,9 @@ export function testUser(): TestUser {
     const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${TEST_USER}:`))!;
     const f = line.split(':');
     if (f[6] !== '/bin/sh') execFileSync('usermod', ['-s', '/bin/sh', TEST_USER]);
+    // useradd leaves the password "!" (locked), and sshd without PAM refuses
+    // locked accounts even for key logins; "*" means no password, not locked.
+    execFileSync('usermod', ['-p', '*', TEST_USER]);
     user = { name: TEST_USER, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
   } else {
     const info = os.userInfo();
