@@ -7,12 +7,21 @@ import pino from 'pino';
 export type Logger = pino.Logger;
 
 export function createLogger(level = process.env.SSHMUX_LOG_LEVEL ?? 'info'): Logger {
-  return pino({
+  // Synchronous writes: a line is out before the next event, and nothing is
+  // left to flush at exit.
+  const destination = pino.destination({ dest: 1, sync: true });
+  const logger = pino({
     level,
     base: { pid: process.pid },
     redact: {
       paths: ['command', 'env', 'password', 'passphrase', 'privateKey', 'key', '*.command', '*.env', '*.password', '*.privateKey'],
       censor: '[redacted]',
     },
+  }, destination);
+  // Whoever read our stdout is gone (a dead journald pipe, a parent that
+  // exited): keep serving without logs rather than crash or spin on EPIPE.
+  destination.on('error', () => {
+    logger.level = 'silent';
   });
+  return logger;
 }

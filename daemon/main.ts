@@ -71,7 +71,6 @@ async function main(): Promise<void> {
     log.info({ signal, graceS }, 'stopping: finishing running sessions');
     daemon.stop(graceS * 1000).then(() => {
       log.info('stopped');
-      log.flush();
       process.exit(0);
     });
   };

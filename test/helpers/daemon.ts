@@ -31,6 +31,12 @@ export interface DaemonOptions {
   socket?: string;
 }
 
+const running = new Set<ChildProcess>();
+// A test file that ends (or crashes) must not leave daemons behind.
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export async function startDaemon(opts: DaemonOptions): Promise<DaemonProc> {
   const socket = opts.socket ?? path.join(opts.dir, 'sshmuxd.sock');
   const args = [MAIN, '--socket', socket, '-F', opts.sshConfigPath, ...(opts.args ?? [])];
@@ -47,7 +53,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonProc> {
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  running.add(child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
+    running.delete(child);
+    resolve(code);
+  }));
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`sshmuxd exited with ${child.exitCode}: ${log}`);

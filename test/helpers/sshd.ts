@@ -52,6 +52,11 @@ const tempDirs: string[] = [];
 let shared: { dir: string; hostKey: KeyPair; clientKey: KeyPair } | undefined;
 let user: TestUser | undefined;
 
+// A test file that ends (or crashes) must not leave sshds behind.
+process.once('exit', () => {
+  for (const s of started) s.child.kill('SIGKILL');
+});
+
 export function tempDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sshmux-test-'));
   // sshd reads authorized_keys as the login user, who must reach into here.
