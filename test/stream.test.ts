@@ -42,17 +42,20 @@ test('a reader that stops reading stalls the remote writer instead of growing th
   const before = daemon!.rssMiB();
   const proc = mux.spawn('t', 'head -c 400000000 /dev/zero; echo done >&2', { stdin: false });
   let got = 0;
+  let resumed = false;
   proc.stdout.on('data', (d: Buffer) => {
     got += d.length;
-    if (got > 4 * 1024 * 1024) proc.stdout.pause();
+    if (!resumed && got > 4 * 1024 * 1024) proc.stdout.pause();
   });
   await new Promise((r) => setTimeout(r, 1500));
   const stalledAt = got;
   await new Promise((r) => setTimeout(r, 500));
   assert.ok(got - stalledAt < 2 * 1024 * 1024, 'data kept arriving at a paused reader');
   assert.ok(daemon!.rssMiB() - before < 64, `daemon grew by ${(daemon!.rssMiB() - before).toFixed(1)} MiB for one stalled reader`);
+  resumed = true;
   proc.stdout.resume();
   const r = await proc.exited;
+  assert.equal(got, 400_000_000);
   assert.equal(r.code, 0);
   mux.close();
 });
