@@ -77,6 +77,11 @@ export class Agent {
       throw new MuxError(Code.BAD_REQUEST,
         `${alias} uses ProxyCommand, which sshmuxd does not run; use ProxyJump in the daemon's ssh_config`);
     }
+    if (host.proxyJump.length) {
+      // Connecting directly would bypass the jump host the config asks for.
+      throw new MuxError(Code.BAD_REQUEST,
+        `${alias} uses ProxyJump, which this sshmuxd does not support yet; reach it without a jump host or use ssh for it`);
+    }
     const { alias: _alias, ...identity } = host;
     const key = JSON.stringify(identity);
     let pool = this.pools.get(key);
