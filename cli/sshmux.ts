@@ -1,127 +1,103 @@
 #!/usr/bin/env node
 // sshmux [options] destination [command [argument ...]]: ssh's command line,
-// with every session riding sshmuxd's pooled connections.
-import { SshMux, SshMuxError } from '../client-sdk';
+// with every session riding sshmuxd's pooled connections, so git, rsync,
+// scp, sftp and Ansible can call it in place of ssh.
+import { SshMuxError, type RemoteProcess, type SshMux } from '../client-sdk';
+import { connectOrStart } from './autostart';
+import { parseCommandLine, USAGE, UsageError, type Invocation } from './ssh-args';
 
-/** ssh's own status for "sshmux or the connection failed". */
+/** ssh's own status for "ssh or the connection failed". */
 const EXIT_FAILURE = 255;
-
-interface Invocation {
-  destination: string;
-  command: string;
-  options: Record<string, string>;
-  stdin: boolean;
-  quiet: boolean;
-  verbose: boolean;
-}
-
-class UsageError extends Error {}
-
-/** Flags ssh takes without an argument that mean nothing here (no X11, agent forwarding, compression...). */
-const IGNORED_FLAGS = new Set(['4', '6', 'A', 'a', 'C', 'T', 'X', 'x', 'Y', 'k', 'K', 'g', 't']);
-/** -o keys that describe the local ssh process, meaningless when the daemon owns the connection. */
-const IGNORED_OPTIONS = new Set(['controlmaster', 'controlpath', 'controlpersist', 'compression', 'loglevel', 'forwardagent',
-  'forwardx11', 'requesttty', 'visualhostkey', 'addkeystoagent', 'ipqos', 'escapechar', 'tcpkeepalive', 'updatehostkeys']);
-/** -o keys that would make something run a local command: the daemon never does. */
-const REFUSED_OPTIONS = new Set(['proxycommand', 'localcommand', 'permitlocalcommand', 'knownhostscommand', 'remotecommand', 'proxyusefdpass']);
-
-export function parseCommandLine(argv: string[]): Invocation {
-  const inv: Invocation = { destination: '', command: '', options: {}, stdin: true, quiet: false, verbose: false };
-  let i = 0;
-  const setOption = (spec: string): void => {
-    const m = /^\s*([A-Za-z0-9]+)\s*(?:=|\s)\s*(.*)$/.exec(spec);
-    if (!m) throw new UsageError(`bad -o option "${spec}": expected Key=Value`);
-    const key = m[1].toLowerCase();
-    if (REFUSED_OPTIONS.has(key)) {
-      throw new UsageError(`-o ${m[1]} is refused: sshmuxd never runs a command a client sends; set it in the daemon's ssh_config if you need it`);
-    }
-    if (!IGNORED_OPTIONS.has(key) && !(key in inv.options)) inv.options[key] = m[2];
-  };
-  for (; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--') {
-      i++;
-      break;
-    }
-    if (!arg.startsWith('-') || arg === '-') break;
-    for (let j = 1; j < arg.length; j++) {
-      const flag = arg[j];
-      const takesValue = 'ploieFJLRDWbcmESBIQw'.includes(flag);
-      if (!takesValue) {
-        if (flag === 'n') inv.stdin = false;
-        else if (flag === 'q') inv.quiet = true;
-        else if (flag === 'v') inv.verbose = true;
-        else if (!IGNORED_FLAGS.has(flag)) throw new UsageError(`unknown option -- ${flag}`);
-        continue;
-      }
-      let value = arg.slice(j + 1);
-      if (!value) {
-        if (++i >= argv.length) throw new UsageError(`option requires an argument -- ${flag}`);
-        value = argv[i];
-      }
-      switch (flag) {
-        case 'p': setOption(`Port=${value}`); break;
-        case 'l': setOption(`User=${value}`); break;
-        case 'o': setOption(value); break;
-        case 'i': setOption(`IdentityFile=${value}`); break;
-        case 'e': if (value !== 'none') throw new UsageError('only "-e none" is supported: there is no escape character'); break;
-        default: throw new UsageError(`option -${flag} is not supported by sshmux yet`);
-      }
-      break;
-    }
-  }
-  if (i >= argv.length) throw new UsageError('missing destination');
-  let destination = argv[i++];
-  const url = /^ssh:\/\/(?:([^@/]+)@)?([^:/]+|\[[^\]]+\])(?::(\d+))?\/?$/.exec(destination);
-  if (url) {
-    destination = url[1] ? `${url[1]}@${url[2]}` : url[2];
-    if (url[3] && !('port' in inv.options)) inv.options.port = url[3];
-  }
-  inv.destination = destination;
-  // As ssh does: the command and its arguments joined with spaces for the remote shell.
-  inv.command = argv.slice(i).join(' ');
-  return inv;
-}
+const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 async function main(): Promise<number> {
   let inv: Invocation;
   try {
     inv = parseCommandLine(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`sshmux: ${(err as Error).message}\nusage: sshmux [-nqv] [-l user] [-p port] [-o option] destination [command [argument ...]]\n`);
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`sshmux: ${err.message}\n${USAGE}\n`);
     return EXIT_FAILURE;
   }
-  if (!inv.command) {
-    process.stderr.write('sshmux: an interactive login needs a command for now; run: sshmux host command\n');
+  if (inv.noCommand) {
+    process.stderr.write('sshmux: -N does nothing without port forwarding, which sshmux does not offer yet\n');
     return EXIT_FAILURE;
   }
-  const mux = await SshMux.connect({ clientName: 'sshmux' });
-  const proc = mux.spawn(inv.destination, inv.command, { stdin: inv.stdin, options: inv.options });
+  if (inv.verbose) for (const what of inv.ignored) process.stderr.write(`sshmux: ignoring ${what}\n`);
+
+  const pty = wantsPty(inv);
+  const mux = await connectOrStart('sshmux');
+  const proc = start(mux, inv, pty);
   if (inv.verbose) {
     proc.once('started', (s) => process.stderr.write(
       `sshmux: session on ${s.connection} after ${s.waitedMs} ms${s.newConnection ? ' (new connection)' : ''}\n`));
   }
-  if (inv.stdin) process.stdin.pipe(proc.stdin);
-  proc.stdout.pipe(process.stdout);
-  proc.stderr.pipe(process.stderr);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => proc.kill(sig));
-  const result = await proc.exited;
-  await Promise.all([drained(process.stdout), drained(process.stderr)]);
-  if (result.signal) {
-    if (!inv.quiet) process.stderr.write(`sshmux: remote command killed by signal ${result.signal}\n`);
-    return EXIT_FAILURE;
+
+  const restoreTerminal = pty && process.stdin.isTTY ? rawMode() : () => {};
+  try {
+    if (inv.stdin) process.stdin.pipe(proc.stdin);
+    proc.stdout.pipe(process.stdout);
+    proc.stderr.pipe(process.stderr);
+    // The wrapper ends when the remote process does; signals go to it.
+    for (const sig of FORWARDED_SIGNALS) process.on(sig, () => proc.kill(sig));
+    if (pty) process.on('SIGWINCH', () => proc.resize(process.stdout.columns || 80, process.stdout.rows || 24));
+    const result = await proc.exited;
+    await Promise.all([drained(process.stdout), drained(process.stderr)]);
+    if (result.signal) {
+      // OpenSSH exits 255 without a word when the remote dies by a signal.
+      if (inv.verbose) process.stderr.write(`sshmux: remote command killed by signal ${result.signal}\n`);
+      return EXIT_FAILURE;
+    }
+    return result.code ?? EXIT_FAILURE;
+  } finally {
+    restoreTerminal();
   }
-  return result.code ?? EXIT_FAILURE;
+}
+
+function start(mux: SshMux, inv: Invocation, pty: boolean): RemoteProcess {
+  const opts = {
+    stdin: inv.stdin,
+    options: inv.options,
+    env: Object.keys(inv.env).length ? inv.env : undefined,
+    pty: pty ? { term: process.env.TERM || 'vt100', cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 } : undefined,
+  };
+  if (inv.subsystem) return mux.subsystem(inv.destination, inv.command, opts);
+  if (!inv.command) return mux.shell(inv.destination, opts);
+  return mux.spawn(inv.destination, inv.command, opts);
+}
+
+/** ssh's rule: -t asks for a pty when stdin is a terminal, -tt always; no command means a pty for a terminal. */
+function wantsPty(inv: Invocation): boolean {
+  switch (inv.tty) {
+    case 'force': return true;
+    case 'no': return false;
+    case 'auto': return !inv.command && !!process.stdin.isTTY;
+    case 'yes':
+      if (process.stdin.isTTY) return true;
+      if (!inv.quiet) process.stderr.write('Pseudo-terminal will not be allocated because stdin is not a terminal.\n');
+      return false;
+  }
+}
+
+/** Puts the local terminal in raw mode; the returned function restores it, on every exit path. */
+function rawMode(): () => void {
+  process.stdin.setRawMode(true);
+  let restored = false;
+  const restore = (): void => {
+    if (restored) return;
+    restored = true;
+    process.stdin.setRawMode(false);
+  };
+  process.once('exit', restore);
+  return restore;
 }
 
 function drained(stream: NodeJS.WriteStream): Promise<void> {
   return new Promise((resolve) => (stream.writableLength === 0 ? resolve() : stream.write('', () => resolve())));
 }
 
-if (require.main === module) {
-  main().then((code) => process.exit(code), (err) => {
-    const msg = err instanceof SshMuxError ? err.message : (err as Error).stack;
-    process.stderr.write(`sshmux: ${msg}\n`);
-    process.exit(EXIT_FAILURE);
-  });
-}
+main().then((code) => process.exit(code), (err) => {
+  const msg = err instanceof SshMuxError ? err.message : (err as Error).stack;
+  process.stderr.write(`sshmux: ${msg}\n`);
+  process.exit(EXIT_FAILURE);
+});

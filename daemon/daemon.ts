@@ -51,6 +51,11 @@ export class Daemon {
     };
   }
 
+  /** No client connected and no SSH connection open. */
+  get idle(): boolean {
+    return this.clients.size === 0 && this.agent.connections === 0;
+  }
+
   /** Re-reads ssh_config and the daemon config; on error keeps the old ones. */
   reload(): boolean {
     try {

@@ -13,7 +13,10 @@ const USAGE = `usage: sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [-
                     ~/.ssh/config then /etc/ssh/ssh_config)
   --config FILE     daemon limits, JSON (see README: Configuration)
   --log-level LEVEL pino level: trace, debug, info (default), warn, error
-  --grace SECONDS   on SIGTERM, how long running sessions may finish (default 30)`;
+  --grace SECONDS   on SIGTERM, how long running sessions may finish (default 30)
+  --exit-when-idle SECONDS
+                    exit after this long with no clients and no connections
+                    (used when the sshmux command starts a daemon itself)`;
 
 /** Exit status for bad usage or configuration, as sysexits' EX_CONFIG. */
 const EXIT_CONFIG = 78;
@@ -28,6 +31,7 @@ async function main(): Promise<void> {
         config: { type: 'string' },
         'log-level': { type: 'string' },
         grace: { type: 'string' },
+        'exit-when-idle': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -50,8 +54,30 @@ async function main(): Promise<void> {
     process.stderr.write(`sshmuxd: --grace must be a number of seconds, got "${args.grace}"\n`);
     process.exit(EXIT_CONFIG);
   }
+  const idleExitS = args['exit-when-idle'] === undefined ? 0 : Number(args['exit-when-idle']);
+  if (!Number.isFinite(idleExitS) || idleExitS < 0) {
+    process.stderr.write(`sshmuxd: --exit-when-idle must be a number of seconds, got "${args['exit-when-idle']}"\n`);
+    process.exit(EXIT_CONFIG);
+  }
   const log = createLogger(args['log-level']);
-  let daemon: Daemon;
+
+  // Handlers first: a SIGTERM that arrives while we start must still stop us cleanly.
+  let daemon: Daemon | undefined;
+  let stopping = false;
+  const stop = (reason: string): void => {
+    if (stopping) return;
+    stopping = true;
+    if (!daemon) return; // start() finishes, sees `stopping`, and exits
+    log.info({ reason, graceS }, 'stopping: finishing running sessions');
+    daemon.stop(graceS * 1000).then(() => {
+      log.info('stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => daemon?.reload());
+
   try {
     daemon = await Daemon.start({
       socketPath: args.socket ?? defaultSocketPath(),
@@ -63,20 +89,20 @@ async function main(): Promise<void> {
     process.stderr.write(`sshmuxd: ${(err as Error).message}\n`);
     process.exit(EXIT_CONFIG);
   }
+  if (stopping) {
+    stopping = false;
+    stop('signal during start-up');
+  }
+  if (idleExitS > 0) exitWhenIdle(daemon, idleExitS * 1000, () => stop(`idle for ${idleExitS} s`));
+}
 
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal, graceS }, 'stopping: finishing running sessions');
-    daemon.stop(graceS * 1000).then(() => {
-      log.info('stopped');
-      process.exit(0);
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => daemon.reload());
+/** For autostarted daemons: exit once nobody has used us for idleMs (no clients, no connections). */
+function exitWhenIdle(daemon: Daemon, idleMs: number, exit: () => void): void {
+  let idleSince = Date.now();
+  setInterval(() => {
+    if (!daemon.idle) idleSince = Date.now();
+    else if (Date.now() - idleSince >= idleMs) exit();
+  }, Math.min(5000, Math.max(100, idleMs / 4))).unref();
 }
 
 main();

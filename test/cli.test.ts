@@ -1,4 +1,5 @@
-// The command-line ways in: sshmux (first version) and sshmuxctl.
+// sshmuxctl: the daemon's state for people (a table) and programs (JSON).
+// The sshmux wrapper has its own file, wrapper.test.ts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -27,27 +28,6 @@ function run(bin: string, args: string[], input?: string) {
     encoding: 'utf8', input, timeout: 30_000, env: { ...process.env, SSHMUX_SOCKET: daemon.socket },
   });
 }
-
-test('sshmux host command: output, exit status, arguments joined as ssh joins them', () => {
-  const r = run(SSHMUX, ['t', 'echo', 'a  b', ';', 'exit', '7']);
-  assert.equal(r.stdout, 'a b\n');
-  assert.equal(r.status, 7);
-  const piped = run(SSHMUX, ['t', 'tr a-z A-Z'], 'hello\n');
-  assert.equal(piped.stdout, 'HELLO\n');
-  assert.equal(piped.status, 0);
-});
-
-test('sshmux: 255 and an ssh-like message for failures and bad options', () => {
-  const unknown = run(SSHMUX, ['no-such-host.invalid', 'true']);
-  assert.equal(unknown.status, 255);
-  assert.match(unknown.stderr, /^sshmux: could not resolve hostname no-such-host\.invalid/);
-  const badOpt = run(SSHMUX, ['-Z', 't', 'true']);
-  assert.equal(badOpt.status, 255);
-  assert.match(badOpt.stderr, /unknown option -- Z/);
-  const proxy = run(SSHMUX, ['-o', 'ProxyCommand=nc %h %p', 't', 'true']);
-  assert.equal(proxy.status, 255);
-  assert.match(proxy.stderr, /ProxyCommand is refused/);
-});
 
 test('sshmuxctl status --json describes hosts and connections', () => {
   const warm = run(SSHMUX, ['t', 'true']);

@@ -99,6 +99,12 @@ export class Agent {
     this.config = config;
   }
 
+  get connections(): number {
+    let n = 0;
+    for (const pool of this.pools.values()) n += pool.connections.length;
+    return n;
+  }
+
   get sessions(): number {
     let n = 0;
     for (const pool of this.pools.values()) for (const c of pool.connections) n += c.sessions;

@@ -52,7 +52,7 @@ async function clearStale(socketPath: string): Promise<void> {
     probe.once('error', () => resolve(false));
   });
   if (live) {
-    throw new ListenError(`another sshmuxd is already listening on ${socketPath}; stop it first (sshmuxctl stop) or choose another --socket`);
+    throw new ListenError(`another sshmuxd is already listening on ${socketPath}; stop it first (systemctl stop sshmuxd, or SIGTERM its pid) or choose another --socket`);
   }
   fs.unlinkSync(socketPath);
 }
