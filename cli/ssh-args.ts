@@ -2,6 +2,7 @@
 // attached or separate values) up to the first positional, which is the
 // destination; everything after it is the remote command. No general CLI
 // parser models that grammar, hence this small hand-written one.
+import * as path from 'node:path';
 
 export interface Invocation {
   destination: string;
@@ -36,8 +37,10 @@ const IGNORED_FLAGS = new Set(['4', '6', 'A', 'a', 'C', 'g', 'K', 'k', 'X', 'x',
 const VALUE_FLAGS = 'BbcDEeFIiJLlmOoPpQRSWw';
 
 /** -o keys the daemon applies per call. */
-const PASSED_OPTIONS = new Set(['port', 'user', 'connecttimeout', 'serveraliveinterval', 'serveralivecountmax', 'batchmode',
+const PASSED_OPTIONS = new Set(['configfile', 'port', 'user', 'connecttimeout', 'serveraliveinterval', 'serveralivecountmax', 'batchmode',
   'stricthostkeychecking', 'userknownhostsfile', 'hostkeyalias', 'identityfile', 'identitiesonly']);
+/** Options naming local files. */
+const PATH_OPTIONS = new Set(['identityfile', 'userknownhostsfile', 'configfile']);
 /** -o keys that describe the local ssh process or the connection's setup, meaningless here: accepted so tools' command lines pass. */
 const IGNORED_OPTIONS = new Set(['controlmaster', 'controlpath', 'controlpersist', 'compression', 'loglevel', 'forwardagent',
   'forwardx11', 'forwardx11trusted', 'visualhostkey', 'addkeystoagent', 'ipqos', 'escapechar', 'tcpkeepalive', 'updatehostkeys',
@@ -96,6 +99,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
         case 'p': setOption(inv, seen, 'Port', value, env); break;
         case 'l': setOption(inv, seen, 'User', value, env); break;
         case 'i': setOption(inv, seen, 'IdentityFile', value, env); break;
+        case 'F': setOption(inv, seen, 'ConfigFile', value, env); break;
         case 'J': setOption(inv, seen, 'ProxyJump', value, env); break;
         case 'o': {
           const m = /^\s*([A-Za-z0-9]+)\s*(?:=\s*|\s+)(.*)$/.exec(value);
@@ -105,10 +109,6 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
         }
         case 'e':
           if (value !== 'none') throw new UsageError('only "-e none" is supported: sshmux has no escape character');
-          break;
-        case 'F':
-          // Hosts resolve through the daemon's ssh_config; a client's file cannot change that.
-          inv.ignored.push(`-F ${value} (hosts resolve through the daemon's ssh_config)`);
           break;
         case 'L': case 'R': case 'D': case 'W':
           throw new UsageError(`-${flag} (forwarding) is not supported by sshmux yet; use ssh for forwarding`);
@@ -187,7 +187,8 @@ function setOption(inv: Invocation, seen: Set<string>, keyIn: string, value: str
   if (!PASSED_OPTIONS.has(key)) throw new UsageError(`-o ${keyIn} is not supported by sshmux`);
   if (seen.has(key)) return;
   seen.add(key);
-  inv.options[key] = value;
+  // The daemon has another working directory: relative paths are ours.
+  inv.options[key] = PATH_OPTIONS.has(key) && !/^[~%/]/.test(value) ? path.resolve(value) : value;
 }
 
 /** Ansible writes -o 'User="deploy"'. */

@@ -71,3 +71,14 @@ test('SIGTERM: the daemon exits 0 and removes its socket', async () => {
   assert.equal(await daemon.stop(), 0);
   assert.equal(fs.existsSync(daemon.socket), false);
 });
+
+test('--exit-when-idle: a daemon nobody uses exits 0 by itself', async () => {
+  const dir = tempDir();
+  const sshConfig = path.join(dir, 'ssh_config');
+  fs.writeFileSync(sshConfig, '');
+  const daemon = await startDaemon({ dir, sshConfigPath: sshConfig, args: ['--exit-when-idle', '1'] });
+  const started = Date.now();
+  const code = await Promise.race([daemon.exited, new Promise((r) => setTimeout(() => r('still running'), 5000))]);
+  assert.equal(code, 0, `after ${Date.now() - started} ms: ${code}`);
+  assert.equal(fs.existsSync(daemon.socket), false);
+});

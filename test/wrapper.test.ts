@@ -77,6 +77,17 @@ test('ssh option grammar: packed flags, -oKey value, ssh:// URLs, Ansible-style 
   assert.equal(sendEnv.stdout.toString(), '12\n');
 });
 
+test('-F resolves through the caller\'s own ssh_config; relative paths are the caller\'s', () => {
+  const dir = tempDir();
+  const own = writeClientConfig(dir, [{ alias: 'only-in-F', sshd }]);
+  const r = spawnSync(process.execPath, [SSHMUX, '-F', path.basename(own.sshConfigPath), 'only-in-F', 'echo via F'],
+    { cwd: dir, env, timeout: 30_000 });
+  assert.equal(r.stderr.toString(), '');
+  assert.equal(r.stdout.toString(), 'via F\n');
+  // Without -F the daemon's own config does not know that name.
+  assert.equal(run(['only-in-F', 'true']).status, 255);
+});
+
 test('git push and clone over GIT_SSH_COMMAND', () => {
   const bare = path.join(remoteDir, 'repo.git');
   execFileSync('su', [sshd.user.name, '-s', '/bin/sh', '-c', `git init -q --bare ${bare}`]);

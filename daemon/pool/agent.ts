@@ -5,7 +5,9 @@ import { Code, v1 } from '../../proto';
 import { limitsFor, type DaemonConfig } from '../config';
 import { MuxError } from '../errors';
 import type { Logger } from '../log';
-import { ConfigError, type ResolvedHost, type SshConfigResolver } from '../ssh-config';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError, SshConfigResolver, type ResolvedHost } from '../ssh-config';
 import { Endpoint } from './endpoint';
 import { HostPool } from './host-pool';
 
@@ -27,6 +29,8 @@ const CLIENT_OPTIONS: Record<string, 'any' | 'owner'> = {
   hostkeyalias: 'owner',
   identityfile: 'owner',
   identitiesonly: 'owner',
+  // ssh -F: resolve through another ssh_config file (ProxyCommand in it is still refused).
+  configfile: 'owner',
 };
 
 /** An empty pool is forgotten after this long, so odd host names cannot pile up. */
@@ -35,6 +39,7 @@ const POOL_LINGER_MS = 10 * 60_000;
 export class Agent {
   private readonly pools = new Map<string, HostPool>();
   private readonly endpoints = new Map<string, Endpoint>();
+  private readonly clientResolvers = new Map<string, { mtimeMs: number; resolver: SshConfigResolver }>();
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -58,17 +63,19 @@ export class Agent {
     }
     checkAlias(alias);
     const overrides: Record<string, string> = {};
+    let resolver = this.resolver;
     for (const [key, value] of Object.entries(options)) {
       const rule = CLIENT_OPTIONS[key.toLowerCase()];
       if (!rule || (rule === 'owner' && this.config.socketGroup)) {
         throw new MuxError(Code.BAD_REQUEST,
           `option ${key} cannot be set by a client${rule ? ' of a group-shared daemon' : ''}; set it in the daemon's ssh_config instead`);
       }
-      overrides[key] = value;
+      if (key.toLowerCase() === 'configfile') resolver = this.clientResolver(value);
+      else overrides[key] = value;
     }
     let host: ResolvedHost;
     try {
-      host = this.resolver.resolve(alias, overrides);
+      host = resolver.resolve(alias, overrides);
     } catch (err) {
       if (err instanceof ConfigError) throw new MuxError(Code.BAD_REQUEST, (err as Error).message);
       throw err;
@@ -91,6 +98,28 @@ export class Agent {
       this.pools.set(key, pool);
     }
     return pool;
+  }
+
+  /** A resolver for a client's own ssh_config file (ssh -F), re-read when the file changes. */
+  private clientResolver(file: string): SshConfigResolver {
+    if (!path.isAbsolute(file)) throw new MuxError(Code.BAD_REQUEST, `ConfigFile must be an absolute path, not ${JSON.stringify(file)}`);
+    let mtimeMs: number;
+    try {
+      mtimeMs = fs.statSync(file).mtimeMs;
+    } catch (err) {
+      throw new MuxError(Code.BAD_REQUEST, `cannot read ssh config ${file}: ${(err as Error).message}`);
+    }
+    const cached = this.clientResolvers.get(file);
+    if (cached && cached.mtimeMs === mtimeMs) return cached.resolver;
+    const resolver = new SshConfigResolver({ configFile: file });
+    try {
+      resolver.load();
+    } catch (err) {
+      throw new MuxError(Code.BAD_REQUEST, (err as Error).message);
+    }
+    if (this.clientResolvers.size >= 64) this.clientResolvers.clear(); // a bound, not a cache policy
+    this.clientResolvers.set(file, { mtimeMs, resolver });
+    return resolver;
   }
 
   /** Swaps in a reloaded ssh_config and daemon config for new pools. */
