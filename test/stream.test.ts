@@ -14,12 +14,13 @@ after(async () => {
 
 const GiB = 1024 * 1024 * 1024;
 
-test('1 GiB of stdout through the daemon with its RSS under 150 MiB', async () => {
+test('1 GiB of stdout through the daemon with its RSS under 150 MiB', async (t) => {
   const sshd = await startSshd();
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
   daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
   const mux = await SshMux.connect({ socket: daemon.socket });
+  const started = performance.now();
   const proc = mux.spawn('t', `head -c ${GiB} /dev/zero`, { stdin: false });
   let bytes = 0;
   let nonZero = 0;
@@ -33,6 +34,7 @@ test('1 GiB of stdout through the daemon with its RSS under 150 MiB', async () =
   assert.equal(bytes, GiB);
   assert.equal(nonZero, 0);
   const peak = daemon.peakRssMiB();
+  t.diagnostic(`1 GiB in ${((performance.now() - started) / 1000).toFixed(1)} s; daemon peak RSS ${peak.toFixed(1)} MiB`);
   assert.ok(peak < 150, `daemon peak RSS ${peak.toFixed(1)} MiB`);
   mux.close();
 });
