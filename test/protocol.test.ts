@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import { SshMux } from '../client-sdk';
-import { Code, encodeFrame, Fd, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, type IFrame } from '../proto';
+import { Code, dataFrameHeader, encodeFrame, Fd, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, type IFrame } from '../proto';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
 import { startDaemon, type DaemonProc } from './helpers/daemon';
 
@@ -77,6 +77,18 @@ test('FrameDecoder: frames split anywhere reassemble; oversized lengths are refu
   const head = Buffer.alloc(4);
   head.writeUInt32BE(MAX_FRAME + 1);
   assert.throws(() => new FrameDecoder().push(head), FrameError);
+});
+
+test('dataFrameHeader + payload is byte for byte what encodeFrame makes', () => {
+  for (const stream of [1, 127, 128, 300000, 2 ** 31]) {
+    for (const fd of [Fd.STDIN, Fd.STDOUT, Fd.STDERR]) {
+      for (const size of [0, 1, 127, 128, 16383, 16384, 65536]) {
+        const data = crypto.randomBytes(size);
+        const fast = Buffer.concat([dataFrameHeader(stream, fd, size), data]);
+        assert.deepEqual(fast, encodeFrame({ stream, data: { fd, data } }), `stream ${stream} fd ${fd} size ${size}`);
+      }
+    }
+  }
 });
 
 test('malformed and out-of-order frames close only that client, with a reason', async () => {

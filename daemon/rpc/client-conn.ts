@@ -3,7 +3,7 @@
 // routes frames to its calls. Any violation ends this client only, with an
 // Error frame saying why; other clients never notice.
 import type * as net from 'node:net';
-import { Code, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, type IFrame, type v1 } from '../../proto';
+import { Code, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, type IFrame, type v1 } from '../../proto';
 import type { Logger } from '../log';
 import { errorBody, SessionCall, type CallContext, type CallSink } from './session-call';
 import { MuxError } from '../errors';
@@ -48,6 +48,15 @@ export class ClientConn implements CallSink {
 
   send(frame: IFrame): void {
     if (this.alive) this.socket.write(encodeFrame(frame));
+  }
+
+  /** Output on the hot path: header and payload written together, the payload never copied. */
+  sendData(stream: number, fd: number, data: Buffer): void {
+    if (!this.alive) return;
+    this.socket.cork();
+    this.socket.write(dataFrameHeader(stream, fd, data.length));
+    this.socket.write(data);
+    this.socket.uncork();
   }
 
   callEnded(stream: number): void {

@@ -27,6 +27,7 @@ const KINDS: Record<number, SessionSpec['kind']> = {
 export interface CallSink {
   readonly alive: boolean;
   send(frame: IFrame): void;
+  sendData(stream: number, fd: number, data: Buffer): void;
   callEnded(stream: number): void;
   protocolError(message: string): void;
 }
@@ -198,7 +199,7 @@ export class SessionCall {
     if (this.ended || !this.sink.alive) return;
     for (let off = 0; off < data.length; off += DATA_CHUNK) {
       const piece = off === 0 && data.length <= DATA_CHUNK ? data : data.subarray(off, off + DATA_CHUNK);
-      this.sink.send({ stream: this.stream, data: { fd, data: piece } });
+      this.sink.sendData(this.stream, fd, piece);
     }
     this.sendWindow -= data.length;
     if (this.sendWindow <= 0 && !this.paused) {
