@@ -180,6 +180,18 @@ async function latency(opts: Options): Promise<Record<string, { p50: number; p99
   return out;
 }
 
+/** Node's own start-up, the floor under any wrapper written in Node. */
+async function nodeStartup(opts: Options): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < (opts.quick ? 20 : 60); i++) {
+    const start = performance.now();
+    await processOutcome(process.execPath, ['-e', '0'], {});
+    times.push(performance.now() - start);
+  }
+  times.sort((a, b) => a - b);
+  return round(quantile(times, 0.5));
+}
+
 interface FanoutRow { system: System; n: number; ok: number; failed: number; failures: Record<string, number>; logins: number; drops: number; wall_ms: number; ideal_ms: number; note?: string }
 
 async function fanout(opts: Options): Promise<FanoutRow[]> {
@@ -260,6 +272,8 @@ async function daemonCost(opts: Options): Promise<Record<string, number>> {
     await sleep(300);
     await Promise.all(Array.from({ length: connections }, () => t.mux.exec('idle', 'sleep 2')));
     await sleep(1000);
+    const idlePool = (await t.mux.status()).hosts?.find((h) => h.name === 'idle');
+    const idleConnections = (idlePool?.connections ?? []).filter((c) => c.state === 'ready').length;
     const idleCpu0 = cpuSeconds(t.daemon.pid);
     await sleep(5000);
     const idle = { rss: t.daemon.rssMiB(), cpuPct: round((cpuSeconds(t.daemon.pid) - idleCpu0) / 5 * 100) };
@@ -269,12 +283,13 @@ async function daemonCost(opts: Options): Promise<Record<string, number>> {
     let started = 0;
     await new Promise<void>((resolve) => procs.forEach((p) => p.once('started', () => ++started === sessions && resolve())));
     const openRss = t.daemon.rssMiB();
+    const openSessions = ((await t.mux.status()).hosts ?? []).reduce((n, h) => n + (h.connections ?? []).reduce((m, c) => m + (c.sessions ?? 0), 0), 0);
     await Promise.all(procs.map((p) => p.exited));
     return {
-      idle_connections: connections,
+      idle_connections: idleConnections,
       idle_connections_rss_mib: round(idle.rss),
       idle_connections_cpu_pct: idle.cpuPct,
-      open_sessions: sessions,
+      open_sessions: openSessions,
       open_sessions_rss_mib: round(openRss),
       open_sessions_cpu_s: round(cpuSeconds(t.daemon.pid) - cpu0),
       baseline_rss_mib: round(base.rss),
@@ -315,6 +330,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   process.stderr.write(`sshmux bench${opts.quick ? ' (quick)' : ''}: latency ...\n`);
   const exec_latency_ms = await latency(opts);
+  const node_startup_p50_ms = await nodeStartup(opts);
   process.stderr.write('fan-out ...\n');
   const fan = await fanout(opts);
   process.stderr.write('throughput ...\n');
@@ -328,6 +344,8 @@ async function main(): Promise<void> {
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() },
     quick: opts.quick,
     exec_latency_ms,
+    node_startup_p50_ms,
+    wrapper_over_node_ms: round(exec_latency_ms['sshmux-wrapper'].p50 - node_startup_p50_ms),
     fanout: fan,
     throughput_mib_s: tp.mib_s,
     throughput_bytes: tp.bytes,
@@ -339,6 +357,7 @@ async function main(): Promise<void> {
   console.log('\nWarm exec latency of `true`');
   console.log(table(['system', 'p50 ms', 'p99 ms', 'runs', 'p50 / floor'],
     SYSTEMS.map((s) => [s, String(exec_latency_ms[s].p50), String(exec_latency_ms[s].p99), String(exec_latency_ms[s].runs), `${round(exec_latency_ms[s].p50 / floor)}x`])));
+  console.log(`node -e 0 p50: ${node_startup_p50_ms} ms; the wrapper adds ${result.wrapper_over_node_ms} ms`);
   console.log('\nFan-out of `sleep 1; echo` against MaxSessions 10, MaxStartups 10:30:100');
   console.log(table(['system', 'n', 'ok', 'failed (by reason)', 'logins', 'drops', 'wall ms', 'ideal ms'],
     fan.map((r) => [r.system, String(r.n), r.note ? '-' : String(r.ok),
