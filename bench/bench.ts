@@ -243,7 +243,6 @@ async function throughput(opts: Options): Promise<{ bytes: number; mib_s: Record
   try {
     await withControlMaster(t, async () => {
       for (const system of SYSTEMS) {
-        if (system === 'ssh2-new-connection') continue; // one stream: the same as the shared connection plus a handshake
         let got = 0;
         const start = performance.now();
         const r = await runOnce(system, t, `head -c ${bytes} /dev/zero`, shared, (k) => (got += k));

@@ -136,6 +136,9 @@ function bannerReady(port: number, ms: number): Promise<boolean> {
 }
 
 export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
+  if (!fs.existsSync(SSHD)) {
+    throw new Error(`${SSHD} not found: install OpenSSH's server (apt-get install openssh-server), or run .ci/run, which does`);
+  }
   const keys = sharedKeys();
   const account = testUser();
   const hostKey = opts.hostKey ?? keys.hostKey;
