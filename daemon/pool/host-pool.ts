@@ -13,23 +13,32 @@ import { abandonChannel, Connection, type ConnectionOwner, type OpenResult, type
 import type { Endpoint } from './endpoint';
 import { RequestQueue } from './queue';
 
-/** What a failed handshake means for the requests waiting on it. */
-type FailurePolicy = 'never-retry' | 'retry-limited' | 'retry-until-deadline';
+/**
+ * What a failed handshake means. `waiting`: when the requests waiting for a
+ * connection fail (now; after `connectionAttempts` failures in a row; or
+ * only at their own deadlines). `backoff`: whether the endpoint waits
+ * before its next attempt.
+ */
+interface FailurePolicy { waiting: 'fail-now' | 'fail-after-attempts' | 'wait-for-deadline'; backoff: boolean }
 
 const HANDSHAKE_FAILURE_POLICY: Partial<Record<Code, FailurePolicy>> = {
-  [Code.DNS]: 'retry-limited',
-  [Code.REFUSED]: 'retry-limited',
-  [Code.CONNECT_TIMEOUT]: 'retry-limited',
-  [Code.HANDSHAKE_FAILED]: 'retry-limited',
-  // An overloaded server recovers; requests wait for it within their deadlines.
-  [Code.THROTTLED]: 'retry-until-deadline',
-  [Code.HANDSHAKE_TIMEOUT]: 'retry-until-deadline',
+  [Code.DNS]: { waiting: 'fail-after-attempts', backoff: true },
+  [Code.REFUSED]: { waiting: 'fail-after-attempts', backoff: true },
+  [Code.CONNECT_TIMEOUT]: { waiting: 'fail-after-attempts', backoff: true },
+  [Code.HANDSHAKE_FAILED]: { waiting: 'fail-after-attempts', backoff: true },
+  // MaxStartups drops pass as the flood does: requests wait within their deadlines.
+  [Code.THROTTLED]: { waiting: 'wait-for-deadline', backoff: true },
+  // A server that accepts TCP and never answers (the banner stall) has
+  // already cost the waiting requests ConnectTimeout: tell them now, and
+  // back off so attempts never pile up on it.
+  [Code.HANDSHAKE_TIMEOUT]: { waiting: 'fail-now', backoff: true },
   // Retrying cannot fix these, and a storm of them looks like an attack.
-  [Code.AUTH_FAILED]: 'never-retry',
-  [Code.HOST_KEY_UNKNOWN]: 'never-retry',
-  [Code.HOST_KEY_MISMATCH]: 'never-retry',
-  [Code.HOST_KEY_REVOKED]: 'never-retry',
+  [Code.AUTH_FAILED]: { waiting: 'fail-now', backoff: false },
+  [Code.HOST_KEY_UNKNOWN]: { waiting: 'fail-now', backoff: false },
+  [Code.HOST_KEY_MISMATCH]: { waiting: 'fail-now', backoff: false },
+  [Code.HOST_KEY_REVOKED]: { waiting: 'fail-now', backoff: false },
 };
+const DEFAULT_FAILURE_POLICY: FailurePolicy = { waiting: 'fail-after-attempts', backoff: true };
 
 export interface OpenedSession {
   channel: ClientChannel;
@@ -281,8 +290,8 @@ export class HostPool implements ConnectionOwner {
 
   onHandshakeFailed(conn: Connection, err: MuxError): void {
     this.remove(conn);
-    const policy = HANDSHAKE_FAILURE_POLICY[err.code] ?? 'retry-limited';
-    this.endpoint.end(false, policy !== 'never-retry');
+    const policy = HANDSHAKE_FAILURE_POLICY[err.code] ?? DEFAULT_FAILURE_POLICY;
+    this.endpoint.end(false, policy.backoff);
     this.stats.handshakesFailed++;
     const name = codeName(err.code);
     this.stats.failuresByCode[name] = (this.stats.failuresByCode[name] ?? 0) + 1;
@@ -291,8 +300,8 @@ export class HostPool implements ConnectionOwner {
       'handshake failed');
     const anyReady = this.connections.some((c) => c.state === 'ready');
     if (!anyReady) {
-      if (policy === 'never-retry' ||
-          (policy === 'retry-limited' && this.endpoint.failures >= this.limits.connectionAttempts)) {
+      if (policy.waiting === 'fail-now' ||
+          (policy.waiting === 'fail-after-attempts' && this.endpoint.failures >= this.limits.connectionAttempts)) {
         this.failQueued(err);
       }
     }

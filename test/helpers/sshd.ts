@@ -196,7 +196,11 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
         child.kill('SIGCONT'); // a stopped listener cannot act on SIGTERM
         child.kill('SIGTERM');
       }
-      for (const p of sessions) killQuietly(p, 'SIGKILL');
+      // The connections' sshd processes first, as a crash or OOM kill takes
+      // them: clients see connections die, not commands killed by a signal.
+      const sshds = new Set(sessions.filter((p) => commandLine(p).startsWith('sshd')));
+      for (const p of sshds) killQuietly(p, 'SIGKILL');
+      for (const p of sessions) if (!sshds.has(p)) killQuietly(p, 'SIGKILL');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
@@ -242,6 +246,14 @@ function sshdVersion(): number {
     versionCache = m ? Number(m[1]) + Number(m[2]) / 10 : 0;
   }
   return versionCache;
+}
+
+function commandLine(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    return '';
+  }
 }
 
 function count(text: string, re: RegExp): number {

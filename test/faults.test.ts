@@ -1,0 +1,135 @@
+// Faults a real sshd can be made to show: frozen listeners (the banner
+// stall), frozen connections (a half-dead link), a server killed and
+// restarted under load, MaxStartups pressure from another program. Every
+// request ends promptly with a result or a typed error; the pool heals.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { SshMux, SshMuxError } from '../client-sdk';
+import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
+import { startDaemon, type DaemonProc } from './helpers/daemon';
+
+const daemons: DaemonProc[] = [];
+after(async () => {
+  for (const d of daemons) await d.stop();
+  await cleanupAll();
+});
+
+async function setup(sshd: Sshd, extra: string[] = [], config?: Record<string, unknown>) {
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd, extra }]);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, config });
+  daemons.push(daemon);
+  return { daemon, mux: await SshMux.connect({ socket: daemon.socket }) };
+}
+
+function descendants(pid: number): number[] {
+  const fs = require('node:fs') as typeof import('node:fs');
+  const all = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map((p) => {
+    try {
+      return { pid: Number(p), ppid: Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'))![1]) };
+    } catch {
+      return { pid: Number(p), ppid: -1 };
+    }
+  });
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    for (const c of all) if (c.ppid === p) {
+      out.push(c.pid);
+      walk(c.pid);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+test('banner stall (listener frozen): HANDSHAKE_TIMEOUT within ConnectTimeout plus a margin; after SIGCONT the next succeeds', async () => {
+  const sshd = await startSshd();
+  const { mux } = await setup(sshd, ['ConnectTimeout 2']);
+  sshd.signalListener('SIGSTOP');
+  try {
+    const started = Date.now();
+    await assert.rejects(mux.exec('t', 'true'), (e: SshMuxError) => {
+      assert.equal(e.code, 'HANDSHAKE_TIMEOUT');
+      assert.match(e.message, /banner/);
+      return true;
+    });
+    const took = Date.now() - started;
+    assert.ok(took < 2000 + 1500, `took ${took} ms`);
+    const status = (await mux.status()).hosts![0];
+    assert.ok(Number(status.handshakes!.failed) <= 2, `${status.handshakes!.failed} handshakes piled up`);
+  } finally {
+    sshd.signalListener('SIGCONT');
+  }
+  const r = await mux.exec('t', 'echo back');
+  assert.equal(r.stdout.toString(), 'back\n');
+  mux.close();
+});
+
+test('a frozen connection (its sshd SIGSTOPped), ServerAliveInterval 1: 20 new execs all succeed within 20 s', async () => {
+  const sshd = await startSshd();
+  const { mux } = await setup(sshd, ['ServerAliveInterval 1', 'ServerAliveCountMax 2']);
+  assert.equal((await mux.exec('t', 'true')).code, 0);
+  const frozen = descendants(sshd.pid);
+  assert.ok(frozen.length > 0);
+  for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+  try {
+    const started = Date.now();
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+      mux.exec('t', `echo ${i}`, { timeoutMs: 20_000 }).then((r) => r.stdout.toString() === `${i}\n`, (e: SshMuxError) => `${e.code}: ${e.message}`)));
+    assert.deepEqual(results.filter((r) => r !== true), []);
+    assert.ok(Date.now() - started < 20_000);
+  } finally {
+    for (const pid of frozen) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  }
+  mux.close();
+});
+
+test('sshd killed under load and back 3 s later: every request ends within 60 s, then 100 new execs succeed', async () => {
+  const sshd = await startSshd();
+  const { mux } = await setup(sshd);
+  const inflight = Array.from({ length: 100 }, () =>
+    mux.exec('t', 'sleep 2; echo done').then((r) => (r.code === 0 ? 'ok' : `exit ${r.code}`), (e: SshMuxError) => e.code));
+  await new Promise((r) => setTimeout(r, 500));
+  const started = Date.now();
+  await sshd.stop();
+  const restart = new Promise<Sshd>((resolve, reject) => setTimeout(() => startSshd({ port: sshd.port }).then(resolve, reject), 3000));
+  const outcomes = await Promise.all(inflight);
+  assert.ok(Date.now() - started < 60_000);
+  const typed = new Set(['ok', 'CONNECTION_LOST', 'REFUSED', 'DEADLINE_EXCEEDED']);
+  assert.deepEqual(outcomes.filter((o) => !typed.has(o)), [], 'an outcome that is neither ok nor a typed error');
+  assert.ok(outcomes.includes('CONNECTION_LOST'), 'the commands that were running did not report CONNECTION_LOST');
+  const back = await restart;
+  const again = await Promise.all(Array.from({ length: 100 }, (_, i) =>
+    mux.exec('t', `echo ${i}`, { timeoutMs: 30_000 }).then((r) => r.stdout.toString() === `${i}\n`, (e: SshMuxError) => `${e.code}: ${e.message}`)));
+  assert.deepEqual(again.filter((r) => r !== true), []);
+  assert.ok(back.logins() <= 8);
+  mux.close();
+});
+
+test('MaxStartups pressure from another program: 30 unauthenticated connections held 6 s, 50 execs meanwhile all succeed once it lets go', async () => {
+  const sshd = await startSshd({ maxStartups: '10:30:100' });
+  const { mux } = await setup(sshd);
+  const hogs = await Promise.all(Array.from({ length: 30 }, () => new Promise<net.Socket>((resolve) => {
+    const s = net.connect(sshd.port, '127.0.0.1', () => resolve(s));
+    s.on('error', () => {});
+  })));
+  const release = setTimeout(() => hogs.forEach((s) => s.destroy()), 6000);
+  const started = Date.now();
+  const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+    mux.exec('t', `echo ${i}`, { timeoutMs: 40_000 }).then((r) => r.stdout.toString() === `${i}\n`, (e: SshMuxError) => `${e.code}: ${e.message}`)));
+  clearTimeout(release);
+  hogs.forEach((s) => s.destroy());
+  assert.deepEqual(results.filter((r) => r !== true), []);
+  assert.ok(Date.now() - started < 40_000);
+  const host = (await mux.status()).hosts![0];
+  // THROTTLED handshakes happened, were backed off from, and the requests waited instead of failing.
+  assert.ok(Number(host.handshakes!.failed) < 40, `${host.handshakes!.failed} failed handshakes: a retry storm`);
+  mux.close();
+});
