@@ -13,6 +13,9 @@ import { SshConfigResolver } from './ssh-config';
 
 export const VERSION: string = require('../../package.json').version;
 
+/** After the grace period: TERM, 2 s, KILL, 1 s, and a moment for the server's close. */
+const CANCEL_WAIT_MS = 4000;
+
 export interface DaemonOptions {
   socketPath: string;
   sshConfigFile?: string;
@@ -82,6 +85,13 @@ export class Daemon {
     this.agent.shutdown();
     const until = Date.now() + graceMs;
     while (this.agent.sessions > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    if (this.agent.sessions > 0) {
+      // Closing the connections alone would leave the remote commands running.
+      this.opts.log.warn({ sessions: this.agent.sessions }, 'grace period over: sending TERM, then KILL, to the remaining commands');
+      for (const client of this.clients) client.shutdown();
+      const killed = Date.now() + CANCEL_WAIT_MS;
+      while (this.agent.sessions > 0 && Date.now() < killed) await new Promise((r) => setTimeout(r, 50));
+    }
     this.agent.destroy();
     for (const client of this.clients) client.protocolError('sshmuxd stopped');
   }

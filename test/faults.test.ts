@@ -6,8 +6,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { SshMux, SshMuxError } from '../client-sdk';
-import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
-import { startDaemon, type DaemonProc } from './helpers/daemon';
+import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
+import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
 
 const daemons: DaemonProc[] = [];
 after(async () => {
@@ -131,5 +131,24 @@ test('MaxStartups pressure from another program: 30 unauthenticated connections 
   const host = (await mux.status()).hosts![0];
   // THROTTLED handshakes happened, were backed off from, and the requests waited instead of failing.
   assert.ok(Number(host.handshakes!.failed) < 40, `${host.handshakes!.failed} failed handshakes: a retry storm`);
+  mux.close();
+});
+
+test('SIGTERM: running work finishes within the grace period, the rest is cancelled on the remote side, exit 0', async () => {
+  const sshd = await startSshd();
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, args: ['--grace', '1'] });
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  const marker = `sleep 91${Math.floor(Math.random() * 1e5)}`;
+  const short = mux.exec('t', 'sleep 0.5; echo finished');
+  const long = mux.spawn('t', `exec ${marker}`, { stdin: false });
+  await new Promise((r) => long.once('started', r));
+  assert.ok(await waitFor(() => remoteProcesses(marker).length === 1, 5000));
+  const stopped = daemon.stop();
+  assert.equal((await short).stdout.toString(), 'finished\n');
+  await assert.rejects(long.exited, (e: SshMuxError) => e.code === 'SHUTTING_DOWN' && /TERM/.test(e.message));
+  assert.equal(await stopped, 0);
+  assert.ok(await waitFor(() => remoteProcesses(marker).length === 0, 3000), 'the remote command outlived the daemon');
   mux.close();
 });

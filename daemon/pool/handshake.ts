@@ -86,10 +86,20 @@ export async function dial(host: ResolvedHost): Promise<Dialed> {
       };
       if (serverHostKey) config.algorithms = { serverHostKey: serverHostKey as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] };
       client.connect(config);
-      // Attached after ssh2 paused the socket, so this only observes the first bytes.
-      socket.once('data', () => {
-        if (stage === 'banner') stage = 'kex';
-      });
+      // Watch the bytes before the server's SSH ident: sshd past MaxStartups
+      // writes "Exceeded MaxStartups" and closes, which is throttling, not a
+      // failed key exchange. Only the ident line moves us on to kex.
+      let preamble = '';
+      const watch = (d: Buffer): void => {
+        preamble += d.toString('latin1', 0, Math.min(d.length, 512));
+        if (/(^|\n)SSH-/.test(preamble)) {
+          if (stage === 'banner') stage = 'kex';
+          socket.off('data', watch);
+        } else if (preamble.length > 8192) {
+          socket.off('data', watch);
+        }
+      };
+      socket.on('data', watch);
     });
 
     client.once('handshake', () => {

@@ -59,6 +59,11 @@ export class ClientConn implements CallSink {
     this.socket.uncork();
   }
 
+  /** Ends every call of this client: the daemon is stopping. */
+  shutdown(): void {
+    for (const call of [...this.calls.values()]) call.shutdown();
+  }
+
   callEnded(stream: number): void {
     this.calls.delete(stream);
   }

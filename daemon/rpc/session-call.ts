@@ -137,6 +137,12 @@ export class SessionCall {
     this.stop(new MuxError(Code.CANCELLED, `cancelled by the client${reason ? `: ${reason}` : ''}`, this.phase));
   }
 
+  /** The daemon is stopping and the grace period is over: the remote process gets TERM, then KILL. */
+  shutdown(): void {
+    this.stop(new MuxError(Code.SHUTTING_DOWN,
+      'sshmuxd stopped and its grace period ran out; the command was sent TERM, then KILL', this.phase));
+  }
+
   /** The client disconnected or died: nobody reads any more; free everything. */
   clientGone(): void {
     if (this.channel) {
