@@ -20,6 +20,10 @@ export interface Limits {
   requestTimeoutMs: number;
   /** Consecutive DNS/refused/connect-timeout failures before queued requests fail. */
   connectionAttempts: number;
+  /** Consecutive hard handshake failures (not throttling) that mark a host down; 0: never. */
+  breakerThreshold: number;
+  /** How long a host stays down before one probe handshake may try again. */
+  breakerCooldownMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -31,6 +35,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   queueTimeoutMs: 60_000,
   requestTimeoutMs: 0,
   connectionAttempts: 3,
+  breakerThreshold: 5,
+  breakerCooldownMs: 30_000,
 });
 
 export interface DaemonConfig {
@@ -49,6 +55,7 @@ const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as Array<keyof Limits>;
 const MIN: Record<keyof Limits, number> = {
   maxSessions: 1, maxConnections: 1, maxConcurrentHandshakes: 1, queueLimit: 0,
   idleTimeoutMs: 0, queueTimeoutMs: 1, requestTimeoutMs: 0, connectionAttempts: 1,
+  breakerThreshold: 0, breakerCooldownMs: 0,
 };
 
 export function defaultDaemonConfig(): DaemonConfig {

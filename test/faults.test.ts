@@ -152,3 +152,29 @@ test('SIGTERM: running work finishes within the grace period, the rest is cancel
   assert.ok(await waitFor(() => remoteProcesses(marker).length === 0, 3000), 'the remote command outlived the daemon');
   mux.close();
 });
+
+test('circuit breaker: a host that keeps failing is marked down, requests fail fast with the cause, one probe after the cool-down heals it', async () => {
+  const sshd = await startSshd();
+  const { mux } = await setup(sshd, [], { breakerThreshold: 3, breakerCooldownMs: 1500, connectionAttempts: 1 });
+  const port = sshd.port;
+  await sshd.stop();
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(mux.exec('t', 'true'), (e: SshMuxError) => e.code === 'REFUSED');
+  }
+  const started = Date.now();
+  await assert.rejects(mux.exec('t', 'true'), (e: SshMuxError) => {
+    assert.equal(e.code, 'HOST_UNAVAILABLE');
+    assert.match(e.message, /marked down after 3 failed handshakes in a row \(last: REFUSED/);
+    return true;
+  });
+  assert.ok(Date.now() - started < 200, 'a request to a host marked down did not fail fast');
+  const host = (await mux.status()).hosts![0];
+  assert.equal(host.state, 'down');
+  assert.equal(Number(host.handshakes!.failed), 3, 'handshakes were attempted while the host was down');
+  await startSshd({ port });
+  await new Promise((r) => setTimeout(r, 1600));
+  const r = await mux.exec('t', 'echo healed');
+  assert.equal(r.stdout.toString(), 'healed\n');
+  assert.equal((await mux.status()).hosts![0].state, 'ok');
+  mux.close();
+});

@@ -2,7 +2,7 @@
 // client names through ssh_config and routes the request to the pool for
 // that exact destination, creating pools and endpoints on first use.
 import { Code, v1 } from '../../proto';
-import { limitsFor, type DaemonConfig } from '../config';
+import { limitsFor, type DaemonConfig, type Limits } from '../config';
 import { MuxError } from '../errors';
 import type { Logger } from '../log';
 import * as fs from 'node:fs';
@@ -94,7 +94,7 @@ export class Agent {
     let pool = this.pools.get(key);
     if (!pool) {
       const limits = limitsFor(this.config, alias);
-      pool = new HostPool(alias, host, limits, this.endpoint(host, limits.maxConcurrentHandshakes), this.log);
+      pool = new HostPool(alias, host, limits, this.endpoint(host, limits), this.log);
       this.pools.set(key, pool);
     }
     return pool;
@@ -170,11 +170,12 @@ export class Agent {
     for (const endpoint of this.endpoints.values()) endpoint.close();
   }
 
-  private endpoint(host: ResolvedHost, maxConcurrentHandshakes: number): Endpoint {
+  private endpoint(host: ResolvedHost, limits: Limits): Endpoint {
     const key = `${host.hostname}:${host.port}`;
     let endpoint = this.endpoints.get(key);
     if (!endpoint) {
-      endpoint = new Endpoint(key, maxConcurrentHandshakes);
+      endpoint = new Endpoint(key, limits.maxConcurrentHandshakes,
+        { threshold: limits.breakerThreshold, cooldownMs: limits.breakerCooldownMs });
       this.endpoints.set(key, endpoint);
     }
     return endpoint;

@@ -19,26 +19,26 @@ import { RequestQueue } from './queue';
  * only at their own deadlines). `backoff`: whether the endpoint waits
  * before its next attempt.
  */
-interface FailurePolicy { waiting: 'fail-now' | 'fail-after-attempts' | 'wait-for-deadline'; backoff: boolean }
+interface FailurePolicy { waiting: 'fail-now' | 'fail-after-attempts' | 'wait-for-deadline'; backoff: boolean; trips?: boolean }
 
 const HANDSHAKE_FAILURE_POLICY: Partial<Record<Code, FailurePolicy>> = {
-  [Code.DNS]: { waiting: 'fail-after-attempts', backoff: true },
-  [Code.REFUSED]: { waiting: 'fail-after-attempts', backoff: true },
-  [Code.CONNECT_TIMEOUT]: { waiting: 'fail-after-attempts', backoff: true },
-  [Code.HANDSHAKE_FAILED]: { waiting: 'fail-after-attempts', backoff: true },
+  [Code.DNS]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
+  [Code.REFUSED]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
+  [Code.CONNECT_TIMEOUT]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
+  [Code.HANDSHAKE_FAILED]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
   // MaxStartups drops pass as the flood does: requests wait within their deadlines.
   [Code.THROTTLED]: { waiting: 'wait-for-deadline', backoff: true },
   // A server that accepts TCP and never answers (the banner stall) has
   // already cost the waiting requests ConnectTimeout: tell them now, and
   // back off so attempts never pile up on it.
-  [Code.HANDSHAKE_TIMEOUT]: { waiting: 'fail-now', backoff: true },
+  [Code.HANDSHAKE_TIMEOUT]: { waiting: 'fail-now', backoff: true, trips: true },
   // Retrying cannot fix these, and a storm of them looks like an attack.
   [Code.AUTH_FAILED]: { waiting: 'fail-now', backoff: false },
   [Code.HOST_KEY_UNKNOWN]: { waiting: 'fail-now', backoff: false },
   [Code.HOST_KEY_MISMATCH]: { waiting: 'fail-now', backoff: false },
   [Code.HOST_KEY_REVOKED]: { waiting: 'fail-now', backoff: false },
 };
-const DEFAULT_FAILURE_POLICY: FailurePolicy = { waiting: 'fail-after-attempts', backoff: true };
+const DEFAULT_FAILURE_POLICY: FailurePolicy = { waiting: 'fail-after-attempts', backoff: true, trips: true };
 
 export interface OpenedSession {
   channel: ClientChannel;
@@ -111,8 +111,9 @@ export class HostPool implements ConnectionOwner {
     return this.queue.length === 0 && this.connections.length === 0;
   }
 
-  get state(): 'ok' | 'backoff' | 'failing' {
+  get state(): 'ok' | 'backoff' | 'failing' | 'down' {
     if (this.connections.some((c) => c.state === 'ready')) return 'ok';
+    if (this.endpoint.downRemaining() > 0) return 'down';
     if (this.endpoint.backoffRemaining() > 0) return 'backoff';
     return this.stats.lastError && this.endpoint.failures > 0 ? 'failing' : 'ok';
   }
@@ -123,6 +124,11 @@ export class HostPool implements ConnectionOwner {
     const pending = new PendingSession(this, spec, handler);
     if (this.closed) {
       this.finish(pending, new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued'));
+    } else if (this.endpoint.downRemaining() > 0 && !this.connections.some((c) => c.state === 'ready')) {
+      const e = this.endpoint;
+      this.finish(pending, new MuxError(Code.HOST_UNAVAILABLE,
+        `${this.name} is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ` +
+        `requests fail fast until one probe handshake in ${Math.ceil(e.downRemaining() / 1000)} s`, 'queued'));
     } else if (this.queue.length >= this.limits.queueLimit) {
       this.finish(pending, new MuxError(Code.QUEUE_FULL,
         `${this.queue.length} requests already wait for ${this.name} (queueLimit ${this.limits.queueLimit}); retry later or raise queueLimit`, 'queued'));
@@ -291,7 +297,7 @@ export class HostPool implements ConnectionOwner {
   onHandshakeFailed(conn: Connection, err: MuxError): void {
     this.remove(conn);
     const policy = HANDSHAKE_FAILURE_POLICY[err.code] ?? DEFAULT_FAILURE_POLICY;
-    this.endpoint.end(false, policy.backoff);
+    this.endpoint.end(false, policy.backoff, policy.trips, `${codeName(err.code)}: ${err.message}`);
     this.stats.handshakesFailed++;
     const name = codeName(err.code);
     this.stats.failuresByCode[name] = (this.stats.failuresByCode[name] ?? 0) + 1;
