@@ -45,6 +45,8 @@ export interface Sshd {
   signalListener(signal: NodeJS.Signals): void;
   /** Per-connection sshd processes (children of the listener). */
   sessionPids(): number[];
+  /** Everything below the listener, deepest first, marking which are sshd processes. */
+  connectionPids(): Array<{ pid: number; sshd: boolean }>;
 }
 
 const started = new Set<{ child: ChildProcess; dir: string; stop: () => Promise<void> }>();
@@ -228,6 +230,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
         child.kill(signal);
       },
       sessionPids,
+      connectionPids: () => descendantsDeep(pid).map((p) => ({ pid: p, sshd: commandLine(p).startsWith('sshd') })),
     };
   }
 }
