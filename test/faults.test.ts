@@ -4,6 +4,7 @@
 // request ends promptly with a result or a typed error; the pool heals.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
 import { SshMux, SshMuxError } from '../client-sdk';
 import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
@@ -177,4 +178,52 @@ test('circuit breaker: a host that keeps failing is marked down, requests fail f
   assert.equal(r.stdout.toString(), 'healed\n');
   assert.equal((await mux.status()).hosts![0].state, 'ok');
   mux.close();
+});
+
+test('network loss between daemon and sshd (netns and veth): running calls end CONNECTION_LOST, new ones a typed error within their deadline, all heal when the link returns', async (t) => {
+  const tag = String(process.pid % 10000);
+  const ns = `sshmux${tag}`;
+  const [hostSide, nsSide] = [`smx${tag}a`, `smx${tag}b`];
+  const net3 = `10.231.${10 + (process.pid % 200)}`;
+  const ip = (...args: string[]): void => {
+    execFileSync('ip', args, { stdio: 'pipe' });
+  };
+  try {
+    ip('netns', 'add', ns);
+  } catch (err) {
+    t.skip(`network namespaces are not available here: ${(err as Error).message}`);
+    return;
+  }
+  try {
+    ip('link', 'add', hostSide, 'type', 'veth', 'peer', 'name', nsSide);
+    ip('link', 'set', nsSide, 'netns', ns);
+    ip('addr', 'add', `${net3}.1/30`, 'dev', hostSide);
+    ip('link', 'set', hostSide, 'up');
+    ip('netns', 'exec', ns, 'ip', 'addr', 'add', `${net3}.2/30`, 'dev', nsSide);
+    ip('netns', 'exec', ns, 'ip', 'link', 'set', nsSide, 'up');
+    const sshd = await startSshd({ netns: ns, address: `${net3}.2` });
+    const { mux } = await setup(sshd, ['ServerAliveInterval 1', 'ServerAliveCountMax 2', 'ConnectTimeout 2']);
+    assert.equal((await mux.exec('t', 'echo up')).stdout.toString(), 'up\n');
+    const running = mux.spawn('t', 'sleep 30; echo never', { stdin: false });
+    await new Promise((r) => running.once('started', r));
+
+    ip('netns', 'exec', ns, 'ip', 'link', 'set', nsSide, 'down'); // packets now vanish: no RST, no FIN
+    const lostAt = Date.now();
+    await assert.rejects(running.exited, (e: SshMuxError) => e.code === 'CONNECTION_LOST');
+    assert.ok(Date.now() - lostAt < 8000, `the dead link took ${Date.now() - lostAt} ms to notice`);
+    const during = await mux.exec('t', 'true', { timeoutMs: 4000 }).then(() => 'ok', (e: SshMuxError) => e.code);
+    assert.ok(['CONNECT_TIMEOUT', 'HANDSHAKE_TIMEOUT', 'DEADLINE_EXCEEDED'].includes(during), `while the link was down: ${during}`);
+
+    ip('netns', 'exec', ns, 'ip', 'link', 'set', nsSide, 'up');
+    const healed = await mux.exec('t', 'echo healed', { timeoutMs: 30_000 });
+    assert.equal(healed.stdout.toString(), 'healed\n');
+    mux.close();
+  } finally {
+    await cleanupAll();
+    try {
+      ip('netns', 'del', ns); // takes the veth pair with it
+    } catch {
+      // already gone
+    }
+  }
 });

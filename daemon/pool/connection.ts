@@ -227,3 +227,34 @@ export function abandonChannel(channel: ClientChannel): void {
   channel.stderr.resume();
   channel.close();
 }
+
+/**
+ * ssh2's channel.signal() sends nothing once our side has sent EOF (it
+ * checks `writable`), but sshd still delivers signals then; exec without
+ * stdin sends EOF at once. So go to the protocol directly.
+ */
+export function sendSignal(channel: ClientChannel, name: string): void {
+  const c = channel as unknown as { outgoing: { id: number; state: string }; _client: { _protocol: { signal(id: number, s: string): void } } };
+  if (c.outgoing.state === 'open' || c.outgoing.state === 'eof') c._client._protocol.signal(c.outgoing.id, name);
+}
+
+/** Grace between TERM and KILL for a command nobody wants any more. */
+const DISCARD_KILL_MS = 1000;
+
+/**
+ * Ends a channel that opened for a caller who is gone. Closing alone is not
+ * enough: sshd keeps a session whose command still runs (and the slot with
+ * it) until the command exits. So TERM, then KILL, then close.
+ */
+export function discardChannel(channel: ClientChannel): void {
+  channel.resume();
+  channel.stderr.resume();
+  sendSignal(channel, 'TERM');
+  channel.end();
+  const kill = setTimeout(() => {
+    sendSignal(channel, 'KILL');
+    setTimeout(() => abandonChannel(channel), DISCARD_KILL_MS).unref();
+  }, DISCARD_KILL_MS);
+  kill.unref();
+  channel.once('close', () => clearTimeout(kill));
+}

@@ -9,7 +9,7 @@ import type { Limits } from '../config';
 import { MuxError, type Phase } from '../errors';
 import type { Logger } from '../log';
 import type { ResolvedHost } from '../ssh-config';
-import { abandonChannel, Connection, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
+import { Connection, discardChannel, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
 import type { Endpoint } from './endpoint';
 import { RequestQueue } from './queue';
 
@@ -219,8 +219,8 @@ export class HostPool implements ConnectionOwner {
       pending.opening = false;
       if (result.ok) {
         if (pending.done) {
-          // Nobody waits for it any more; closing frees the slot at the server's close.
-          abandonChannel(result.channel);
+          // Nobody waits for it any more: end the command so sshd frees the slot.
+          discardChannel(result.channel);
           return;
         }
         pending.done = true;

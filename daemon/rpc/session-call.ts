@@ -9,7 +9,7 @@ import { Code, DATA_CHUNK, Fd, type IFrame, v1 } from '../../proto';
 import { MuxError, type Phase } from '../errors';
 import type { Logger } from '../log';
 import type { Agent } from '../pool/agent';
-import { abandonChannel, type Connection, type SessionSpec } from '../pool/connection';
+import { abandonChannel, discardChannel, sendSignal, type Connection, type SessionSpec } from '../pool/connection';
 import type { OpenedSession, PendingSession } from '../pool/host-pool';
 
 /** Grace between TERM and KILL, and between KILL and closing the channel. */
@@ -160,7 +160,7 @@ export class SessionCall {
 
   private opened({ channel, connection, waitedMs, newConnection }: OpenedSession): void {
     if (this.ended || this.stopping) {
-      abandonChannel(channel);
+      discardChannel(channel);
       return;
     }
     this.channel = channel;
@@ -274,14 +274,4 @@ export class SessionCall {
 
 export function errorBody(err: MuxError): v1.IError {
   return { code: err.code, message: err.message, phase: err.phase ?? '' };
-}
-
-/**
- * ssh2's channel.signal() sends nothing once our side has sent EOF (it
- * checks `writable`), but sshd still delivers signals then; exec without
- * stdin sends EOF at once. So go to the protocol directly.
- */
-function sendSignal(channel: ClientChannel, name: string): void {
-  const c = channel as unknown as { outgoing: { id: number; state: string }; _client: { _protocol: { signal(id: number, s: string): void } } };
-  if (c.outgoing.state === 'open' || c.outgoing.state === 'eof') c._client._protocol.signal(c.outgoing.id, name);
 }

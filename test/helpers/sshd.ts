@@ -21,12 +21,16 @@ export interface SshdOptions {
   extraConfig?: string[];
   port?: number;
   hostKey?: KeyPair;
+  /** Listen on this address instead of 127.0.0.1 (with netns: an address inside it). */
+  address?: string;
+  /** Run inside this network namespace (ip netns). */
+  netns?: string;
 }
 
 export interface KeyPair { privatePath: string; publicLine: string }
 
 export interface Sshd {
-  readonly host: '127.0.0.1';
+  readonly host: string;
   readonly port: number;
   readonly pid: number;
   readonly dir: string;
@@ -116,10 +120,10 @@ function freePort(): Promise<number> {
 }
 
 /** Resolves once the port answers with an SSH banner. */
-function bannerReady(port: number, ms: number): Promise<boolean> {
+function bannerReady(address: string, port: number, ms: number): Promise<boolean> {
   const until = Date.now() + ms;
   const once = (): Promise<boolean> => new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = net.connect(port, address);
     const done = (ok: boolean): void => {
       s.destroy();
       resolve(ok);
@@ -151,9 +155,10 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
   const version = sshdVersion();
 
   for (let attempt = 0; ; attempt++) {
-    const port = opts.port ?? await freePort();
+    const port = opts.port ?? (opts.netns ? 2222 : await freePort());
+    const address = opts.address ?? '127.0.0.1';
     const config = [
-      `ListenAddress 127.0.0.1:${port}`,
+      `ListenAddress ${address}:${port}`,
       `HostKey ${hostKey.privatePath}`,
       'PidFile none',
       'UsePAM no',
@@ -180,9 +185,11 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
     fs.writeFileSync(configPath, `${config.join('\n')}\n`);
     execFileSync(SSHD, ['-t', '-f', configPath], { stdio: 'pipe' });
     fs.writeFileSync(logPath, '');
-    const child = spawn(SSHD, ['-D', '-f', configPath, '-E', logPath], { stdio: 'ignore' });
+    const argv = [SSHD, '-D', '-f', configPath, '-E', logPath];
+    // `ip netns exec` execs sshd in place: the pid is sshd's.
+    const child = opts.netns ? spawn('ip', ['netns', 'exec', opts.netns, ...argv], { stdio: 'ignore' }) : spawn(argv[0], argv.slice(1), { stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    if (!(await bannerReady(port, 5000))) {
+    if (!(await bannerReady(address, port, 5000))) {
       child.kill('SIGKILL');
       await exited;
       const log = fs.readFileSync(logPath, 'utf8');
@@ -211,7 +218,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
     started.add(record);
     const log = (): string => fs.readFileSync(logPath, 'utf8');
     return {
-      host: '127.0.0.1',
+      host: address,
       port,
       pid,
       dir,
@@ -346,7 +353,7 @@ export function writeClientConfig(dir: string, hosts: ClientHost[]): ClientConfi
   const identityPath = sharedKeys().clientKey.privatePath;
   const blocks = hosts.map((h) => [
     `Host ${h.alias}`,
-    '  HostName 127.0.0.1',
+    `  HostName ${h.sshd.host}`,
     `  Port ${h.sshd.port}`,
     `  User ${h.sshd.user.name}`,
     `  IdentityFile ${identityPath}`,
@@ -357,7 +364,7 @@ export function writeClientConfig(dir: string, hosts: ClientHost[]): ClientConfi
     ...(h.extra ?? []).map((l) => `  ${l}`),
   ].join('\n'));
   fs.writeFileSync(sshConfigPath, `${blocks.join('\n\n')}\n`);
-  const known = hosts.filter((h) => h.knownHost !== false).map((h) => `[127.0.0.1]:${h.sshd.port} ${h.sshd.hostKey.publicLine}\n`);
+  const known = hosts.filter((h) => h.knownHost !== false).map((h) => `[${h.sshd.host}]:${h.sshd.port} ${h.sshd.hostKey.publicLine}\n`);
   fs.writeFileSync(knownHostsPath, known.join(''), { mode: 0o600 });
   return { dir, sshConfigPath, knownHostsPath, identityPath };
 }
