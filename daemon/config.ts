@@ -16,7 +16,7 @@ export interface Limits {
   idleTimeoutMs: number;
   /** Longest a request may wait for a session (queued, handshaking, opening). */
   queueTimeoutMs: number;
-  /** Whole-call deadline when the client gives none; 0: none (keepalive still ends calls on dead links). */
+  /** Whole-call deadline when the client gives none (default 24 h: every request has one); 0: none. */
   requestTimeoutMs: number;
   /** Consecutive DNS/refused/connect-timeout failures before queued requests fail. */
   connectionAttempts: number;
@@ -33,7 +33,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   queueLimit: 4096,
   idleTimeoutMs: 300_000,
   queueTimeoutMs: 60_000,
-  requestTimeoutMs: 0,
+  requestTimeoutMs: 86_400_000,
   connectionAttempts: 3,
   breakerThreshold: 5,
   breakerCooldownMs: 30_000,

@@ -110,8 +110,11 @@ export class Connection {
           break;
       }
     } catch {
-      // ssh2 throws synchronously when the socket is already gone: nothing ran.
+      // ssh2 throws synchronously when the socket is already gone: nothing
+      // ran. This connection is finished even if ssh2 has not said so yet;
+      // leaving it 'ready' would hand it the retried request again, forever.
       this.sessions--;
+      this.close();
       done({ ok: false, retry: true, error: new MuxError(Code.CONNECTION_LOST, `connection ${this.id} lost while opening a session`, 'opening') });
     }
   }
