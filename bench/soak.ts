@@ -8,14 +8,23 @@ import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, concurrency: { type: 'string', default: '60' } } });
+  const { values } = parseArgs({ options: {
+    minutes: { type: 'string', default: '10' },
+    concurrency: { type: 'string', default: '60' },
+    // A small V8 heap for the daemon tells a leak (it dies) from lazy collection (it lives, smaller).
+    'daemon-heap-mib': { type: 'string' },
+  } });
   const minutes = Number(values.minutes);
   const concurrency = Number(values.concurrency);
   let sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100' });
   const port = sshd.port;
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 's', sshd, extra: ['ServerAliveInterval 2', 'ServerAliveCountMax 2', 'ConnectTimeout 5'] }]);
-  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, config: { breakerCooldownMs: 3000 } });
+  const heap = values['daemon-heap-mib'];
+  const daemon = await startDaemon({
+    dir, sshConfigPath: client.sshConfigPath, config: { breakerCooldownMs: 3000 },
+    env: heap ? { NODE_OPTIONS: `--max-old-space-size=${Number(heap)}` } : undefined,
+  });
   const mux = await SshMux.connect({ socket: daemon.socket });
   const rssStart = daemon.rssMiB();
   const counts: Record<string, number> = {};
