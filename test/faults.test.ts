@@ -227,3 +227,18 @@ test('network loss between daemon and sshd (netns and veth): running calls end C
     }
   }
 });
+
+test('daemon restart: an SshMux made before it reconnects for new calls', async () => {
+  const sshd = await startSshd();
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  const first = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
+  const mux = await SshMux.connect({ socket: first.socket });
+  assert.equal((await mux.exec('t', 'echo one')).stdout.toString(), 'one\n');
+  assert.equal(await first.stop(), 0);
+  await assert.rejects(mux.exec('t', 'true'), (e: SshMuxError) => e.code === 'DAEMON_UNAVAILABLE');
+  const second = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, socket: first.socket });
+  daemons.push(second);
+  assert.equal((await mux.exec('t', 'echo two')).stdout.toString(), 'two\n');
+  mux.close();
+});
