@@ -37,7 +37,7 @@ const IGNORED_FLAGS = new Set(['4', '6', 'A', 'a', 'C', 'g', 'K', 'k', 'X', 'x',
 const VALUE_FLAGS = 'BbcDEeFIiJLlmOoPpQRSWw';
 
 /** -o keys the daemon applies per call. */
-const PASSED_OPTIONS = new Set(['configfile', 'port', 'user', 'connecttimeout', 'serveraliveinterval', 'serveralivecountmax', 'batchmode',
+const PASSED_OPTIONS = new Set(['configfile', 'proxyjump', 'port', 'user', 'connecttimeout', 'serveraliveinterval', 'serveralivecountmax', 'batchmode',
   'stricthostkeychecking', 'userknownhostsfile', 'hostkeyalias', 'identityfile', 'identitiesonly']);
 /** Options naming local files. */
 const PATH_OPTIONS = new Set(['identityfile', 'userknownhostsfile', 'configfile']);
@@ -175,10 +175,6 @@ function setOption(inv: Invocation, seen: Set<string>, keyIn: string, value: str
   if (key === 'remotecommand') {
     if (value.toLowerCase() !== 'none') throw new UsageError('-o RemoteCommand is not supported: give the command after the destination');
     return;
-  }
-  if (key === 'proxyjump') {
-    if (value.toLowerCase() === 'none') return;
-    throw new UsageError('jump hosts (-J, ProxyJump) are not supported by sshmux yet; use ssh for them');
   }
   if (IGNORED_OPTIONS.has(key)) {
     inv.ignored.push(`-o ${keyIn}=${value}`);

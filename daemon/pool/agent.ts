@@ -7,7 +7,7 @@ import { MuxError } from '../errors';
 import type { Logger } from '../log';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError, SshConfigResolver, type ResolvedHost } from '../ssh-config';
+import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from '../ssh-config';
 import { Endpoint } from './endpoint';
 import { HostPool } from './host-pool';
 
@@ -31,7 +31,12 @@ const CLIENT_OPTIONS: Record<string, 'any' | 'owner'> = {
   identitiesonly: 'owner',
   // ssh -F: resolve through another ssh_config file (ProxyCommand in it is still refused).
   configfile: 'owner',
+  // ssh -J: which hosts this connection goes through (and so whose keys it uses).
+  proxyjump: 'owner',
 };
+
+/** Hops in a ProxyJump chain, counting the jump hosts' own ProxyJump. */
+const MAX_JUMP_DEPTH = 8;
 
 /** An empty pool is forgotten after this long, so odd host names cannot pile up. */
 const POOL_LINGER_MS = 10 * 60_000;
@@ -73,6 +78,19 @@ export class Agent {
       if (key.toLowerCase() === 'configfile') resolver = this.clientResolver(value);
       else overrides[key] = value;
     }
+    return this.poolFor(resolver, alias, overrides, undefined, 0);
+  }
+
+  /**
+   * The pool for a resolved destination. `jumps` replaces the host's own
+   * ProxyJump (as ssh does for the hops of a -J chain); `depth` stops a
+   * config whose jump hosts jump through themselves.
+   */
+  private poolFor(resolver: SshConfigResolver, alias: string, overrides: Record<string, string>,
+    jumps: JumpHop[] | undefined, depth: number): HostPool {
+    if (depth > MAX_JUMP_DEPTH) {
+      throw new MuxError(Code.BAD_REQUEST, `ProxyJump chain deeper than ${MAX_JUMP_DEPTH} at ${alias}: does a jump host jump through itself? Exclude it in ssh_config (Host * !bastion)`);
+    }
     let host: ResolvedHost;
     try {
       host = resolver.resolve(alias, overrides);
@@ -80,21 +98,27 @@ export class Agent {
       if (err instanceof ConfigError) throw new MuxError(Code.BAD_REQUEST, (err as Error).message);
       throw err;
     }
+    if (jumps) host = { ...host, proxyJump: jumps };
     if (host.proxyCommand) {
       throw new MuxError(Code.BAD_REQUEST,
         `${alias} uses ProxyCommand, which sshmuxd does not run; use ProxyJump in the daemon's ssh_config`);
     }
+    // ssh's -J a,b,c: c is reached through b, which is reached through a.
+    let via: HostPool | undefined;
     if (host.proxyJump.length) {
-      // Connecting directly would bypass the jump host the config asks for.
-      throw new MuxError(Code.BAD_REQUEST,
-        `${alias} uses ProxyJump, which this sshmuxd does not support yet; reach it without a jump host or use ssh for it`);
+      const hops = host.proxyJump;
+      const last = hops[hops.length - 1];
+      const hopOverrides: Record<string, string> = {};
+      if (last.user) hopOverrides.user = last.user;
+      if (last.port) hopOverrides.port = String(last.port);
+      via = this.poolFor(resolver, last.host, hopOverrides, hops.length > 1 ? hops.slice(0, -1) : undefined, depth + 1);
     }
     const { alias: _alias, ...identity } = host;
     const key = JSON.stringify(identity);
     let pool = this.pools.get(key);
     if (!pool) {
       const limits = limitsFor(this.config, alias);
-      pool = new HostPool(alias, host, limits, this.endpoint(host, limits), this.log);
+      pool = new HostPool(alias, host, limits, this.endpoint(host, limits, via), this.log, via);
       this.pools.set(key, pool);
     }
     return pool;
@@ -170,8 +194,9 @@ export class Agent {
     for (const endpoint of this.endpoints.values()) endpoint.close();
   }
 
-  private endpoint(host: ResolvedHost, limits: Limits): Endpoint {
-    const key = `${host.hostname}:${host.port}`;
+  private endpoint(host: ResolvedHost, limits: Limits, via: HostPool | undefined): Endpoint {
+    // Behind a jump host, the same name may be another machine.
+    const key = `${via ? `${via.destination}>` : ''}${host.hostname}:${host.port}`;
     let endpoint = this.endpoints.get(key);
     if (!endpoint) {
       endpoint = new Endpoint(key, limits.maxConcurrentHandshakes,

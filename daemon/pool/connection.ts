@@ -4,11 +4,11 @@
 // sshd counts a session until then, so freeing on our own close pushes it
 // past MaxSessions under churn.
 import type { Client, ClientChannel, PseudoTtyOptions } from 'ssh2';
-import type * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
 import type { ResolvedHost } from '../ssh-config';
-import { dial } from './handshake';
+import { dial, type Tunneler } from './handshake';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -41,7 +41,9 @@ export class Connection {
   sessionsOpened = 0;
   readonly createdAt = Date.now();
   private client: Client | undefined;
-  private socket: net.Socket | undefined;
+  private socket: Duplex | undefined;
+  /** Forwarding channels (to hosts behind this one): they hold the connection open but take no session slot. */
+  tunnels = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   /** Slots whose channel the server closed, waiting for the round trip that proves sshd freed them. */
   private closing = 0;
@@ -54,6 +56,8 @@ export class Connection {
     public maxSessions: number,
     private readonly idleTimeoutMs: number,
     private readonly owner: ConnectionOwner,
+    /** The jump host's pool this connection goes through, if any. */
+    private readonly via?: Tunneler,
   ) {}
 
   get freeSlots(): number {
@@ -61,7 +65,7 @@ export class Connection {
   }
 
   connect(): void {
-    dial(this.host).then(({ client, socket }) => {
+    dial(this.host, this.via).then(({ client, socket }) => {
       if (this.state === 'closed') {
         client.end();
         return;
@@ -119,11 +123,40 @@ export class Connection {
     }
   }
 
+  /**
+   * Opens a direct-tcpip channel to host:port (a connection to a host behind
+   * this jump host). sshd counts these apart from MaxSessions.
+   */
+  openTunnel(host: string, port: number, done: (err: MuxError | undefined, stream?: Duplex) => void): void {
+    this.tunnels++;
+    clearTimeout(this.idleTimer);
+    const closed = (): void => {
+      this.tunnels--;
+      if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) this.close();
+      else this.armIdleTimer();
+    };
+    try {
+      this.client!.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
+        if (err) {
+          closed();
+          return done(new MuxError(/refused/i.test(err.message) ? Code.REFUSED : Code.CONNECT_TIMEOUT,
+            `${this.host.hostname} could not reach ${host}:${port}: ${err.message}`, 'handshaking'));
+        }
+        channel.once('close', closed);
+        done(undefined, channel);
+      });
+    } catch (err) {
+      closed();
+      this.close();
+      done(new MuxError(Code.CONNECTION_LOST, `connection ${this.id} lost while opening a tunnel: ${(err as Error).message}`, 'handshaking'));
+    }
+  }
+
   /** No new sessions; close once the running ones end. */
   drain(): void {
     if (this.state !== 'ready') return;
     this.state = 'draining';
-    if (this.sessions === 0) this.close();
+    if (this.sessions === 0 && this.tunnels === 0) this.close();
   }
 
   close(): void {
@@ -190,7 +223,7 @@ export class Connection {
 
   private release(count: number): void {
     this.sessions -= count;
-    if (this.state === 'draining' && this.sessions === 0) {
+    if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) {
       this.close();
       return;
     }
@@ -199,7 +232,7 @@ export class Connection {
   }
 
   private armIdleTimer(): void {
-    if (this.state !== 'ready' || this.sessions > 0 || this.idleTimeoutMs === 0) return;
+    if (this.state !== 'ready' || this.sessions > 0 || this.tunnels > 0 || this.idleTimeoutMs === 0) return;
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => this.close(), this.idleTimeoutMs);
     this.idleTimer.unref();

@@ -4,6 +4,7 @@
 // failure is classified, because the pool treats them differently: a
 // throttled server is retried with backoff, a bad host key never is.
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Client, type ConnectConfig } from 'ssh2';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
@@ -20,10 +21,18 @@ const TCP_KEEPALIVE_MS = 15_000;
 
 export interface Dialed {
   client: Client;
-  socket: net.Socket;
+  /** The TCP socket, or the forwarding channel through a jump host. */
+  socket: Duplex;
 }
 
-export async function dial(host: ResolvedHost): Promise<Dialed> {
+/** A jump host's pool, which carries the connection as a forwarding channel. */
+export interface Tunneler {
+  readonly name: string;
+  /** Opens a channel to host:port through a pooled connection; cancel() gives up waiting. */
+  tunnel(host: string, port: number): { stream: Promise<Duplex>; cancel(): void };
+}
+
+export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> {
   const { methods, skipped } = await credentialsFor(host);
   const keyName = host.hostKeyAlias ?? host.hostname;
   const knownFiles = [...host.userKnownHostsFiles, ...host.globalKnownHostsFiles];
@@ -35,22 +44,26 @@ export async function dial(host: ResolvedHost): Promise<Dialed> {
     let settled = false;
     let hostKeyFailure: MuxError | undefined;
     const client = new Client();
-    const socket = net.connect({ host: host.hostname, port: host.port });
+    let socket: Duplex | undefined;
+    let cancelTunnel: (() => void) | undefined;
 
     const fail = (err: MuxError): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socket.destroy();
+      cancelTunnel?.();
+      socket?.destroy();
       client.end();
       reject(err);
     };
-    const timer = setTimeout(() => fail(timeoutError(host, stage)), host.connectTimeoutMs);
+    const timer = setTimeout(() => fail(timeoutError(host, stage, via)), host.connectTimeoutMs);
 
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      if (stage === 'tcp') fail(socketError(host, err));
-    });
-    socket.once('connect', () => {
+    const start = (stream: Duplex): void => {
+      if (settled) {
+        stream.destroy();
+        return;
+      }
+      socket = stream;
       // Checked once the host is known to exist, as ssh does: a typo in the
       // host name should say so, not complain about keys.
       if (methods.length === 0) {
@@ -59,12 +72,8 @@ export async function dial(host: ResolvedHost): Promise<Dialed> {
           'Set IdentityFile in the daemon\'s ssh_config, or IdentityAgent/SSH_AUTH_SOCK for the daemon', 'handshaking'));
       }
       stage = 'banner';
-      // ssh2 sets neither: without NODELAY a warm exec waits on Nagle against
-      // delayed ACK (44 ms instead of 1.3 ms); keepalive finds dead peers.
-      socket.setNoDelay(true);
-      socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
       const config: ConnectConfig = {
-        sock: socket,
+        sock: stream as ConnectConfig['sock'],
         username: host.user,
         readyTimeout: 0, // our own timer covers every stage
         keepaliveInterval: host.serverAliveIntervalMs,
@@ -94,13 +103,32 @@ export async function dial(host: ResolvedHost): Promise<Dialed> {
         preamble += d.toString('latin1', 0, Math.min(d.length, 512));
         if (/(^|\n)SSH-/.test(preamble)) {
           if (stage === 'banner') stage = 'kex';
-          socket.off('data', watch);
+          stream.off('data', watch);
         } else if (preamble.length > 8192) {
-          socket.off('data', watch);
+          stream.off('data', watch);
         }
       };
-      socket.on('data', watch);
-    });
+      stream.on('data', watch);
+    };
+
+    if (via) {
+      const t = via.tunnel(host.hostname, host.port);
+      cancelTunnel = t.cancel;
+      t.stream.then(start, (err: MuxError) => fail(err));
+    } else {
+      const tcp = net.connect({ host: host.hostname, port: host.port });
+      socket = tcp;
+      tcp.once('error', (err: NodeJS.ErrnoException) => {
+        if (stage === 'tcp') fail(socketError(host, err));
+      });
+      tcp.once('connect', () => {
+        // ssh2 sets neither: without NODELAY a warm exec waits on Nagle against
+        // delayed ACK (44 ms instead of 1.3 ms); keepalive finds dead peers.
+        tcp.setNoDelay(true);
+        tcp.setKeepAlive(true, TCP_KEEPALIVE_MS);
+        start(tcp);
+      });
+    }
 
     client.once('handshake', () => {
       stage = 'auth';
@@ -129,7 +157,7 @@ export async function dial(host: ResolvedHost): Promise<Dialed> {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ client, socket });
+      resolve({ client, socket: socket! });
     });
   });
 }
@@ -138,8 +166,8 @@ function describeMethods(methods: Array<{ type: string; key?: unknown; agent?: u
   return methods.map((m) => (m.type === 'agent' ? `agent ${String(m.agent)}` : 'key file')).join(', ');
 }
 
-function timeoutError(host: ResolvedHost, stage: Stage): MuxError {
-  const where = lookupName(host.hostname, host.port);
+function timeoutError(host: ResolvedHost, stage: Stage, via?: Tunneler): MuxError {
+  const where = lookupName(host.hostname, host.port) + (via ? ` (through ${via.name})` : '');
   const limit = `ConnectTimeout ${host.connectTimeoutMs / 1000} s`;
   if (stage === 'tcp') {
     return new MuxError(Code.CONNECT_TIMEOUT,

@@ -3,6 +3,7 @@
 // slot, opens connections up to maxConnections within the endpoint's
 // handshake budget, and otherwise keeps requests in a bounded FIFO that
 // moves whenever capacity frees.
+import type { Duplex } from 'node:stream';
 import type { ClientChannel } from 'ssh2';
 import { Code, codeName } from '../../proto';
 import type { Limits } from '../config';
@@ -11,6 +12,7 @@ import type { Logger } from '../log';
 import type { ResolvedHost } from '../ssh-config';
 import { Connection, discardChannel, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
 import type { Endpoint } from './endpoint';
+import type { Tunneler } from './handshake';
 import { RequestQueue } from './queue';
 
 /**
@@ -80,7 +82,15 @@ export interface PoolStats {
   lastError: string;
 }
 
-export class HostPool implements ConnectionOwner {
+/** A connection waiting for a tunnel through this (jump) pool. */
+interface TunnelWaiter {
+  host: string;
+  port: number;
+  resolve(stream: Duplex): void;
+  reject(err: MuxError): void;
+}
+
+export class HostPool implements ConnectionOwner, Tunneler {
   readonly connections: Connection[] = [];
   readonly queue = new RequestQueue<PendingSession>();
   readonly stats: PoolStats = { requests: 0, handshakesOk: 0, handshakesFailed: 0, failuresByCode: {}, lastError: '' };
@@ -91,6 +101,7 @@ export class HostPool implements ConnectionOwner {
   private draining = false;
   private closed = false;
   private readonly wake = (): void => this.drain();
+  private tunnelWaiters: TunnelWaiter[] = [];
 
   constructor(
     readonly name: string,
@@ -98,6 +109,8 @@ export class HostPool implements ConnectionOwner {
     public limits: Limits,
     private readonly endpoint: Endpoint,
     private readonly log: Logger,
+    /** The jump host's pool this destination is reached through. */
+    private readonly via?: HostPool,
   ) {
     this.maxSessions = limits.maxSessions;
   }
@@ -164,6 +177,38 @@ export class HostPool implements ConnectionOwner {
     for (const conn of [...this.connections]) conn.close();
   }
 
+  /**
+   * A channel to host:port through one of this pool's connections, for a
+   * connection to a host behind this one. Tunnels take no session slot, so
+   * any ready connection will do; if there is none, one is opened.
+   */
+  tunnel(host: string, port: number): { stream: Promise<Duplex>; cancel(): void } {
+    let waiter!: TunnelWaiter;
+    const stream = new Promise<Duplex>((resolve, reject) => {
+      waiter = { host, port, resolve, reject };
+    });
+    this.lastUsed = Date.now();
+    if (this.closed) {
+      waiter.reject(this.jumpFailed(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down')));
+    } else if (this.endpoint.downRemaining() > 0 && !this.connections.some((c) => c.state === 'ready')) {
+      waiter.reject(this.jumpFailed(new MuxError(Code.HOST_UNAVAILABLE,
+        `marked down after ${this.endpoint.hardFailureCount} failed handshakes in a row (last: ${this.endpoint.lastFailure})`)));
+    } else {
+      this.tunnelWaiters.push(waiter);
+      this.drain();
+    }
+    return {
+      stream,
+      cancel: () => {
+        this.tunnelWaiters = this.tunnelWaiters.filter((w) => w !== waiter);
+      },
+    };
+  }
+
+  private jumpFailed(err: MuxError): MuxError {
+    return new MuxError(Code.JUMP_FAILED, `jump host ${this.name} failed: ${codeName(err.code)}: ${err.message}`, 'handshaking');
+  }
+
   // ---- scheduling -------------------------------------------------------
 
   private drain(): void {
@@ -174,6 +219,12 @@ export class HostPool implements ConnectionOwner {
         const conn = this.leastLoaded();
         if (!conn) break;
         this.open(conn, this.queue.shift()!);
+      }
+      while (this.tunnelWaiters.length > 0) {
+        const conn = this.fewestTunnels();
+        if (!conn) break;
+        const w = this.tunnelWaiters.shift()!;
+        conn.openTunnel(w.host, w.port, (err, stream) => (err ? w.reject(err) : w.resolve(stream!)));
       }
       this.grow();
     } finally {
@@ -189,11 +240,21 @@ export class HostPool implements ConnectionOwner {
     return best;
   }
 
+  private fewestTunnels(): Connection | undefined {
+    let best: Connection | undefined;
+    for (const conn of this.connections) {
+      if (conn.state === 'ready' && (!best || conn.tunnels < best.tunnels)) best = conn;
+    }
+    return best;
+  }
+
   /** Opens connections while the queue needs more capacity than is on its way. */
   private grow(): void {
     if (this.closed) return;
     const connecting = this.connections.filter((c) => c.state === 'connecting').length;
     let demand = this.queue.length - connecting * this.maxSessions;
+    // Tunnels need one connection, not slots.
+    if (this.tunnelWaiters.length > 0 && this.connections.length === 0) demand = Math.max(demand, 1);
     while (demand > 0 && this.connections.length < this.limits.maxConnections) {
       if (!this.endpoint.available()) {
         this.endpoint.waitForCapacity(this.wake);
@@ -206,7 +267,7 @@ export class HostPool implements ConnectionOwner {
 
   private openConnection(): void {
     const conn = new Connection(`${this.name}#${this.nextConnectionId++}`, this.host, this.maxSessions,
-      this.limits.idleTimeoutMs, this);
+      this.limits.idleTimeoutMs, this, this.via);
     this.connections.push(conn);
     this.endpoint.begin();
     conn.connect();
@@ -277,6 +338,9 @@ export class HostPool implements ConnectionOwner {
 
   private failQueued(err: MuxError): void {
     for (const pending of this.queue.drainAll()) this.finish(pending, err);
+    const waiters = this.tunnelWaiters;
+    this.tunnelWaiters = [];
+    for (const w of waiters) w.reject(this.jumpFailed(err));
   }
 
   private remove(conn: Connection): void {
