@@ -20,6 +20,8 @@ export interface Invocation {
   tty: 'no' | 'auto' | 'yes' | 'force';
   /** -N: no remote command. */
   noCommand: boolean;
+  /** -W host:port: stdio forwarded to that address through the destination. */
+  forward?: { host: string; port: number };
   quiet: boolean;
   verbose: boolean;
   /** What was accepted but ignored (shown with -v). */
@@ -110,7 +112,13 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
         case 'e':
           if (value !== 'none') throw new UsageError('only "-e none" is supported: sshmux has no escape character');
           break;
-        case 'L': case 'R': case 'D': case 'W':
+        case 'W': {
+          const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(value);
+          if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new UsageError(`bad -W "${value}": expected host:port`);
+          inv.forward = { host: m[1] ?? m[2], port: Number(m[3]) };
+          break;
+        }
+        case 'L': case 'R': case 'D':
           throw new UsageError(`-${flag} (forwarding) is not supported by sshmux yet; use ssh for forwarding`);
         default:
           throw new UsageError(`option -${flag} is not supported by sshmux`);
@@ -132,6 +140,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
   inv.command = argv.slice(i).join(' ');
   if (inv.subsystem && !inv.command) throw new UsageError('-s needs a subsystem name after the destination');
   if (inv.noCommand && inv.command) throw new UsageError('-N means no remote command, but one was given');
+  if (inv.forward && inv.command) throw new UsageError('-W forwards stdio, so it takes no remote command');
   if (ttyFlags >= 2) inv.tty = 'force';
   else if (ttyFlags === 1) inv.tty = 'yes';
   else if (inv.tty === 'auto' && inv.command) inv.tty = 'no';

@@ -19,14 +19,15 @@ async function main(): Promise<number> {
     process.stderr.write(`sshmux: ${err.message}\n${USAGE}\n`);
     return EXIT_FAILURE;
   }
-  if (inv.noCommand) {
+  if (inv.noCommand && !inv.forward) {
     process.stderr.write('sshmux: -N does nothing without port forwarding, which sshmux does not offer yet\n');
     return EXIT_FAILURE;
   }
   if (inv.verbose) for (const what of inv.ignored) process.stderr.write(`sshmux: ignoring ${what}\n`);
 
-  const pty = wantsPty(inv);
   const mux = await connectOrStart('sshmux');
+  if (inv.forward) return forwardStdio(mux, inv, inv.forward);
+  const pty = wantsPty(inv);
   const proc = start(mux, inv, pty);
   if (inv.verbose) {
     proc.once('started', (s) => process.stderr.write(
@@ -52,6 +53,19 @@ async function main(): Promise<number> {
   } finally {
     restoreTerminal();
   }
+}
+
+/** -W: stdin and stdout become a TCP stream opened by the destination (OpenSSH's ProxyCommand uses this). */
+function forwardStdio(mux: SshMux, inv: Invocation, to: { host: string; port: number }): Promise<number> {
+  return new Promise((resolve) => {
+    const stream = mux.openTcp(inv.destination, to.host, to.port, { options: inv.options });
+    process.stdin.pipe(stream).pipe(process.stdout);
+    stream.once('error', (err) => {
+      if (!inv.quiet) process.stderr.write(`sshmux: ${err.message}\n`);
+      resolve(EXIT_FAILURE);
+    });
+    stream.once('close', () => resolve(0));
+  });
 }
 
 function start(mux: SshMux, inv: Invocation, pty: boolean): RemoteProcess {

@@ -66,6 +66,11 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
     this.exited.catch(() => {}); // awaited or not, never an unhandled rejection
   }
 
+  /** Whether the call has ended (exit or error). */
+  get finished(): boolean {
+    return this.done;
+  }
+
   /** Called by SshMux once the request is on the wire. */
   attach(transport: Transport, stream: number, stdinWindow: number): void {
     this.transport = transport;

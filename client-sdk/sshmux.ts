@@ -1,7 +1,7 @@
 // The client SDK: one socket to sshmuxd per SshMux, many concurrent calls
 // over it. After a daemon restart the next call reconnects by itself.
 import { once } from 'node:events';
-import { Readable } from 'node:stream';
+import { Duplex, Readable } from 'node:stream';
 import { v1, type IFrame } from '../proto';
 import { defaultSocketPath } from '../proto/socket-path';
 import { SshMuxError } from './errors';
@@ -110,6 +110,23 @@ export class SshMux {
     return this.start({ host, kind: v1.SessionRequest.Kind.SUBSYSTEM, command: name }, opts);
   }
 
+  /**
+   * A TCP stream to remoteHost:remotePort, opened by `host` (ssh -W): for
+   * reaching services behind a bastion. It rides the host's pooled
+   * connection and takes none of its sessions. Errors (JUMP_FAILED,
+   * REFUSED...) destroy the stream with an SshMuxError.
+   */
+  openTcp(host: string, remoteHost: string, remotePort: number, opts: CallOptions = {}): Duplex {
+    const proc = this.start({ host, kind: v1.SessionRequest.Kind.TCPIP, command: '', forwardHost: remoteHost, forwardPort: remotePort },
+      { ...opts, stdin: true });
+    const stream = Duplex.from({ readable: proc.stdout, writable: proc.stdin });
+    proc.exited.then(() => undefined, (err: SshMuxError) => stream.destroy(err));
+    stream.once('close', () => {
+      if (!proc.finished) proc.cancel('stream closed');
+    });
+    return stream;
+  }
+
   /** Starts a login shell on `host` (give `pty` for an interactive one). */
   shell(host: string, opts: SpawnOptions = {}): RemoteProcess {
     return this.start({ host, kind: v1.SessionRequest.Kind.SHELL, command: '' }, opts);
@@ -139,7 +156,8 @@ export class SshMux {
     this.transportPromise = undefined;
   }
 
-  private start(target: { host: string; kind: v1.SessionRequest.Kind; command: string }, opts: SpawnOptions): RemoteProcess {
+  private start(target: { host: string; kind: v1.SessionRequest.Kind; command: string; forwardHost?: string; forwardPort?: number },
+    opts: SpawnOptions): RemoteProcess {
     const proc = new RemoteProcess();
     const { signal, timeoutMs } = opts;
     if (this.closed) {

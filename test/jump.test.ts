@@ -77,3 +77,37 @@ test('a chain of two jump hosts works; a dead second hop gives JUMP_FAILED namin
   mux.close();
   mux2.close();
 });
+
+test('sshmux -W as an OpenSSH ProxyCommand reaches a node; the SDK openTcp carries a TCP stream; neither takes a session', async () => {
+  const [bastion, node] = await Promise.all([startSshd(), startSshd()]);
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 'bastion', sshd: bastion }]);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
+  daemons.push(daemon);
+  // OpenSSH's own client, with its own config, tunnelling through the daemon's pooled bastion connection.
+  const own = writeClientConfig(tempDir(), [{ alias: 'node', sshd: node, extra: [`ProxyCommand ${process.execPath} ${SSHMUX} -W %h:%p bastion`] }]);
+  for (let i = 0; i < 3; i++) {
+    const r = spawnSync('ssh', ['-F', own.sshConfigPath, '-o', 'BatchMode=yes', 'node', `echo hop ${i}`],
+      { env: { ...process.env, SSHMUX_SOCKET: daemon.socket }, timeout: 30_000 });
+    assert.equal(r.stdout.toString(), `hop ${i}\n`, r.stderr.toString());
+  }
+  assert.equal(bastion.logins(), 1, 'each ProxyCommand opened its own connection to the bastion');
+  assert.equal(node.logins(), 3);
+
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  const stream = mux.openTcp('bastion', '127.0.0.1', node.port);
+  const first = await new Promise<string>((resolve, reject) => {
+    stream.once('data', (d: Buffer) => resolve(d.toString()));
+    stream.once('error', reject);
+  });
+  assert.match(first, /^SSH-2\.0-OpenSSH/);
+  const host = (await mux.status()).hosts!.find((h) => h.name === 'bastion')!;
+  assert.ok(host.connections!.every((c) => (c.sessions ?? 0) === 0), 'a TCP stream took a session slot');
+  stream.destroy();
+  await assert.rejects(new Promise((resolve, reject) => {
+    const refused = mux.openTcp('bastion', '127.0.0.1', 1);
+    refused.once('error', reject);
+    refused.once('data', resolve);
+  }), (e: SshMuxError) => e.code === 'REFUSED' || e.code === 'CONNECT_TIMEOUT');
+  mux.close();
+});

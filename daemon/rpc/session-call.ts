@@ -10,17 +10,18 @@ import { MuxError, type Phase } from '../errors';
 import type { Logger } from '../log';
 import type { Agent } from '../pool/agent';
 import { abandonChannel, discardChannel, sendSignal, type Connection, type SessionSpec } from '../pool/connection';
-import type { OpenedSession, PendingSession } from '../pool/host-pool';
+import type { HostPool, OpenedSession, PendingSession } from '../pool/host-pool';
 
 /** Grace between TERM and KILL, and between KILL and closing the channel. */
 const TERM_GRACE_MS = 2000;
 const KILL_GRACE_MS = 1000;
 /** Signals a client may forward (RFC 4254 section 6.10 names). */
 const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
-const KINDS: Record<number, SessionSpec['kind']> = {
+const KINDS: Record<number, SessionSpec['kind'] | 'tcpip'> = {
   [v1.SessionRequest.Kind.EXEC]: 'exec',
   [v1.SessionRequest.Kind.SHELL]: 'shell',
   [v1.SessionRequest.Kind.SUBSYSTEM]: 'subsystem',
+  [v1.SessionRequest.Kind.TCPIP]: 'tcpip',
 };
 
 /** The client side of a call, as the call sees it. */
@@ -54,6 +55,9 @@ export class SessionCall {
   private stopping: MuxError | undefined;
   private ended = false;
   private deadlineTimer: NodeJS.Timeout | undefined;
+  /** A TCP stream (ssh -W), not a session: no exit status, no signals. */
+  private tunnel = false;
+  private cancelTunnel: (() => void) | undefined;
   private killTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -70,7 +74,11 @@ export class SessionCall {
     const req = this.request;
     const kind = KINDS[req.kind];
     if (!kind) return this.fail(new MuxError(Code.BAD_REQUEST, `unknown session kind ${req.kind}`));
-    if (kind !== 'shell' && !req.command) {
+    if (kind === 'tcpip') {
+      if (!req.forwardHost || !req.forwardPort || req.forwardPort > 65535) {
+        return this.fail(new MuxError(Code.BAD_REQUEST, 'a TCP stream needs forward_host and forward_port (1-65535)'));
+      }
+    } else if (kind !== 'shell' && !req.command) {
       return this.fail(new MuxError(Code.BAD_REQUEST, kind === 'exec' ? 'exec needs a command' : 'subsystem needs a name'));
     }
     let pool;
@@ -80,6 +88,7 @@ export class SessionCall {
       return this.fail(err);
     }
     const limits = pool.limits;
+    if (kind === 'tcpip') return this.startTunnel(pool, req.forwardHost, req.forwardPort, req.timeoutMs, limits.queueTimeoutMs);
     const callTimeout = req.timeoutMs || limits.requestTimeoutMs;
     if (callTimeout > 0) {
       this.deadlineTimer = setTimeout(() => this.deadline(callTimeout), callTimeout);
@@ -94,6 +103,33 @@ export class SessionCall {
       onOpen: (session) => this.opened(session),
       onError: (err) => this.fail(err),
     }, waitMs);
+  }
+
+  /**
+   * ssh -W: a TCP stream through the host's pooled connection. It takes no
+   * session slot, and lives as long as the client wants it unless the
+   * client gave a deadline.
+   */
+  private startTunnel(pool: HostPool, host: string, port: number, timeoutMs: number, waitMs: number): void {
+    const t = pool.tunnel(host, port);
+    this.cancelTunnel = t.cancel;
+    const waitTimer = setTimeout(() => {
+      t.cancel();
+      this.fail(new MuxError(Code.DEADLINE_EXCEEDED, `no connection to ${pool.name} to carry a stream to ${host}:${port} within ${waitMs / 1000} s`, 'handshaking'));
+    }, timeoutMs ? Math.min(timeoutMs, waitMs) : waitMs);
+    t.stream.then((stream) => {
+      clearTimeout(waitTimer);
+      if (this.ended || this.stopping) {
+        stream.destroy();
+        return;
+      }
+      if (timeoutMs) this.deadlineTimer = setTimeout(() => this.deadline(timeoutMs), timeoutMs);
+      this.tunnel = true;
+      this.opened({ channel: stream as ClientChannel, connection: undefined, waitedMs: 0, newConnection: false });
+    }, (err: MuxError) => {
+      clearTimeout(waitTimer);
+      this.fail(err);
+    });
   }
 
   // ---- frames from the client ------------------------------------------
@@ -125,12 +161,12 @@ export class SessionCall {
   }
 
   onResize(r: v1.IResize): void {
-    this.channel?.setWindow(r.rows || 24, r.cols || 80, r.height || 0, r.width || 0);
+    if (!this.tunnel) this.channel?.setWindow(r.rows || 24, r.cols || 80, r.height || 0, r.width || 0);
   }
 
   onSignal(name: string): void {
     const sig = name.toUpperCase().replace(/^SIG/, '');
-    if (this.channel && SIGNALS.has(sig)) sendSignal(this.channel, sig);
+    if (this.channel && !this.tunnel && SIGNALS.has(sig)) sendSignal(this.channel, sig);
   }
 
   onCancel(reason: string): void {
@@ -158,14 +194,14 @@ export class SessionCall {
     return this.channel ? 'running' : 'queued';
   }
 
-  private opened({ channel, connection, waitedMs, newConnection }: OpenedSession): void {
+  private opened({ channel, connection, waitedMs, newConnection }: { channel: ClientChannel; connection: Connection | undefined; waitedMs: number; newConnection: boolean }): void {
     if (this.ended || this.stopping) {
       discardChannel(channel);
       return;
     }
     this.channel = channel;
     this.connection = connection;
-    this.sink.send({ stream: this.stream, started: { connection: connection.id, waitedMs, newConnection } });
+    this.sink.send({ stream: this.stream, started: { connection: connection?.id ?? 'tunnel', waitedMs, newConnection } });
 
     channel.on('data', (d: Buffer) => this.forward(Fd.STDOUT, d));
     channel.stderr.on('data', (d: Buffer) => this.forward(Fd.STDERR, d));
@@ -176,12 +212,13 @@ export class SessionCall {
     });
     // The call ends once stdout, stderr and the channel itself have all closed:
     // only then has every byte been forwarded and the server let the slot go.
-    let open = 3;
+    // A TCP stream has no stderr to wait for.
+    let open = this.tunnel ? 2 : 3;
     const closedOne = (): void => {
       if (--open === 0) this.channelDone();
     };
     channel.once('end', closedOne);
-    channel.stderr.once('end', closedOne);
+    if (!this.tunnel) channel.stderr.once('end', closedOne);
     channel.once('close', closedOne);
 
     if (!this.sink.alive) {
@@ -220,6 +257,7 @@ export class SessionCall {
   private channelDone(): void {
     if (this.stopping) return this.end({ stream: this.stream, error: errorBody(this.stopping) });
     if (this.exit) return this.end({ stream: this.stream, exit: this.exit });
+    if (this.tunnel) return this.end({ stream: this.stream, exit: { code: 0 } }); // the stream closed: done
     const lost = this.connection?.state === 'closed';
     this.end({
       stream: this.stream,
@@ -245,7 +283,12 @@ export class SessionCall {
     const channel = this.channel;
     if (!channel) {
       this.pending?.cancel();
+      this.cancelTunnel?.();
       this.end({ stream: this.stream, error: errorBody(reason) });
+      return;
+    }
+    if (this.tunnel) {
+      abandonChannel(channel); // a TCP stream has no process to signal
       return;
     }
     sendSignal(channel, 'TERM');
