@@ -22,16 +22,21 @@ export interface Invocation {
   noCommand: boolean;
   /** -W host:port: stdio forwarded to that address through the destination. */
   forward?: { host: string; port: number };
+  /** -L [bind_address:]port:host:hostport, in order. */
+  localForwards: LocalForwardSpec[];
   quiet: boolean;
   verbose: boolean;
   /** What was accepted but ignored (shown with -v). */
   ignored: string[];
 }
 
+export interface LocalForwardSpec { bindAddress: string; port: number; host: string; hostPort: number }
+
 export class UsageError extends Error {}
 
 export const USAGE = 'usage: sshmux [-46AaCNnqsTtvXxY] [-e none] [-F configfile] [-i identity_file] [-J destination]\n' +
-  '              [-l login_name] [-o option] [-p port] destination [command [argument ...]]';
+  '              [-L [bind_address:]port:host:hostport] [-l login_name] [-o option] [-p port]\n' +
+  '              [-W host:port] destination [command [argument ...]]';
 
 /** Flags without a value that change nothing when the daemon owns the connection. */
 const IGNORED_FLAGS = new Set(['4', '6', 'A', 'a', 'C', 'g', 'K', 'k', 'X', 'x', 'Y']);
@@ -63,7 +68,7 @@ const COMMAND_OPTIONS: Record<string, (v: string) => boolean> = {
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): Invocation {
   const inv: Invocation = {
     destination: '', command: '', subsystem: false, options: {}, env: {}, stdin: true, tty: 'auto',
-    noCommand: false, quiet: false, verbose: false, ignored: [],
+    noCommand: false, quiet: false, verbose: false, ignored: [], localForwards: [],
   };
   let ttyFlags = 0;
   const seen = new Set<string>();
@@ -118,8 +123,14 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
           inv.forward = { host: m[1] ?? m[2], port: Number(m[3]) };
           break;
         }
-        case 'L': case 'R': case 'D':
-          throw new UsageError(`-${flag} (forwarding) is not supported by sshmux yet; use ssh for forwarding`);
+        case 'L':
+          inv.localForwards.push(parseLocalForward(value));
+          break;
+        case 'R':
+          throw new UsageError('-R (remote forwarding) is not supported: a listener on a pooled connection would outlive ' +
+            'this process and be shared by every client of the daemon; use ssh -R for it');
+        case 'D':
+          throw new UsageError('-D (SOCKS proxy) is not supported; use ssh -D, or -L for a fixed destination');
         default:
           throw new UsageError(`option -${flag} is not supported by sshmux`);
       }
@@ -141,10 +152,40 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
   if (inv.subsystem && !inv.command) throw new UsageError('-s needs a subsystem name after the destination');
   if (inv.noCommand && inv.command) throw new UsageError('-N means no remote command, but one was given');
   if (inv.forward && inv.command) throw new UsageError('-W forwards stdio, so it takes no remote command');
+  if (inv.forward && inv.localForwards.length) throw new UsageError('-W cannot be combined with -L');
   if (ttyFlags >= 2) inv.tty = 'force';
   else if (ttyFlags === 1) inv.tty = 'yes';
   else if (inv.tty === 'auto' && inv.command) inv.tty = 'no';
   return inv;
+}
+
+/** ssh's -L grammar, TCP only: [bind_address:]port:host:hostport, IPv6 addresses in brackets. */
+export function parseLocalForward(value: string): LocalForwardSpec {
+  const parts: string[] = [];
+  const re = /\[([^\]]*)\]|([^:]+)/y;
+  let pos = 0;
+  while (pos <= value.length) {
+    re.lastIndex = pos;
+    const m = re.exec(value);
+    if (!m) break;
+    parts.push(m[1] ?? m[2]);
+    pos = re.lastIndex;
+    if (value[pos] !== ':') break;
+    pos++;
+  }
+  const bad = (why: string): UsageError => new UsageError(`bad -L "${value}": ${why}; expected [bind_address:]port:host:hostport`);
+  if (pos !== value.length || (parts.length !== 3 && parts.length !== 4)) {
+    throw bad(value.includes('/') ? 'Unix socket forwarding is not supported' : 'wrong number of fields');
+  }
+  const [bindAddress, port, host, hostPort] = parts.length === 4 ? parts : ['127.0.0.1', ...parts];
+  const num = (v: string, min: number): number => {
+    const n = /^\d+$/.test(v) ? Number(v) : NaN;
+    if (!(n >= min && n <= 65535)) throw bad(`"${v}" is not a port`);
+    return n;
+  };
+  // As ssh: "*" or an empty address means every interface, "localhost" the loopback.
+  const addr = bindAddress === '*' || bindAddress === '' ? '0.0.0.0' : bindAddress === 'localhost' ? '127.0.0.1' : bindAddress;
+  return { bindAddress: addr, port: num(port, 0), host, hostPort: num(hostPort, 1) };
 }
 
 /** First value wins, as in ssh; returns nothing but fills inv. */

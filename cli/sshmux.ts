@@ -2,7 +2,7 @@
 // sshmux [options] destination [command [argument ...]]: ssh's command line,
 // with every session riding sshmuxd's pooled connections, so git, rsync,
 // scp, sftp and Ansible can call it in place of ssh.
-import { SshMuxError, type RemoteProcess, type SshMux } from '../client-sdk';
+import { SshMuxError, type LocalForward, type RemoteProcess, type SshMux } from '../client-sdk';
 import { connectOrStart } from './autostart';
 import { parseCommandLine, USAGE, UsageError, type Invocation } from './ssh-args';
 
@@ -19,14 +19,23 @@ async function main(): Promise<number> {
     process.stderr.write(`sshmux: ${err.message}\n${USAGE}\n`);
     return EXIT_FAILURE;
   }
-  if (inv.noCommand && !inv.forward) {
-    process.stderr.write('sshmux: -N does nothing without port forwarding, which sshmux does not offer yet\n');
+  if (inv.noCommand && !inv.forward && !inv.localForwards.length) {
+    process.stderr.write('sshmux: -N without -L or -W has nothing to do\n');
     return EXIT_FAILURE;
   }
   if (inv.verbose) for (const what of inv.ignored) process.stderr.write(`sshmux: ignoring ${what}\n`);
 
   const mux = await connectOrStart('sshmux');
   if (inv.forward) return forwardStdio(mux, inv, inv.forward);
+  const forwards = await forwardPorts(mux, inv);
+  if (inv.noCommand) {
+    // -N: forward until told to stop, as ssh does.
+    await new Promise<void>((resolve) => {
+      for (const sig of FORWARDED_SIGNALS) process.once(sig, () => resolve());
+    });
+    await Promise.all(forwards.map((f) => f.close()));
+    return 0;
+  }
   const pty = wantsPty(inv);
   const proc = start(mux, inv, pty);
   if (inv.verbose) {
@@ -66,6 +75,27 @@ function forwardStdio(mux: SshMux, inv: Invocation, to: { host: string; port: nu
     });
     stream.once('close', () => resolve(0));
   });
+}
+
+/** -L: each listener is in this process; every accepted connection rides the destination's pooled connection. */
+async function forwardPorts(mux: SshMux, inv: Invocation): Promise<LocalForward[]> {
+  const forwards: LocalForward[] = [];
+  try {
+    for (const spec of inv.localForwards) {
+      const f = await mux.forwardLocal(inv.destination, {
+        localHost: spec.bindAddress, localPort: spec.port, remoteHost: spec.host, remotePort: spec.hostPort, options: inv.options,
+      });
+      f.onError = (err) => {
+        if (!inv.quiet) process.stderr.write(`sshmux: forward ${spec.port} -> ${spec.host}:${spec.hostPort}: ${err.message}\n`);
+      };
+      if (inv.verbose) process.stderr.write(`sshmux: listening on ${f.address}:${f.port} for ${spec.host}:${spec.hostPort}\n`);
+      forwards.push(f);
+    }
+  } catch (err) {
+    await Promise.all(forwards.map((f) => f.close()));
+    throw err;
+  }
+  return forwards;
 }
 
 function start(mux: SshMux, inv: Invocation, pty: boolean): RemoteProcess {

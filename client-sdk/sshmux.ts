@@ -1,6 +1,7 @@
 // The client SDK: one socket to sshmuxd per SshMux, many concurrent calls
 // over it. After a daemon restart the next call reconnects by itself.
 import { once } from 'node:events';
+import * as net from 'node:net';
 import { Duplex, Readable } from 'node:stream';
 import { v1, type IFrame } from '../proto';
 import { defaultSocketPath } from '../proto/socket-path';
@@ -49,6 +50,28 @@ export interface ExecResult extends ExitResult {
 }
 
 export type Status = v1.IStatus;
+
+export interface ForwardLocalOptions extends Omit<CallOptions, 'pty' | 'env'> {
+  /** Local port to listen on; 0 picks a free one (see LocalForward.port). */
+  localPort: number;
+  /** Local address to listen on (default 127.0.0.1, as ssh without GatewayPorts). */
+  localHost?: string;
+  /** Where `host` connects to for each accepted connection. */
+  remoteHost: string;
+  remotePort: number;
+}
+
+/** A listening local forward (ssh -L). */
+export interface LocalForward {
+  readonly port: number;
+  readonly address: string;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  /** Stops listening and ends the forwarded connections. */
+  close(): Promise<void>;
+  /** Called with each forwarded connection's failure (REFUSED, JUMP_FAILED...); the local socket is closed. */
+  onError?: (err: SshMuxError) => void;
+}
 
 export class SshMux {
   private transportPromise: Promise<Transport> | undefined;
@@ -125,6 +148,51 @@ export class SshMux {
       if (!proc.finished) proc.cancel('stream closed');
     });
     return stream;
+  }
+
+  /**
+   * ssh -L: listens on localHost:localPort and carries each accepted
+   * connection to remoteHost:remotePort through `host`'s pooled connection
+   * (one direct-tcpip channel each, no session slot, no new handshake).
+   * The listener is in this process, not in the daemon.
+   */
+  async forwardLocal(host: string, opts: ForwardLocalOptions): Promise<LocalForward> {
+    const { localPort, localHost = '127.0.0.1', remoteHost, remotePort, ...callOpts } = opts;
+    const sockets = new Set<net.Socket>();
+    let accepted = 0;
+    const server = net.createServer({ noDelay: true }, (local) => {
+      accepted++;
+      sockets.add(local);
+      const remote = this.openTcp(host, remoteHost, remotePort, callOpts);
+      local.pipe(remote).pipe(local);
+      const fail = (err: Error): void => {
+        if (err instanceof SshMuxError) forward.onError?.(err);
+        local.destroy();
+        remote.destroy();
+      };
+      remote.once('error', fail);
+      local.once('error', () => remote.destroy());
+      local.once('close', () => {
+        sockets.delete(local);
+        if (!remote.destroyed) remote.destroy();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new SshMuxError('BAD_REQUEST',
+        `cannot listen on ${localHost}:${localPort} for a local forward: ${err.message}; pick another local port`)));
+      server.listen(localPort, localHost, resolve);
+    });
+    const addr = server.address() as net.AddressInfo;
+    const forward: LocalForward = {
+      port: addr.port,
+      address: addr.address,
+      get accepted() { return accepted; },
+      close: () => new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+    };
+    return forward;
   }
 
   /** Starts a login shell on `host` (give `pty` for an interactive one). */
