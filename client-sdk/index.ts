@@ -1,6 +1,8 @@
 // import { SshMux } from 'sshmux'
 export { SshMux } from './sshmux';
-export type { ConnectOptions, CallOptions, SpawnOptions, ExecOptions, ExecResult, Status, ForwardLocalOptions, LocalForward } from './sshmux';
+export type { ConnectOptions, CallOptions, SpawnOptions, ExecOptions, ExecResult, Status, ForwardLocalOptions, LocalForward, TransferOptions } from './sshmux';
 export { RemoteProcess } from './remote-process';
 export type { ExitResult, StartedInfo } from './remote-process';
 export { SshMuxError } from './errors';
+export { Transfer } from './transfer';
+export type { TransferProgress, TransferResult } from './transfer';

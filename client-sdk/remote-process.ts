@@ -19,6 +19,8 @@ export interface StartedInfo {
   connection: string;
   waitedMs: number;
   newConnection: boolean;
+  /** Downloads: the remote file's length. */
+  size?: number;
 }
 
 /** Grant in batches of this much consumed output. */
@@ -109,6 +111,8 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
       }
       case 'window':
         this.stdinCredit += frame.window!.bytes ?? 0;
+        // The daemon has passed these stdin bytes on (for an upload: written to the file).
+        this.emit('stdinAck', frame.window!.bytes ?? 0);
         this.waitingForCredit?.();
         return;
       case 'started':

@@ -7,6 +7,9 @@ import { v1, type IFrame } from '../proto';
 import { defaultSocketPath } from '../proto/socket-path';
 import { SshMuxError } from './errors';
 import { RemoteProcess, type ExitResult } from './remote-process';
+import { runDownload, runUpload, Transfer } from './transfer';
+import * as fs from 'node:fs';
+import type { Writable } from 'node:stream';
 import { Transport } from './transport';
 
 const SDK_VERSION: string = require('../../package.json').version;
@@ -59,6 +62,11 @@ export interface ForwardLocalOptions extends Omit<CallOptions, 'pty' | 'env'> {
   /** Where `host` connects to for each accepted connection. */
   remoteHost: string;
   remotePort: number;
+}
+
+export interface TransferOptions extends Omit<CallOptions, 'pty' | 'env'> {
+  /** Upload: permission bits for the remote file (default: the local file's, as sftp's put; 0644 for a stream). */
+  mode?: number;
 }
 
 /** A listening local forward (ssh -L). */
@@ -195,6 +203,47 @@ export class SshMux {
     return forward;
   }
 
+  /**
+   * Copies a local file (or a stream, or a buffer) to remotePath on `host`
+   * over a pooled SFTP session, with several writes in flight. Await the
+   * result; listen for 'progress'. Fails with REMOTE_FILE when the server
+   * refuses (no such directory, permission denied, disk full).
+   */
+  upload(host: string, source: string | Readable | Buffer, remotePath: string, opts: TransferOptions = {}): Transfer {
+    let stream: Readable;
+    let total: number | undefined;
+    let mode = opts.mode;
+    if (typeof source === 'string') {
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(source);
+      } catch (err) {
+        return failedTransfer(new SshMuxError('BAD_REQUEST', `cannot read ${source}: ${(err as Error).message}`));
+      }
+      total = st.size;
+      mode ??= st.mode & 0o777;
+      stream = fs.createReadStream(source, { highWaterMark: 256 * 1024 });
+    } else if (Buffer.isBuffer(source)) {
+      total = source.length;
+      stream = Readable.from([source]);
+    } else {
+      stream = source;
+    }
+    const proc = this.start({ host, kind: v1.SessionRequest.Kind.UPLOAD, command: '', path: remotePath, mode: mode ?? 0o644 },
+      { ...opts, stdin: true });
+    return new Transfer(proc, (t) => runUpload(t, proc, stream, total));
+  }
+
+  /**
+   * Copies remotePath on `host` to a local file (written beside it and
+   * renamed into place once complete) or into a Writable, over a pooled
+   * SFTP session with reads in flight ahead of the writer.
+   */
+  download(host: string, remotePath: string, dest: string | Writable, opts: TransferOptions = {}): Transfer {
+    const proc = this.start({ host, kind: v1.SessionRequest.Kind.DOWNLOAD, command: '', path: remotePath }, { ...opts, stdin: false });
+    return new Transfer(proc, (t) => runDownload(t, proc, dest));
+  }
+
   /** Starts a login shell on `host` (give `pty` for an interactive one). */
   shell(host: string, opts: SpawnOptions = {}): RemoteProcess {
     return this.start({ host, kind: v1.SessionRequest.Kind.SHELL, command: '' }, opts);
@@ -224,7 +273,7 @@ export class SshMux {
     this.transportPromise = undefined;
   }
 
-  private start(target: { host: string; kind: v1.SessionRequest.Kind; command: string; forwardHost?: string; forwardPort?: number },
+  private start(target: { host: string; kind: v1.SessionRequest.Kind; command: string; forwardHost?: string; forwardPort?: number; path?: string; mode?: number },
     opts: SpawnOptions): RemoteProcess {
     const proc = new RemoteProcess();
     const { signal, timeoutMs } = opts;
@@ -286,4 +335,10 @@ export class SshMux {
     }
     return this.transportPromise;
   }
+}
+
+function failedTransfer(err: SshMuxError): Transfer {
+  const proc = new RemoteProcess();
+  proc.onLost(err);
+  return new Transfer(proc, () => proc.exited.then(() => undefined));
 }

@@ -3,7 +3,7 @@
 // is requested and freed only when the server's CHANNEL_CLOSE arrives:
 // sshd counts a session until then, so freeing on our own close pushes it
 // past MaxSessions under churn.
-import type { Client, ClientChannel, PseudoTtyOptions } from 'ssh2';
+import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
@@ -13,7 +13,8 @@ import { dial, type Tunneler } from './handshake';
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
 export interface SessionSpec {
-  kind: 'exec' | 'shell' | 'subsystem';
+  /** 'sftp': an SFTP session for a file transfer, pooled between transfers. */
+  kind: 'exec' | 'shell' | 'subsystem' | 'sftp';
   /** The command line (exec) or subsystem name. */
   command: string;
   env?: Record<string, string>;
@@ -22,8 +23,12 @@ export interface SessionSpec {
 
 /** How an open attempt ended, so the pool can decide: hand over, requeue, or fail. */
 export type OpenResult =
-  | { ok: true; channel: ClientChannel }
+  | { ok: true; channel: ClientChannel; sftp?: undefined }
+  | { ok: true; sftp: SFTPWrapper; channel?: undefined }
   | { ok: false; retry: boolean; error: MuxError };
+
+/** An SFTP session nobody uses is closed after this long, freeing its slot. */
+const SFTP_IDLE_MS = 15_000;
 
 export interface ConnectionOwner {
   onReady(conn: Connection): void;
@@ -48,6 +53,8 @@ export class Connection {
   /** Slots whose channel the server closed, waiting for the round trip that proves sshd freed them. */
   private closing = 0;
   private roundTripInFlight = false;
+  /** SFTP sessions between transfers: each still holds its slot, and the next transfer reuses it. */
+  private idleSftp: Array<{ sftp: SFTPWrapper; timer: NodeJS.Timeout }> = [];
 
   constructor(
     readonly id: string,
@@ -103,6 +110,19 @@ export class Connection {
     };
     try {
       switch (spec.kind) {
+        case 'sftp':
+          client.sftp((err, sftp) => {
+            if (err) return done(this.openFailed(err));
+            sftp.once('close', () => {
+              this.forgetIdleSftp(sftp);
+              this.releaseAfterRoundTrip();
+            });
+            sftp.on('error', () => {
+              // Reported to the transfer through its request callbacks; 'close' frees the slot.
+            });
+            done({ ok: true, sftp });
+          });
+          break;
         case 'exec':
           client.exec(spec.command, { env: spec.env, pty: spec.pty ?? false }, opened);
           break;
@@ -152,10 +172,51 @@ export class Connection {
     }
   }
 
+  get idleSftpSessions(): number {
+    return this.idleSftp.length;
+  }
+
+  /** A pooled SFTP session, if one waits here; it keeps the slot it already holds. */
+  takeIdleSftp(): SFTPWrapper | undefined {
+    const entry = this.idleSftp.pop();
+    if (!entry) return undefined;
+    clearTimeout(entry.timer);
+    return entry.sftp;
+  }
+
+  /** A transfer is done with its SFTP session: keep it for the next transfer, for a while. */
+  returnSftp(sftp: SFTPWrapper): void {
+    const open = (sftp as unknown as { outgoing: { state: string } }).outgoing.state === 'open';
+    if (this.state !== 'ready' || !open) {
+      sftp.end();
+      return;
+    }
+    const entry = { sftp, timer: setTimeout(() => this.closeIdleSftp(), SFTP_IDLE_MS) };
+    entry.timer.unref();
+    this.idleSftp.push(entry);
+    this.owner.onCapacity(this);
+  }
+
+  /** Closes the longest-idle SFTP session; its slot frees once the server confirms. */
+  closeIdleSftp(): void {
+    const entry = this.idleSftp.shift();
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    entry.sftp.end();
+  }
+
+  private forgetIdleSftp(sftp: SFTPWrapper): void {
+    const i = this.idleSftp.findIndex((e) => e.sftp === sftp);
+    if (i < 0) return;
+    clearTimeout(this.idleSftp[i].timer);
+    this.idleSftp.splice(i, 1);
+  }
+
   /** No new sessions; close once the running ones end. */
   drain(): void {
     if (this.state !== 'ready') return;
     this.state = 'draining';
+    while (this.idleSftp.length) this.closeIdleSftp();
     if (this.sessions === 0 && this.tunnels === 0) this.close();
   }
 
@@ -163,6 +224,8 @@ export class Connection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearTimeout(this.idleTimer);
+    for (const entry of this.idleSftp) clearTimeout(entry.timer);
+    this.idleSftp = [];
     this.client?.end();
     // end() waits for the server's answer; a frozen server must not keep the socket.
     const socket = this.socket;

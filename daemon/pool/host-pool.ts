@@ -4,7 +4,7 @@
 // handshake budget, and otherwise keeps requests in a bounded FIFO that
 // moves whenever capacity frees.
 import type { Duplex } from 'node:stream';
-import type { ClientChannel } from 'ssh2';
+import type { ClientChannel, SFTPWrapper } from 'ssh2';
 import { Code, codeName } from '../../proto';
 import type { Limits } from '../config';
 import { MuxError, type Phase } from '../errors';
@@ -43,7 +43,9 @@ const HANDSHAKE_FAILURE_POLICY: Partial<Record<Code, FailurePolicy>> = {
 const DEFAULT_FAILURE_POLICY: FailurePolicy = { waiting: 'fail-after-attempts', backoff: true, trips: true };
 
 export interface OpenedSession {
-  channel: ClientChannel;
+  /** A session channel; for an 'sftp' request, `sftp` instead. */
+  channel?: ClientChannel;
+  sftp?: SFTPWrapper;
   connection: Connection;
   waitedMs: number;
   newConnection: boolean;
@@ -216,8 +218,14 @@ export class HostPool implements ConnectionOwner, Tunneler {
     this.draining = true;
     try {
       while (this.queue.length > 0) {
+        const head = this.queue.peek()!;
+        if (head.spec.kind === 'sftp' && this.reuseSftp(head)) continue;
         const conn = this.leastLoaded();
-        if (!conn) break;
+        if (!conn) {
+          // Every slot is taken; idle SFTP sessions give theirs back.
+          for (const c of this.connections) if (c.idleSftpSessions > 0) c.closeIdleSftp();
+          break;
+        }
         this.open(conn, this.queue.shift()!);
       }
       while (this.tunnelWaiters.length > 0) {
@@ -230,6 +238,21 @@ export class HostPool implements ConnectionOwner, Tunneler {
     } finally {
       this.draining = false;
     }
+  }
+
+  /** Hands an idle pooled SFTP session to the request at the head of the queue. */
+  private reuseSftp(pending: PendingSession): boolean {
+    for (const conn of this.connections) {
+      if (conn.state !== 'ready') continue;
+      const sftp = conn.takeIdleSftp();
+      if (!sftp) continue;
+      this.queue.shift();
+      pending.done = true;
+      clearTimeout(pending.timer);
+      pending.handler.onOpen({ sftp, connection: conn, waitedMs: Date.now() - pending.createdAt, newConnection: false });
+      return true;
+    }
+    return false;
   }
 
   private leastLoaded(): Connection | undefined {
@@ -281,12 +304,13 @@ export class HostPool implements ConnectionOwner, Tunneler {
       if (result.ok) {
         if (pending.done) {
           // Nobody waits for it any more: end the command so sshd frees the slot.
-          discardChannel(result.channel);
+          if (result.sftp) conn.returnSftp(result.sftp);
+          else discardChannel(result.channel);
           return;
         }
         pending.done = true;
         clearTimeout(pending.timer);
-        pending.handler.onOpen({ channel: result.channel, connection: conn, waitedMs: Date.now() - pending.createdAt, newConnection });
+        pending.handler.onOpen({ channel: result.channel, sftp: result.sftp, connection: conn, waitedMs: Date.now() - pending.createdAt, newConnection });
         return;
       }
       if (result.error.code === Code.CHANNEL_OPEN_FAILED && result.retry) {

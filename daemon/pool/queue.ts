@@ -25,6 +25,12 @@ export class RequestQueue<T extends Queued> {
     this.length++;
   }
 
+  /** The oldest live entry, left in place. */
+  peek(): T | undefined {
+    while (this.head < this.items.length && !this.items[this.head].queued) this.head++;
+    return this.items[this.head];
+  }
+
   shift(): T | undefined {
     while (this.head < this.items.length) {
       const item = this.items[this.head++];

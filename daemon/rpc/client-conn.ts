@@ -3,9 +3,10 @@
 // routes frames to its calls. Any violation ends this client only, with an
 // Error frame saying why; other clients never notice.
 import type * as net from 'node:net';
-import { Code, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, type IFrame, type v1 } from '../../proto';
+import { Code, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
 import type { Logger } from '../log';
 import { errorBody, SessionCall, type CallContext, type CallSink } from './session-call';
+import { FileTransfer } from './file-transfer';
 import { MuxError } from '../errors';
 
 /** Initial stdin grant per call, announced in Welcome. */
@@ -24,7 +25,7 @@ export interface ClientContext extends Omit<CallContext, 'clientWindow' | 'stdin
 export class ClientConn implements CallSink {
   alive = true;
   private readonly decoder = new FrameDecoder(MAX_FRAME);
-  private readonly calls = new Map<number, SessionCall>();
+  private readonly calls = new Map<number, SessionCall | FileTransfer>();
   private greeted = false;
   private goneReported = false;
   private clientWindow = 0;
@@ -165,9 +166,10 @@ export class ClientConn implements CallSink {
         `this client already has ${this.calls.size} calls open (maxCallsPerClient); use another connection or wait`)) });
       return;
     }
-    const call = new SessionCall(this, stream, frame.session as v1.SessionRequest, {
-      agent: this.ctx.agent, log: this.ctx.log, clientWindow: this.clientWindow, stdinWindow: STDIN_WINDOW,
-    });
+    const request = frame.session as v1.SessionRequest;
+    const callCtx = { agent: this.ctx.agent, log: this.ctx.log, clientWindow: this.clientWindow, stdinWindow: STDIN_WINDOW };
+    const transfer = request.kind === v1.SessionRequest.Kind.UPLOAD || request.kind === v1.SessionRequest.Kind.DOWNLOAD;
+    const call = transfer ? new FileTransfer(this, stream, request, callCtx) : new SessionCall(this, stream, request, callCtx);
     this.calls.set(stream, call);
     call.start();
   }

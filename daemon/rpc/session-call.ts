@@ -100,7 +100,7 @@ export class SessionCall {
     } : undefined;
     const env = req.env && Object.keys(req.env).length ? req.env : undefined;
     this.pending = pool.request({ kind, command: req.command, env, pty }, {
-      onOpen: (session) => this.opened(session),
+      onOpen: (session) => this.opened({ ...session, channel: session.channel! }),
       onError: (err) => this.fail(err),
     }, waitMs);
   }
