@@ -1,11 +1,20 @@
 #!/usr/bin/env node
 // sshmuxctl: inspect and steer a running sshmuxd.
 import { parseArgs } from 'node:util';
-import { SshMux, SshMuxError, type Status } from '../client-sdk';
+import { SshMux, SshMuxError, type ControlAction, type Status } from '../client-sdk';
 
-const USAGE = `usage: sshmuxctl [--socket PATH] status [--json]
+const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
 
-  status     hosts, their connections, sessions in use and queues`;
+  status [--json]   hosts, their connections, sessions in use and queues
+  check HOST        one fresh handshake to HOST, like ssh -O check: prints the
+                    time it took, or the classified error (exit 1)
+  drain HOST        HOST's connections take no new sessions and close once
+                    their sessions end; new requests open fresh connections
+  reload            re-read ssh_config and the daemon config (as SIGHUP);
+                    unchanged hosts keep their connections
+  stop              finish running sessions (the grace period) and exit`;
+
+const HOST_COMMANDS = new Set(['check', 'drain']);
 
 async function main(): Promise<number> {
   let parsed;
@@ -24,18 +33,36 @@ async function main(): Promise<number> {
     return 0;
   }
   const [command, ...rest] = positionals;
-  if (command !== 'status' || rest.length) {
-    process.stderr.write(`sshmuxctl: ${command ? `unknown command "${[command, ...rest].join(' ')}"` : 'missing command'}\n${USAGE}\n`);
+  const wantsHost = HOST_COMMANDS.has(command);
+  const known = command === 'status' || command === 'reload' || command === 'stop' || wantsHost;
+  if (!known || rest.length !== (wantsHost ? 1 : 0)) {
+    const why = !command ? 'missing command' : !known ? `unknown command "${command}"`
+      : wantsHost ? `${command} needs one HOST` : `${command} takes no arguments`;
+    process.stderr.write(`sshmuxctl: ${why}\n${USAGE}\n`);
     return 2;
   }
   const mux = await SshMux.connect({ socket: values.socket, clientName: 'sshmuxctl' });
   try {
-    const status = await mux.status();
-    process.stdout.write(values.json ? `${JSON.stringify(toJson(status), null, 2)}\n` : table(status));
+    if (command === 'status') {
+      const status = await mux.status();
+      process.stdout.write(values.json ? `${JSON.stringify(toJson(status), null, 2)}\n` : table(status));
+      return 0;
+    }
+    const host = rest[0] ?? '';
+    try {
+      const r = await mux.control(command as ControlAction, host);
+      process.stdout.write(values.json ? `${JSON.stringify({ ok: true, ...r })}\n` : `${r.message}\n`);
+      return 0;
+    } catch (err) {
+      if (!(err instanceof SshMuxError) || err.code === 'DAEMON_UNAVAILABLE') throw err;
+      // A failed check is an answer, not a crash: say what failed, exit 1.
+      process.stdout.write(values.json ? `${JSON.stringify({ ok: false, code: err.code, message: err.message })}\n`
+        : `${command === 'check' ? `${host}: ` : ''}${err.code}: ${err.message}\n`);
+      return 1;
+    }
   } finally {
     mux.close();
   }
-  return 0;
 }
 
 /** Plain JSON with every field present (protobuf leaves zero values out). */

@@ -1,6 +1,6 @@
 // import { SshMux } from 'sshmux'
 export { SshMux } from './sshmux';
-export type { ConnectOptions, CallOptions, SpawnOptions, ExecOptions, ExecResult, Status, ForwardLocalOptions, LocalForward, TransferOptions } from './sshmux';
+export type { ConnectOptions, CallOptions, SpawnOptions, ExecOptions, ExecResult, Status, ForwardLocalOptions, LocalForward, TransferOptions, ControlAction, ControlResult } from './sshmux';
 export { RemoteProcess } from './remote-process';
 export type { ExitResult, StartedInfo } from './remote-process';
 export { SshMuxError } from './errors';

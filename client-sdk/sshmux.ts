@@ -54,6 +54,22 @@ export interface ExecResult extends ExitResult {
 
 export type Status = v1.IStatus;
 
+export type ControlAction = 'check' | 'drain' | 'reload' | 'stop';
+const CONTROL_ACTIONS: Record<ControlAction, v1.ControlRequest.Action> = {
+  check: v1.ControlRequest.Action.CHECK,
+  drain: v1.ControlRequest.Action.DRAIN,
+  reload: v1.ControlRequest.Action.RELOAD,
+  stop: v1.ControlRequest.Action.STOP,
+};
+
+export interface ControlResult {
+  message: string;
+  /** check: the handshake's duration. */
+  ms: number;
+  /** drain: connections drained; reload: pools replaced. */
+  count: number;
+}
+
 export interface ForwardLocalOptions extends Omit<CallOptions, 'pty' | 'env'> {
   /** Local port to listen on; 0 picks a free one (see LocalForward.port). */
   localPort: number;
@@ -251,6 +267,21 @@ export class SshMux {
 
   /** The daemon's view: hosts, connections, sessions, queues. */
   async status(): Promise<Status> {
+    return (await this.oneShot({ statusRequest: {} }, 'status')) as Status;
+  }
+
+  /**
+   * Steers the daemon, as sshmuxctl does: 'check' one fresh handshake to
+   * `host` (rejects with its classified error), 'drain' `host`'s
+   * connections, 'reload' the configs, 'stop' the daemon.
+   */
+  async control(action: ControlAction, host = '', options?: Record<string, string>): Promise<ControlResult> {
+    const r = (await this.oneShot({ controlRequest: { action: CONTROL_ACTIONS[action], host, options } }, 'controlResult')) as v1.IControlResult;
+    return { message: r.message ?? '', ms: r.ms ?? 0, count: r.count ?? 0 };
+  }
+
+  /** A call answered by a single frame. */
+  private async oneShot(request: Omit<IFrame, 'stream'>, answer: 'status' | 'controlResult'): Promise<unknown> {
     const transport = await this.transport();
     // Keep the process alive until the answer arrives (the socket is unref'd when idle).
     transport.ref();
@@ -259,11 +290,11 @@ export class SshMux {
         onFrame: (frame) => {
           transport.release(stream);
           if (transport.activeStreams === 0) transport.unref();
-          if (frame.status) resolve(frame.status);
+          if (frame[answer]) resolve(frame[answer]);
           else reject(frame.error ? SshMuxError.fromWire(frame.error) : new SshMuxError('PROTOCOL_ERROR', `unexpected ${frame.body} frame`));
         },
         onLost: reject,
-      }, { statusRequest: {} });
+      }, request);
     });
   }
 

@@ -47,6 +47,8 @@ export interface DaemonConfig {
   socketGroup?: string;
   /** Concurrent calls one client may have open. */
   maxCallsPerClient: number;
+  /** Let --http listen on a non-loopback address. */
+  httpAllowRemote: boolean;
 }
 
 export class DaemonConfigError extends Error {}
@@ -59,7 +61,7 @@ const MIN: Record<keyof Limits, number> = {
 };
 
 export function defaultDaemonConfig(): DaemonConfig {
-  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096 };
+  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, httpAllowRemote: false };
 }
 
 export function loadDaemonConfig(file: string | undefined): DaemonConfig {
@@ -86,6 +88,9 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
     } else if (key === 'socketGroup') {
       if (typeof value !== 'string' || value === '') fail('socketGroup must be a group name');
       config.socketGroup = value as string;
+    } else if (key === 'httpAllowRemote') {
+      if (typeof value !== 'boolean') fail('httpAllowRemote must be true or false');
+      config.httpAllowRemote = value as boolean;
     } else if (key === 'maxCallsPerClient') {
       config.maxCallsPerClient = intValue(key, value, 1, fail);
     } else if (key === 'hosts') {
@@ -102,7 +107,7 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
         config.hosts.push({ pattern, match: globToRegExp(pattern), limits });
       }
     } else {
-      fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'socketGroup', 'hosts'].join(', ')})`);
+      fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'socketGroup', 'httpAllowRemote', 'hosts'].join(', ')})`);
     }
   }
   return config;

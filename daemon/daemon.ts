@@ -2,11 +2,16 @@
 // clients. main.ts handles the process (arguments, signals); this file
 // handles the daemon's life: start, status, reload, stop.
 import * as fs from 'node:fs';
-import type * as net from 'node:net';
-import { v1 } from '../proto';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { Code, v1 } from '../proto';
 import { loadDaemonConfig, type DaemonConfig } from './config';
+import { MuxError } from './errors';
+import { startHttp, type HttpServer } from './http/server';
 import type { Logger } from './log';
+import { Metrics, setMetrics } from './metrics';
 import { Agent } from './pool/agent';
+import { dial } from './pool/handshake';
 import { ClientConn } from './rpc/client-conn';
 import { listenUnix } from './rpc/server';
 import { SshConfigResolver } from './ssh-config';
@@ -18,30 +23,142 @@ const CANCEL_WAIT_MS = 4000;
 
 export interface DaemonOptions {
   socketPath: string;
+  /** A listening socket systemd passed us (socket activation): used instead of creating socketPath. */
+  activatedFd?: number;
   sshConfigFile?: string;
   configFile?: string;
+  /** --http host:port */
+  http?: string;
   log: Logger;
+  /** sshmuxctl stop: the same path as SIGTERM. */
+  requestStop?: () => void;
 }
+
+/** What a control request did, or a MuxError. */
+export type ControlOutcome = v1.IControlResult;
 
 export class Daemon {
   readonly startedAt = Date.now();
   private readonly clients = new Set<ClientConn>();
   private server: net.Server | undefined;
+  private http: HttpServer | undefined;
+  readonly metrics: Metrics;
+  /** The socket is open to a group: clients may not set owner-only options or stop the daemon. */
+  private shared = false;
   accepting = true;
 
   private constructor(
     private readonly opts: DaemonOptions,
     private config: DaemonConfig,
     readonly agent: Agent,
-  ) {}
+  ) {
+    this.metrics = new Metrics(() => this.agent.status().map((h) => {
+      const connections: Record<string, number> = {};
+      let sessions = 0;
+      for (const c of h.connections ?? []) {
+        connections[c.state!] = (connections[c.state!] ?? 0) + 1;
+        sessions += c.sessions ?? 0;
+      }
+      return { host: this.metrics.host(h.name!), sessions, queued: h.queued ?? 0, connections };
+    }));
+    setMetrics(this.metrics);
+  }
 
   /** Loads the configs (throwing on errors) and listens. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const { resolver, config } = loadConfigs(opts);
     const daemon = new Daemon(opts, config, new Agent(resolver, config, opts.log));
-    daemon.server = await listenUnix(opts.socketPath, config.socketGroup, (socket) => daemon.accept(socket));
-    opts.log.info({ socket: opts.socketPath, sshConfig: resolver.files, version: VERSION }, 'sshmuxd listening');
+    const accept = (socket: net.Socket): void => daemon.accept(socket);
+    if (opts.activatedFd !== undefined) {
+      daemon.server = net.createServer(accept);
+      await new Promise<void>((resolve, reject) => {
+        daemon.server!.once('error', reject);
+        daemon.server!.listen({ fd: opts.activatedFd }, resolve);
+      });
+      daemon.shared = sharedSocket(opts.socketPath);
+      if (daemon.shared && !config.socketGroup) {
+        // The .socket unit opened it to a group: treat it as socketGroup would.
+        config.socketGroup = String(fs.statSync(opts.socketPath).gid);
+      }
+    } else {
+      daemon.server = await listenUnix(opts.socketPath, config.socketGroup, accept);
+      daemon.shared = config.socketGroup !== undefined;
+    }
+    if (opts.http) {
+      try {
+        daemon.http = await startHttp({
+          address: opts.http, allowRemote: config.httpAllowRemote, tokenPath: path.join(path.dirname(opts.socketPath), 'http-token'),
+          metrics: daemon.metrics, snapshot: () => daemon.snapshot(), acceptRpc: (stream) => daemon.accept(stream, true), log: opts.log,
+        });
+      } catch (err) {
+        daemon.server.close();
+        throw err;
+      }
+    }
+    opts.log.info({ socket: opts.socketPath, activated: opts.activatedFd !== undefined, sshConfig: resolver.files, version: VERSION },
+      'sshmuxd listening');
     return daemon;
+  }
+
+  get httpPort(): number | undefined {
+    return this.http?.port;
+  }
+
+  /** One line for systemd's STATUS=. */
+  summary(): string {
+    const hosts = this.agent.status();
+    let conns = 0;
+    let sessions = 0;
+    let queued = 0;
+    for (const h of hosts) {
+      conns += h.connections?.length ?? 0;
+      queued += h.queued ?? 0;
+      for (const c of h.connections ?? []) sessions += c.sessions ?? 0;
+    }
+    return `${hosts.length} hosts, ${conns} connections, ${sessions} sessions, ${queued} queued, ${this.clients.size} clients`;
+  }
+
+  /** The status page's view: host names and counts, no commands. */
+  snapshot(): unknown {
+    const s = this.status();
+    return {
+      ...s,
+      hosts: (s.hosts ?? []).map((h) => ({ ...h, recentErrors: this.agent.recentErrors(h.name!) })),
+    };
+  }
+
+  /** sshmuxctl check/drain/reload/stop. `owner`: the caller may steer the whole daemon. */
+  async control(req: v1.IControlRequest, owner: boolean): Promise<ControlOutcome> {
+    const Action = v1.ControlRequest.Action;
+    const action = req.action ?? Action.CHECK;
+    if ((action === Action.RELOAD || action === Action.STOP) && !owner) {
+      throw new MuxError(Code.BAD_REQUEST, 'reload and stop are refused on a group-shared socket; use systemctl reload/stop sshmuxd');
+    }
+    switch (action) {
+      case Action.CHECK: {
+        const pool = this.agent.pool(req.host ?? '', req.options ?? {});
+        const started = Date.now();
+        const { client, socket } = await dial(pool.host, pool.via);
+        const ms = Date.now() - started;
+        client.end();
+        setTimeout(() => socket.destroy(), 2000).unref();
+        return { message: `${pool.name} (${pool.destination}): handshake ok in ${ms} ms`, ms };
+      }
+      case Action.DRAIN: {
+        const n = this.agent.drainHost(req.host ?? '');
+        return { message: `${req.host}: ${n} connections draining; new requests open fresh ones`, count: n };
+      }
+      case Action.RELOAD: {
+        const r = this.reload();
+        if (!r.ok) throw new MuxError(Code.BAD_REQUEST, `reload refused, the old configuration stays: ${r.error}`);
+        return { message: `reloaded: ${r.kept} pools kept their connections, ${r.replaced} replaced`, count: r.replaced };
+      }
+      case Action.STOP:
+        setImmediate(() => this.opts.requestStop?.());
+        return { message: 'stopping: running sessions get the grace period' };
+      default:
+        throw new MuxError(Code.BAD_REQUEST, `unknown control action ${action}`);
+    }
   }
 
   status(): v1.IStatus {
@@ -59,17 +176,23 @@ export class Daemon {
     return this.clients.size === 0 && this.agent.connections === 0;
   }
 
-  /** Re-reads ssh_config and the daemon config; on error keeps the old ones. */
-  reload(): boolean {
+  /**
+   * Re-reads ssh_config and the daemon config; on error keeps the old ones.
+   * Pools whose resolved settings did not change keep their connections.
+   */
+  reload(): { ok: true; kept: number; replaced: number } | { ok: false; error: string } {
     try {
       const { resolver, config } = loadConfigs(this.opts);
-      this.agent.reconfigure(resolver, config);
+      // The socket stays as it is until a restart.
+      config.socketGroup = this.config.socketGroup;
+      const { kept, replaced } = this.agent.reconfigure(resolver, config);
       this.config = config;
-      this.opts.log.info({ sshConfig: resolver.files }, 'configuration reloaded');
-      return true;
+      this.opts.log.info({ sshConfig: resolver.files, kept, replaced }, 'configuration reloaded');
+      return { ok: true, kept, replaced };
     } catch (err) {
-      this.opts.log.error({ err: (err as Error).message }, 'reload refused: the new configuration is invalid; keeping the old one');
-      return false;
+      const error = (err as Error).message;
+      this.opts.log.error({ err: error }, 'reload refused: the new configuration is invalid; keeping the old one');
+      return { ok: false, error };
     }
   }
 
@@ -77,10 +200,14 @@ export class Daemon {
   async stop(graceMs: number): Promise<void> {
     this.accepting = false;
     this.server?.close();
-    try {
-      fs.unlinkSync(this.opts.socketPath);
-    } catch {
-      // already gone
+    this.http?.close();
+    // An activated socket belongs to the .socket unit, which keeps it for our next start.
+    if (this.opts.activatedFd === undefined) {
+      try {
+        fs.unlinkSync(this.opts.socketPath);
+      } catch {
+        // already gone
+      }
     }
     this.agent.shutdown();
     const until = Date.now() + graceMs;
@@ -96,19 +223,31 @@ export class Daemon {
     for (const client of this.clients) client.protocolError('sshmuxd stopped');
   }
 
-  private accept(socket: net.Socket): void {
+  /** A client on the socket, or on /rpc (whose bearer token only the daemon's user can read: an owner). */
+  private accept(socket: net.Socket, viaToken = false): void {
+    const owner = viaToken || !this.shared;
     const client = new ClientConn(socket, {
       agent: this.agent,
       log: this.opts.log,
       version: VERSION,
       maxCallsPerClient: this.config.maxCallsPerClient,
       status: () => this.status(),
+      control: (req) => this.control(req, owner),
       get accepting() {
         return daemonAccepting();
       },
     }, (c) => this.clients.delete(c));
     const daemonAccepting = (): boolean => this.accepting;
     this.clients.add(client);
+  }
+}
+
+/** Whether anyone but the owner may open the socket file. */
+function sharedSocket(socketPath: string): boolean {
+  try {
+    return (fs.statSync(socketPath).mode & 0o077) !== 0;
+  } catch {
+    return false;
   }
 }
 

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { defaultSocketPath } from '../proto/socket-path';
 import { Daemon, VERSION } from './daemon';
 import { createLogger } from './log';
+import { activatedSocketFd, Notifier } from './systemd';
 
 const USAGE = `usage: sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [--log-level LEVEL]
 
@@ -16,7 +17,16 @@ const USAGE = `usage: sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [-
   --grace SECONDS   on SIGTERM, how long running sessions may finish (default 30)
   --exit-when-idle SECONDS
                     exit after this long with no clients and no connections
-                    (used when the sshmux command starts a daemon itself)`;
+                    (used when the sshmux command starts a daemon itself)
+  --http ADDR       serve /metrics (Prometheus), / (live status page) and
+                    /rpc (the RPC over WebSocket, bearer token) on ADDR,
+                    e.g. 127.0.0.1:9322; loopback only unless httpAllowRemote
+
+Under systemd: READY/STATUS/WATCHDOG/RELOADING/STOPPING go to $NOTIFY_SOCKET
+(through systemd-notify), and a socket passed with LISTEN_FDS is used as is.
+SIGHUP reloads the configs; SIGTERM drains and exits 0.`;
+/** How often STATUS= is refreshed (sent only when it changed). */
+const STATUS_EVERY_MS = 5000;
 
 /** Exit status for bad usage or configuration, as sysexits' EX_CONFIG. */
 const EXIT_CONFIG = 78;
@@ -32,6 +42,7 @@ async function main(): Promise<void> {
         'log-level': { type: 'string' },
         grace: { type: 'string' },
         'exit-when-idle': { type: 'string' },
+        http: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -60,6 +71,7 @@ async function main(): Promise<void> {
     process.exit(EXIT_CONFIG);
   }
   const log = createLogger(args['log-level']);
+  const notifier = new Notifier(log);
 
   // Handlers first: a SIGTERM that arrives while we start must still stop us cleanly.
   let daemon: Daemon | undefined;
@@ -69,25 +81,51 @@ async function main(): Promise<void> {
     stopping = true;
     if (!daemon) return; // start() finishes, sees `stopping`, and exits
     log.info({ reason, graceS }, 'stopping: finishing running sessions');
-    daemon.stop(graceS * 1000).then(() => {
-      log.info('stopped');
-      process.exit(0);
+    const d = daemon;
+    notifier.stopWatchdog();
+    notifier.notify({ STOPPING: '1', STATUS: `stopping (${reason}): ${d.summary()}` })
+      .then(() => d.stop(graceS * 1000))
+      .then(() => {
+        log.info('stopped');
+        process.exit(0);
+      });
+  };
+  let reloading = Promise.resolve();
+  const reload = (): void => {
+    reloading = reloading.then(async () => {
+      if (!daemon || stopping) return;
+      // MONOTONIC_USEC lets a newer systemd tell this reload from an older one.
+      await notifier.notify({ RELOADING: '1', MONOTONIC_USEC: String(process.hrtime.bigint() / 1000n) });
+      const r = daemon.reload();
+      await notifier.notify({ READY: '1', STATUS: r.ok ? daemon.summary() : `reload refused, old configuration kept: ${r.error}` });
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => daemon?.reload());
+  process.on('SIGHUP', reload);
 
   try {
     daemon = await Daemon.start({
       socketPath: args.socket ?? defaultSocketPath(),
+      activatedFd: activatedSocketFd(),
       sshConfigFile: args.F,
       configFile: args.config,
+      http: args.http,
       log,
+      requestStop: () => stop('sshmuxctl stop'),
     });
   } catch (err) {
     process.stderr.write(`sshmuxd: ${(err as Error).message}\n`);
+    await notifier.notify({ STATUS: `failed to start: ${(err as Error).message}` });
     process.exit(EXIT_CONFIG);
+  }
+  // Ready only now: the socket listens and the configs are loaded.
+  await notifier.notify({ READY: '1', STATUS: daemon.summary() });
+  const watchdogMs = notifier.startWatchdog();
+  if (watchdogMs) log.info({ everyMs: watchdogMs }, 'systemd watchdog armed');
+  if (notifier.enabled) {
+    const d = daemon;
+    setInterval(() => notifier.status(d.summary()), STATUS_EVERY_MS).unref();
   }
   if (stopping) {
     stopping = false;

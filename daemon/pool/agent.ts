@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from '../ssh-config';
 import { Endpoint } from './endpoint';
-import { HostPool } from './host-pool';
+import { HostPool, type PendingSession } from './host-pool';
 
 /**
  * ssh -o options a client may set. 'owner': only while the socket is
@@ -45,6 +45,10 @@ export class Agent {
   private readonly pools = new Map<string, HostPool>();
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly clientResolvers = new Map<string, { mtimeMs: number; resolver: SshConfigResolver }>();
+  /** Pools a reload or drain replaced, until their last sessions end: still counted, still stopped with the daemon. */
+  private readonly retiring = new Set<HostPool>();
+  /** How each pool was asked for, so a reload can resolve it again. */
+  private readonly origins = new WeakMap<HostPool, PoolOrigin>();
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -113,13 +117,13 @@ export class Agent {
       if (last.port) hopOverrides.port = String(last.port);
       via = this.poolFor(resolver, last.host, hopOverrides, hops.length > 1 ? hops.slice(0, -1) : undefined, depth + 1);
     }
-    const { alias: _alias, ...identity } = host;
-    const key = JSON.stringify(identity);
+    const key = poolKey(host);
     let pool = this.pools.get(key);
     if (!pool) {
       const limits = limitsFor(this.config, alias);
       pool = new HostPool(alias, host, limits, this.endpoint(host, limits, via), this.log, via);
       this.pools.set(key, pool);
+      this.origins.set(pool, { resolver, alias, overrides, jumps, depth });
     }
     return pool;
   }
@@ -146,26 +150,104 @@ export class Agent {
     return resolver;
   }
 
-  /** Swaps in a reloaded ssh_config and daemon config for new pools. */
-  reconfigure(resolver: SshConfigResolver, config: DaemonConfig): void {
+  /**
+   * Swaps in a reloaded ssh_config and daemon config. Each pool is resolved
+   * again: where nothing changed it keeps its connections (with the new
+   * limits); where anything did (or its jump host changed) it retires, its
+   * running sessions finish on the old connections, and its waiting
+   * requests move to a pool for the new settings.
+   */
+  reconfigure(resolver: SshConfigResolver, config: DaemonConfig): { kept: number; replaced: number } {
+    const previous = this.resolver;
     this.resolver = resolver;
     this.config = config;
+    const retired = new Set<HostPool>();
+    for (const [key, pool] of this.pools) {
+      const origin = this.origins.get(pool);
+      // Pools from a client's own -F file follow that file, not ours.
+      if (!origin || origin.resolver !== previous) continue;
+      let same = false;
+      try {
+        const host = resolver.resolve(origin.alias, origin.overrides);
+        same = poolKey(origin.jumps ? { ...host, proxyJump: origin.jumps } : host) === key;
+      } catch {
+        // No longer resolvable: retire it; its waiting requests get the error.
+      }
+      if (same) pool.limits = limitsFor(config, pool.name);
+      else retired.add(pool);
+    }
+    // A pool whose jump host retired would tunnel through a retired pool.
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const pool of this.pools.values()) {
+        if (!retired.has(pool) && pool.via && retired.has(pool.via)) {
+          retired.add(pool);
+          grew = true;
+        }
+      }
+    }
+    const moved: Array<[PendingSession, PoolOrigin]> = [];
+    for (const [key, pool] of [...this.pools]) {
+      if (!retired.has(pool)) continue;
+      this.pools.delete(key);
+      this.retiring.add(pool);
+      const origin = this.origins.get(pool)!;
+      for (const pending of pool.retire()) moved.push([pending, origin]);
+    }
+    const kept = this.pools.size;
+    for (const [pending, origin] of moved) {
+      try {
+        const next = this.poolFor(origin.resolver === previous ? resolver : origin.resolver,
+          origin.alias, origin.overrides, origin.jumps, origin.depth);
+        next.adopt(pending);
+      } catch (err) {
+        pending.pool.fail(pending, err instanceof MuxError ? err : new MuxError(Code.BAD_REQUEST, (err as Error).message));
+      }
+    }
+    return { kept, replaced: retired.size };
+  }
+
+  /** Closes every connection to `alias` once its sessions end; new requests open fresh ones. */
+  drainHost(alias: string): number {
+    let n = 0;
+    for (const [key, pool] of [...this.pools]) {
+      if (pool.name !== alias) continue;
+      this.pools.delete(key);
+      this.retiring.add(pool);
+      const origin = this.origins.get(pool);
+      const waiting = pool.retire();
+      n += pool.connections.length;
+      for (const pending of waiting) {
+        try {
+          this.poolFor(origin!.resolver, origin!.alias, origin!.overrides, origin!.jumps, origin!.depth).adopt(pending);
+        } catch (err) {
+          pending.pool.fail(pending, err instanceof MuxError ? err : new MuxError(Code.BAD_REQUEST, (err as Error).message));
+        }
+      }
+    }
+    return n;
+  }
+
+  /** Every pool, the retiring ones included. */
+  private *allPools(): Iterable<HostPool> {
+    yield* this.pools.values();
+    yield* this.retiring;
   }
 
   get connections(): number {
     let n = 0;
-    for (const pool of this.pools.values()) n += pool.connections.length;
+    for (const pool of this.allPools()) n += pool.connections.length;
     return n;
   }
 
   get sessions(): number {
     let n = 0;
-    for (const pool of this.pools.values()) for (const c of pool.connections) n += c.sessions;
+    for (const pool of this.allPools()) for (const c of pool.connections) n += c.sessions;
     return n;
   }
 
   status(): v1.IHostStatus[] {
-    return [...this.pools.values()].map((pool) => ({
+    return [...this.allPools()].map((pool) => ({
       name: pool.name,
       destination: pool.destination,
       queued: pool.queue.length,
@@ -181,16 +263,23 @@ export class Agent {
     }));
   }
 
+  /** The last handshake failures of the pools named `alias`. */
+  recentErrors(alias: string): Array<{ at: number; code: string; message: string }> {
+    const out: Array<{ at: number; code: string; message: string }> = [];
+    for (const pool of this.allPools()) if (pool.name === alias) out.push(...pool.recentErrors);
+    return out.sort((a, b) => a.at - b.at).slice(-10);
+  }
+
   /** Stops new work; running sessions finish on their connections. */
   shutdown(): void {
     this.closed = true;
-    for (const pool of this.pools.values()) pool.shutdown();
+    for (const pool of this.allPools()) pool.shutdown();
   }
 
   destroy(): void {
     this.closed = true;
     clearInterval(this.sweeper);
-    for (const pool of this.pools.values()) pool.destroy();
+    for (const pool of this.allPools()) pool.destroy();
     for (const endpoint of this.endpoints.values()) endpoint.close();
   }
 
@@ -211,7 +300,22 @@ export class Agent {
     for (const [key, pool] of this.pools) {
       if (pool.empty && now - pool.lastUsed > POOL_LINGER_MS) this.pools.delete(key);
     }
+    for (const pool of this.retiring) if (pool.connections.length === 0) this.retiring.delete(pool);
   }
+}
+
+interface PoolOrigin {
+  resolver: SshConfigResolver;
+  alias: string;
+  overrides: Record<string, string>;
+  jumps: JumpHop[] | undefined;
+  depth: number;
+}
+
+/** Pools are per resolved destination: everything that shapes the connection, not the name it was asked by. */
+function poolKey(host: ResolvedHost): string {
+  const { alias: _alias, ...identity } = host;
+  return JSON.stringify(identity);
 }
 
 function checkAlias(alias: string): void {

@@ -14,6 +14,7 @@ import { Connection, discardChannel, type ConnectionOwner, type OpenResult, type
 import type { Endpoint } from './endpoint';
 import type { Tunneler } from './handshake';
 import { RequestQueue } from './queue';
+import { countHandshake } from '../metrics';
 
 /**
  * What a failed handshake means. `waiting`: when the requests waiting for a
@@ -65,7 +66,8 @@ export class PendingSession {
   readonly createdAt = Date.now();
 
   constructor(
-    private readonly pool: HostPool,
+    /** Changes when a reload moves the request to the pool for the new settings. */
+    public pool: HostPool,
     readonly spec: SessionSpec,
     readonly handler: SessionHandler,
   ) {}
@@ -95,6 +97,8 @@ interface TunnelWaiter {
 export class HostPool implements ConnectionOwner, Tunneler {
   readonly connections: Connection[] = [];
   readonly queue = new RequestQueue<PendingSession>();
+  /** The last handshake failures, for the status page. */
+  readonly recentErrors: Array<{ at: number; code: string; message: string }> = [];
   readonly stats: PoolStats = { requests: 0, handshakesOk: 0, handshakesFailed: 0, failuresByCode: {}, lastError: '' };
   /** The lowest MaxSessions the server has shown; new connections start with it. */
   maxSessions: number;
@@ -112,7 +116,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     private readonly endpoint: Endpoint,
     private readonly log: Logger,
     /** The jump host's pool this destination is reached through. */
-    private readonly via?: HostPool,
+    readonly via?: HostPool,
   ) {
     this.maxSessions = limits.maxSessions;
   }
@@ -126,7 +130,8 @@ export class HostPool implements ConnectionOwner, Tunneler {
     return this.queue.length === 0 && this.connections.length === 0;
   }
 
-  get state(): 'ok' | 'backoff' | 'failing' | 'down' {
+  get state(): 'ok' | 'backoff' | 'failing' | 'down' | 'draining' {
+    if (this.closed) return 'draining';
     if (this.connections.some((c) => c.state === 'ready')) return 'ok';
     if (this.endpoint.downRemaining() > 0) return 'down';
     if (this.endpoint.backoffRemaining() > 0) return 'backoff';
@@ -148,7 +153,8 @@ export class HostPool implements ConnectionOwner, Tunneler {
       this.finish(pending, new MuxError(Code.QUEUE_FULL,
         `${this.queue.length} requests already wait for ${this.name} (queueLimit ${this.limits.queueLimit}); retry later or raise queueLimit`, 'queued'));
     } else {
-      pending.timer = setTimeout(() => this.expire(pending), waitMs);
+      // pending.pool, not this: a reload may move the request to another pool.
+      pending.timer = setTimeout(() => pending.pool.expire(pending), waitMs);
       this.queue.push(pending);
       this.drain();
     }
@@ -171,6 +177,29 @@ export class HostPool implements ConnectionOwner, Tunneler {
       if (conn.state === 'connecting') conn.close();
       else conn.drain();
     }
+  }
+
+  /**
+   * A reload changed this destination's settings: take no more work, let
+   * running sessions finish on the old connections, and hand back the
+   * requests still waiting so the new pool can serve them.
+   */
+  retire(): PendingSession[] {
+    this.closed = true;
+    this.endpoint.forget(this.wake);
+    const waiting = this.queue.drainAll();
+    for (const conn of [...this.connections]) {
+      if (conn.state === 'connecting') conn.close();
+      else conn.drain();
+    }
+    return waiting;
+  }
+
+  /** Takes over a request from a retired pool, keeping its deadline and its place in line. */
+  adopt(pending: PendingSession): void {
+    pending.pool = this;
+    this.queue.push(pending);
+    this.drain();
   }
 
   /** Closes every connection now (daemon exit). */
@@ -352,6 +381,11 @@ export class HostPool implements ConnectionOwner, Tunneler {
     this.finish(pending, new MuxError(Code.DEADLINE_EXCEEDED, message, phase));
   }
 
+  /** Ends a request with `err` (a reload that can no longer resolve its host). */
+  fail(pending: PendingSession, err: MuxError): void {
+    this.finish(pending, err);
+  }
+
   private finish(pending: PendingSession, err: MuxError): void {
     this.queue.remove(pending);
     if (pending.done) return;
@@ -377,6 +411,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
   onReady(conn: Connection): void {
     this.endpoint.end(true, false);
     this.stats.handshakesOk++;
+    countHandshake(this.name, 'ok');
     this.log.info({ host: this.name, connection: conn.id, destination: this.destination, ms: Date.now() - conn.createdAt },
       'connection ready');
     this.drain();
@@ -388,7 +423,10 @@ export class HostPool implements ConnectionOwner, Tunneler {
     this.endpoint.end(false, policy.backoff, policy.trips, `${codeName(err.code)}: ${err.message}`);
     this.stats.handshakesFailed++;
     const name = codeName(err.code);
+    countHandshake(this.name, name);
     this.stats.failuresByCode[name] = (this.stats.failuresByCode[name] ?? 0) + 1;
+    this.recentErrors.push({ at: Date.now(), code: name, message: err.message });
+    if (this.recentErrors.length > 10) this.recentErrors.shift();
     this.stats.lastError = `${name}: ${err.message}`;
     this.log.warn({ host: this.name, connection: conn.id, code: name, failures: this.endpoint.failures, err: err.message },
       'handshake failed');

@@ -18,6 +18,7 @@ export interface ClientContext extends Omit<CallContext, 'clientWindow' | 'stdin
   version: string;
   maxCallsPerClient: number;
   status(): v1.IStatus;
+  control(req: v1.IControlRequest): Promise<v1.IControlResult>;
   /** Refuse new calls (daemon stopping). */
   readonly accepting: boolean;
 }
@@ -103,6 +104,7 @@ export class ClientConn implements CallSink {
     switch (kind) {
       case 'session':
       case 'statusRequest':
+      case 'controlRequest':
         return this.open(frame);
       case 'data':
       case 'eof':
@@ -155,6 +157,13 @@ export class ClientConn implements CallSink {
     this.highestStream = stream;
     if (frame.body === 'statusRequest') {
       this.send({ stream, status: this.ctx.status() });
+      return;
+    }
+    if (frame.body === 'controlRequest') {
+      this.ctx.control(frame.controlRequest!).then(
+        (controlResult) => this.send({ stream, controlResult }),
+        (err: unknown) => this.send({ stream, error: errorBody(err instanceof MuxError ? err
+          : new MuxError(Code.INTERNAL, `internal error: ${(err as Error).message}`)) }));
       return;
     }
     if (!this.ctx.accepting) {

@@ -6,12 +6,15 @@
 // window bounds how many (upload) or a fixed depth does (download), so
 // memory stays bounded per transfer.
 import type { SFTPWrapper } from 'ssh2';
-import { Code, DATA_CHUNK, Fd, type IFrame, v1 } from '../../proto';
+import { Code, codeName, DATA_CHUNK, Fd, type IFrame, v1 } from '../../proto';
 import { MuxError, type Phase } from '../errors';
+import { countRequest } from '../metrics';
 import type { Connection } from '../pool/connection';
 import type { OpenedSession, PendingSession } from '../pool/host-pool';
 import { errorBody, type CallContext, type CallSink } from './session-call';
 
+/** An upload's stdin window once the file is open: writes in flight, enough to hide the SFTP round trip. */
+const UPLOAD_WINDOW = 1024 * 1024;
 /** Reads in flight per download: 16 x 64 KiB hides the round trip on a LAN and costs 1 MiB at most. */
 const READ_DEPTH = 16;
 /** ssh2's SFTP status codes, named as in draft-ietf-secsh-filexfer-02. */
@@ -170,6 +173,11 @@ export class FileTransfer {
         chmod(() => {
           if (this.stopping || this.ended) return this.maybeRelease();
           started();
+          const more = UPLOAD_WINDOW - this.ctx.stdinWindow;
+          if (more > 0) {
+            this.stdinCredit += more;
+            this.sink.send({ stream: this.stream, window: { bytes: more } });
+          }
           for (const chunk of this.early) this.write(chunk);
           this.early = [];
           this.maybeFinish();
@@ -335,6 +343,7 @@ export class FileTransfer {
   private end(frame: IFrame): void {
     if (this.ended) return;
     this.ended = true;
+    countRequest(this.request.host, frame.error ? codeName(frame.error.code ?? 0) : 'OK');
     clearTimeout(this.deadlineTimer);
     if (this.sink.alive) this.sink.send(frame);
     this.sink.callEnded(this.stream);

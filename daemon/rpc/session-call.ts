@@ -5,8 +5,9 @@
 // sends the remote process TERM, then KILL, then closes the channel: closing
 // alone leaves the remote process running.
 import type { ClientChannel } from 'ssh2';
-import { Code, DATA_CHUNK, Fd, type IFrame, v1 } from '../../proto';
+import { Code, codeName, DATA_CHUNK, Fd, type IFrame, v1 } from '../../proto';
 import { MuxError, type Phase } from '../errors';
+import { countRequest, observeExec } from '../metrics';
 import type { Logger } from '../log';
 import type { Agent } from '../pool/agent';
 import { abandonChannel, discardChannel, sendSignal, type Connection, type SessionSpec } from '../pool/connection';
@@ -59,6 +60,7 @@ export class SessionCall {
   private tunnel = false;
   private cancelTunnel: (() => void) | undefined;
   private killTimer: NodeJS.Timeout | undefined;
+  private readonly createdAt = Date.now();
 
   constructor(
     private readonly sink: CallSink,
@@ -308,6 +310,8 @@ export class SessionCall {
   private end(frame: IFrame): void {
     if (this.ended) return;
     this.ended = true;
+    countRequest(this.request.host, frame.error ? codeName(frame.error.code ?? 0) : 'OK');
+    if (this.request.kind === v1.SessionRequest.Kind.EXEC) observeExec((Date.now() - this.createdAt) / 1000);
     clearTimeout(this.deadlineTimer);
     clearTimeout(this.killTimer);
     if (this.sink.alive) this.sink.send(frame);

@@ -1,0 +1,98 @@
+// The status page: one static HTML file with its script inline, fed by the
+// /status WebSocket. It shows host names and counts, never command lines;
+// everything from the daemon goes in through textContent, never as HTML.
+export const STATUS_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>sshmuxd status</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #222; }
+  h1 { font-size: 1.2rem; margin: 0 0 .25rem; }
+  #meta { color: #666; margin-bottom: 1rem; }
+  #conn.down { color: #b00; font-weight: bold; }
+  section.host { border: 1px solid #ccc; border-radius: 6px; padding: .75rem 1rem; margin-bottom: 1rem; }
+  section.host h2 { font-size: 1rem; margin: 0 0 .5rem; }
+  .state { font-size: .8rem; padding: .1rem .4rem; border-radius: 4px; background: #ddd; margin-left: .5rem; }
+  .state.ok { background: #cfc; } .state.down, .state.failing { background: #fcc; } .state.backoff, .state.draining { background: #ffc; }
+  table { border-collapse: collapse; margin: .25rem 0; }
+  td, th { padding: .15rem .6rem .15rem 0; text-align: left; font-variant-numeric: tabular-nums; }
+  .bar { display: inline-block; width: 120px; height: .7rem; background: #eee; vertical-align: middle; }
+  .bar > i { display: block; height: 100%; background: #48c; }
+  .errors { color: #a00; font-size: .85rem; }
+</style>
+</head>
+<body>
+<h1>sshmuxd</h1>
+<div id="meta"><span id="conn">connecting...</span> <span id="summary"></span></div>
+<div id="hosts"></div>
+<script>
+(function () {
+  var hostsEl = document.getElementById('hosts');
+  var connEl = document.getElementById('conn');
+  var summaryEl = document.getElementById('summary');
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = String(text);
+    return e;
+  }
+  function row(cells, head) {
+    var tr = el('tr');
+    cells.forEach(function (c) { tr.appendChild(el(head ? 'th' : 'td', '', c)); });
+    return tr;
+  }
+  function render(s) {
+    var sessions = 0, conns = 0, queued = 0;
+    var frag = document.createDocumentFragment();
+    (s.hosts || []).forEach(function (h) {
+      var used = 0;
+      (h.connections || []).forEach(function (c) { used += c.sessions || 0; });
+      sessions += used; conns += (h.connections || []).length; queued += h.queued || 0;
+      var sec = el('section', 'host');
+      sec.setAttribute('data-host', h.name);
+      var title = el('h2', '', h.name);
+      title.appendChild(el('span', 'state ' + h.state, h.state));
+      sec.appendChild(title);
+      var info = el('div');
+      info.appendChild(el('span', '', h.destination + ' \\u00b7 '));
+      info.appendChild(el('span', 'sessions', used));
+      info.appendChild(el('span', '', ' sessions open \\u00b7 '));
+      info.appendChild(el('span', 'queued', h.queued || 0));
+      info.appendChild(el('span', '', ' queued \\u00b7 handshakes ' + (h.handshakes.ok || 0) + ' ok, ' + (h.handshakes.failed || 0) + ' failed'));
+      sec.appendChild(info);
+      var byCode = h.handshakes.byCode || {};
+      var codes = Object.keys(byCode);
+      if (codes.length) sec.appendChild(el('div', '', 'failures by class: ' + codes.map(function (c) { return c + ' ' + byCode[c]; }).join(', ')));
+      var t = el('table');
+      t.appendChild(row(['connection', 'state', 'sessions', ''], true));
+      (h.connections || []).forEach(function (c) {
+        var tr = row([c.id, c.state, (c.sessions || 0) + ' / ' + c.maxSessions]);
+        var td = el('td'); var bar = el('span', 'bar'); var fill = el('i');
+        fill.style.width = Math.min(100, 100 * (c.sessions || 0) / (c.maxSessions || 1)) + '%';
+        bar.appendChild(fill); td.appendChild(bar); tr.appendChild(td);
+        t.appendChild(tr);
+      });
+      sec.appendChild(t);
+      (h.recentErrors || []).slice(-5).forEach(function (e) {
+        sec.appendChild(el('div', 'errors', new Date(e.at).toLocaleTimeString() + ' ' + e.code + ': ' + e.message));
+      });
+      frag.appendChild(sec);
+    });
+    hostsEl.replaceChildren(frag);
+    summaryEl.textContent = (s.hosts || []).length + ' hosts, ' + conns + ' connections, ' + sessions + ' sessions, ' + queued + ' queued \\u00b7 ' +
+      s.clients + ' clients \\u00b7 sshmuxd ' + s.version + ', up ' + Math.round(s.uptimeS) + ' s';
+  }
+  function connect() {
+    var ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/status');
+    ws.onopen = function () { connEl.textContent = 'live'; connEl.className = ''; };
+    ws.onmessage = function (m) { render(JSON.parse(m.data)); };
+    ws.onclose = function () { connEl.textContent = 'disconnected; retrying'; connEl.className = 'down'; setTimeout(connect, 2000); };
+  }
+  connect();
+})();
+</script>
+</body>
+</html>
+`;

@@ -1,0 +1,82 @@
+// Prometheus metrics (prom-client): counters bumped where things happen,
+// gauges read from the pools at scrape time. Host labels are the names
+// clients asked for, capped so a client cannot grow the label set without
+// bound.
+import client from 'prom-client';
+
+const MAX_HOST_LABELS = 500;
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly hosts = new Set<string>();
+
+  readonly handshakes = new client.Counter({
+    name: 'sshmux_handshakes_total', help: 'SSH handshakes by outcome (ok, or the error code)',
+    labelNames: ['host', 'result'] as const, registers: [this.registry],
+  });
+
+  readonly requests = new client.Counter({
+    name: 'sshmux_requests_total', help: 'Finished calls by outcome (OK, or the error code)',
+    labelNames: ['host', 'code'] as const, registers: [this.registry],
+  });
+
+  readonly execDuration = new client.Histogram({
+    name: 'sshmux_exec_duration_seconds', help: 'Whole exec calls, from request to exit: queueing, opening and running',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers: [this.registry],
+  });
+
+  constructor(sample: () => PoolSample[]) {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'sshmux_' });
+    const registry = this.registry;
+    new client.Gauge({
+      name: 'sshmux_sessions_open', help: 'Session slots held per host (open, opening, or closing)', labelNames: ['host'] as const, registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of sample()) this.inc({ host: p.host }, p.sessions);
+      },
+    });
+    new client.Gauge({
+      name: 'sshmux_connections', help: 'SSH connections per host and state', labelNames: ['host', 'state'] as const, registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of sample()) for (const [state, n] of Object.entries(p.connections)) this.inc({ host: p.host, state }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'sshmux_queue_depth', help: 'Requests waiting for a session per host', labelNames: ['host'] as const, registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of sample()) this.inc({ host: p.host }, p.queued);
+      },
+    });
+  }
+
+  /** A bounded label value for a host name. */
+  host(name: string): string {
+    if (this.hosts.has(name)) return name;
+    if (this.hosts.size >= MAX_HOST_LABELS) return '_other';
+    this.hosts.add(name);
+    return name;
+  }
+}
+
+export interface PoolSample { host: string; sessions: number; queued: number; connections: Record<string, number> }
+
+/** Until the daemon sets one up (and in unit tests), counting goes nowhere. */
+let current: Metrics | undefined;
+
+export function setMetrics(m: Metrics): void {
+  current = m;
+}
+
+export function countHandshake(host: string, result: string): void {
+  current?.handshakes.inc({ host: current.host(host), result });
+}
+
+export function countRequest(host: string, code: string): void {
+  current?.requests.inc({ host: current.host(host), code });
+}
+
+export function observeExec(seconds: number): void {
+  current?.execDuration.observe(seconds);
+}
