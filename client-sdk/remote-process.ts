@@ -115,10 +115,16 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
         this.emit('stdinAck', frame.window!.bytes ?? 0);
         this.waitingForCredit?.();
         return;
-      case 'started':
-        this.started = frame.started as StartedInfo;
+      case 'started': {
+        const { window, ...info } = frame.started!;
+        this.started = info as StartedInfo;
+        if (window) {
+          this.stdinCredit += window;
+          this.waitingForCredit?.();
+        }
         this.emit('started', this.started);
         return;
+      }
       case 'exit': {
         const exit = frame.exit!;
         const signal = exit.signal ? exit.signal : null;

@@ -150,8 +150,8 @@ export class FileTransfer {
     this.sftp = sftp!;
     this.connection = connection;
     const path = this.request.path;
-    const started = (size?: number): void => {
-      this.sink.send({ stream: this.stream, started: { connection: connection.id, waitedMs, newConnection, size } });
+    const started = (size?: number, window?: number): void => {
+      this.sink.send({ stream: this.stream, started: { connection: connection.id, waitedMs, newConnection, size, window } });
     };
     if (this.upload) {
       const mode = this.request.mode || undefined;
@@ -172,12 +172,10 @@ export class FileTransfer {
         };
         chmod(() => {
           if (this.stopping || this.ended) return this.maybeRelease();
-          started();
-          const more = UPLOAD_WINDOW - this.ctx.stdinWindow;
-          if (more > 0) {
-            this.stdinCredit += more;
-            this.sink.send({ stream: this.stream, window: { bytes: more } });
-          }
+          // More credit rides on Started, not a Window frame: Window frames count written bytes (the SDK's progress).
+          const more = Math.max(0, UPLOAD_WINDOW - this.ctx.stdinWindow);
+          this.stdinCredit += more;
+          started(undefined, more);
           for (const chunk of this.early) this.write(chunk);
           this.early = [];
           this.maybeFinish();
