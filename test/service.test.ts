@@ -43,6 +43,8 @@ test('sd_notify: READY once listening, STATUS kept current, WATCHDOG every half 
   const first = notify.assignments();
   assert.ok(first.indexOf('READY=1') < (first.indexOf('WATCHDOG=1') + 1 || Infinity), 'a watchdog ping came before READY');
   assert.ok(first.some((a) => /^STATUS=0 hosts, 0 connections, 0 sessions, 0 queued/.test(a)), first.join(' | '));
+  // systemd-notify waited for our answer to its BARRIER=1 (we closed the fd it sent), as it does with systemd.
+  assert.ok(first.includes('BARRIER=1'), first.join(' | '));
 
   // Watchdog: every 500 ms for WATCHDOG_USEC=1 s.
   const pings = (): number => notify.assignments().filter((a) => a === 'WATCHDOG=1').length;
