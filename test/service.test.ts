@@ -200,3 +200,40 @@ test('sshmuxctl check, drain and stop', async () => {
   assert.equal(await daemon.exited, 0);
   mux.close();
 });
+
+test('reload moves requests waiting for a changed host to its new pool, where they run at once', async () => {
+  const { sshd, dir, sshConfigPath } = await node();
+  const daemon = await startDaemon({ dir, sshConfigPath, config: { maxSessions: 1, maxConnections: 1 } });
+  daemons.push(daemon);
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  const long = mux.spawn('node', 'sleep 8', { stdin: false });
+  await new Promise((r) => long.once('started', r));
+  // Waits: the only slot of the only connection is taken.
+  const started = Date.now();
+  const waiting = mux.exec('node', 'echo moved', { timeoutMs: 20_000 });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await mux.status()).hosts!.find((h) => h.name === 'node')!.queued, 1);
+  fs.writeFileSync(sshConfigPath, fs.readFileSync(sshConfigPath, 'utf8').replace(/(Host node\n)/, '$1  ServerAliveInterval 9\n'));
+  assert.equal(ctl(daemon.socket, 'reload').status, 0);
+  const r = await waiting;
+  assert.equal(r.stdout.toString(), 'moved\n');
+  assert.ok(Date.now() - started < 6000, `the waiting request ran only after ${Date.now() - started} ms`);
+  assert.equal(sshd.logins(), 2, 'the moved request did not get a connection with the new settings');
+  long.cancel();
+  mux.close();
+});
+
+test('reload and stop are refused on a group-shared socket, where the service manager owns the daemon', async () => {
+  const { dir, sshConfigPath } = await node();
+  const group = fs.readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[2] === String(process.getgid!()))!.split(':')[0];
+  const daemon = await startDaemon({ dir, sshConfigPath, config: { socketGroup: group } });
+  daemons.push(daemon);
+  assert.equal(fs.statSync(daemon.socket).mode & 0o777, 0o660);
+  for (const cmd of ['reload', 'stop']) {
+    const r = ctl(daemon.socket, cmd);
+    assert.equal(r.status, 1, r.out);
+    assert.match(r.out, /refused on a group-shared socket; use systemctl reload\/stop sshmuxd/);
+  }
+  assert.equal(ctl(daemon.socket, 'check', 'node').status, 0);
+  assert.equal(daemon.child.exitCode, null);
+});
