@@ -24,6 +24,11 @@ export class MuxError extends Error {
   }
 }
 
+/** Any thrown value as a MuxError: ours pass through, anything else is a bug and says so. */
+export function toMuxError(err: unknown): MuxError {
+  return err instanceof MuxError ? err : new MuxError(Code.INTERNAL, `internal error: ${(err as Error).message}`);
+}
+
 export function isMuxError(err: unknown): err is MuxError {
   return err instanceof MuxError;
 }

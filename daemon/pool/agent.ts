@@ -195,15 +195,7 @@ export class Agent {
       for (const pending of pool.retire()) moved.push([pending, origin]);
     }
     const kept = this.pools.size;
-    for (const [pending, origin] of moved) {
-      try {
-        const next = this.poolFor(origin.resolver === previous ? resolver : origin.resolver,
-          origin.alias, origin.overrides, origin.jumps, origin.depth);
-        next.adopt(pending);
-      } catch (err) {
-        pending.pool.fail(pending, err instanceof MuxError ? err : new MuxError(Code.BAD_REQUEST, (err as Error).message));
-      }
-    }
+    for (const [pending, origin] of moved) this.rehome(pending, origin.resolver === previous ? { ...origin, resolver } : origin);
     return { kept, replaced: retired.size };
   }
 
@@ -214,18 +206,21 @@ export class Agent {
       if (pool.name !== alias) continue;
       this.pools.delete(key);
       this.retiring.add(pool);
-      const origin = this.origins.get(pool);
+      const origin = this.origins.get(pool)!;
       const waiting = pool.retire();
       n += pool.connections.length;
-      for (const pending of waiting) {
-        try {
-          this.poolFor(origin!.resolver, origin!.alias, origin!.overrides, origin!.jumps, origin!.depth).adopt(pending);
-        } catch (err) {
-          pending.pool.fail(pending, err instanceof MuxError ? err : new MuxError(Code.BAD_REQUEST, (err as Error).message));
-        }
-      }
+      for (const pending of waiting) this.rehome(pending, origin);
     }
     return n;
+  }
+
+  /** Moves a request a retired pool gave back to the pool `origin` resolves to now; if it no longer resolves, the request fails. */
+  private rehome(pending: PendingSession, origin: PoolOrigin): void {
+    try {
+      this.poolFor(origin.resolver, origin.alias, origin.overrides, origin.jumps, origin.depth).adopt(pending);
+    } catch (err) {
+      pending.pool.fail(pending, err instanceof MuxError ? err : new MuxError(Code.BAD_REQUEST, (err as Error).message));
+    }
   }
 
   /** Every pool, the retiring ones included. */

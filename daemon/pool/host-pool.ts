@@ -276,9 +276,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
       const sftp = conn.takeIdleSftp();
       if (!sftp) continue;
       this.queue.shift();
-      pending.done = true;
-      clearTimeout(pending.timer);
-      pending.handler.onOpen({ sftp, connection: conn, waitedMs: Date.now() - pending.createdAt, newConnection: false });
+      this.handOver(pending, { sftp, connection: conn, newConnection: false });
       return true;
     }
     return false;
@@ -337,9 +335,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
           else discardChannel(result.channel);
           return;
         }
-        pending.done = true;
-        clearTimeout(pending.timer);
-        pending.handler.onOpen({ channel: result.channel, sftp: result.sftp, connection: conn, waitedMs: Date.now() - pending.createdAt, newConnection });
+        this.handOver(pending, { channel: result.channel, sftp: result.sftp, connection: conn, newConnection });
         return;
       }
       if (result.error.code === Code.CHANNEL_OPEN_FAILED && result.retry) {
@@ -357,6 +353,12 @@ export class HostPool implements ConnectionOwner, Tunneler {
         this.finish(pending, result.error);
       }
     });
+  }
+
+  private handOver(pending: PendingSession, session: Omit<OpenedSession, 'waitedMs'>): void {
+    pending.done = true;
+    clearTimeout(pending.timer);
+    pending.handler.onOpen({ ...session, waitedMs: Date.now() - pending.createdAt });
   }
 
   private expire(pending: PendingSession): void {

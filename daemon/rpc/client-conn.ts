@@ -7,7 +7,7 @@ import { Code, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME
 import type { Logger } from '../log';
 import { errorBody, SessionCall, type CallContext, type CallSink } from './session-call';
 import { FileTransfer } from './file-transfer';
-import { MuxError } from '../errors';
+import { MuxError, toMuxError } from '../errors';
 
 /** Initial stdin grant per call, announced in Welcome. */
 export const STDIN_WINDOW = 256 * 1024;
@@ -162,8 +162,7 @@ export class ClientConn implements CallSink {
     if (frame.body === 'controlRequest') {
       this.ctx.control(frame.controlRequest!).then(
         (controlResult) => this.send({ stream, controlResult }),
-        (err: unknown) => this.send({ stream, error: errorBody(err instanceof MuxError ? err
-          : new MuxError(Code.INTERNAL, `internal error: ${(err as Error).message}`)) }));
+        (err: unknown) => this.send({ stream, error: errorBody(toMuxError(err)) }));
       return;
     }
     if (!this.ctx.accepting) {

@@ -7,11 +7,11 @@
 // memory stays bounded per transfer.
 import type { SFTPWrapper } from 'ssh2';
 import { Code, codeName, DATA_CHUNK, Fd, type IFrame, v1 } from '../../proto';
-import { MuxError, type Phase } from '../errors';
+import { MuxError, toMuxError, type Phase } from '../errors';
 import { countRequest } from '../metrics';
 import type { Connection } from '../pool/connection';
 import type { OpenedSession, PendingSession } from '../pool/host-pool';
-import { errorBody, type CallContext, type CallSink } from './session-call';
+import { callTimeouts, errorBody, type CallContext, type CallSink } from './session-call';
 
 /** An upload's stdin window once the file is open: writes in flight, enough to hide the SFTP round trip. */
 const UPLOAD_WINDOW = 1024 * 1024;
@@ -77,10 +77,8 @@ export class FileTransfer {
     } catch (err) {
       return this.fail(err);
     }
-    const limits = pool.limits;
-    const callTimeout = req.timeoutMs || limits.requestTimeoutMs;
+    const { callTimeout, waitMs } = callTimeouts(req.timeoutMs, pool.limits);
     if (callTimeout > 0) this.deadlineTimer = setTimeout(() => this.deadline(callTimeout), callTimeout);
-    const waitMs = callTimeout > 0 ? Math.min(callTimeout, limits.queueTimeoutMs) : limits.queueTimeoutMs;
     this.pending = pool.request({ kind: 'sftp', command: '' }, {
       onOpen: (session) => this.opened(session),
       onError: (err) => this.fail(err),
@@ -333,7 +331,7 @@ export class FileTransfer {
   }
 
   private fail(err: unknown): void {
-    const muxErr = err instanceof MuxError ? err : new MuxError(Code.INTERNAL, `internal error: ${(err as Error).message}`);
+    const muxErr = toMuxError(err);
     if (muxErr.code === Code.INTERNAL) this.ctx.log.error({ err }, 'internal error in a transfer');
     this.end({ stream: this.stream, error: errorBody(muxErr) });
   }

@@ -6,9 +6,10 @@
 // alone leaves the remote process running.
 import type { ClientChannel } from 'ssh2';
 import { Code, codeName, DATA_CHUNK, Fd, type IFrame, v1 } from '../../proto';
-import { MuxError, type Phase } from '../errors';
+import { MuxError, toMuxError, type Phase } from '../errors';
 import { countRequest, observeExec } from '../metrics';
 import type { Logger } from '../log';
+import type { Limits } from '../config';
 import type { Agent } from '../pool/agent';
 import { abandonChannel, discardChannel, sendSignal, type Connection, type SessionSpec } from '../pool/connection';
 import type { HostPool, OpenedSession, PendingSession } from '../pool/host-pool';
@@ -89,13 +90,9 @@ export class SessionCall {
     } catch (err) {
       return this.fail(err);
     }
-    const limits = pool.limits;
-    if (kind === 'tcpip') return this.startTunnel(pool, req.forwardHost, req.forwardPort, req.timeoutMs, limits.queueTimeoutMs);
-    const callTimeout = req.timeoutMs || limits.requestTimeoutMs;
-    if (callTimeout > 0) {
-      this.deadlineTimer = setTimeout(() => this.deadline(callTimeout), callTimeout);
-    }
-    const waitMs = callTimeout > 0 ? Math.min(callTimeout, limits.queueTimeoutMs) : limits.queueTimeoutMs;
+    if (kind === 'tcpip') return this.startTunnel(pool, req.forwardHost, req.forwardPort, req.timeoutMs, pool.limits.queueTimeoutMs);
+    const { callTimeout, waitMs } = callTimeouts(req.timeoutMs, pool.limits);
+    if (callTimeout > 0) this.deadlineTimer = setTimeout(() => this.deadline(callTimeout), callTimeout);
     const pty = req.pty ? {
       term: req.pty.term || 'xterm', cols: req.pty.cols || 80, rows: req.pty.rows || 24,
       width: req.pty.width || 0, height: req.pty.height || 0,
@@ -302,7 +299,7 @@ export class SessionCall {
   }
 
   private fail(err: unknown): void {
-    const muxErr = err instanceof MuxError ? err : new MuxError(Code.INTERNAL, `internal error: ${(err as Error).message}`);
+    const muxErr = toMuxError(err);
     if (muxErr.code === Code.INTERNAL) this.ctx.log.error({ err }, 'internal error in a call');
     this.end({ stream: this.stream, error: errorBody(muxErr) });
   }
@@ -317,6 +314,15 @@ export class SessionCall {
     if (this.sink.alive) this.sink.send(frame);
     this.sink.callEnded(this.stream);
   }
+}
+
+/**
+ * A call's deadlines: the whole call (the client's, else requestTimeoutMs;
+ * 0 is none), and the wait for a session within it (at most queueTimeoutMs).
+ */
+export function callTimeouts(requestedMs: number, limits: Limits): { callTimeout: number; waitMs: number } {
+  const callTimeout = requestedMs || limits.requestTimeoutMs;
+  return { callTimeout, waitMs: callTimeout > 0 ? Math.min(callTimeout, limits.queueTimeoutMs) : limits.queueTimeoutMs };
 }
 
 export function errorBody(err: MuxError): v1.IError {
