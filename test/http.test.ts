@@ -34,6 +34,12 @@ after(async () => {
   await cleanupAll();
 });
 
+/** Waits until node's connection holds no session (a cancelled one frees its slot after TERM and the server's close). */
+async function sessionsFreed(): Promise<void> {
+  assert.ok(await waitFor(async () => (await mux.status()).hosts!.find((h) => h.name === 'node')!.connections![0].sessions === 0, 10_000),
+    'the sessions were not freed within 10 s');
+}
+
 function get(urlPath: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     http.get({ host: '127.0.0.1', port, path: urlPath, headers }, (res) => {
@@ -78,7 +84,7 @@ test('GET /metrics: Prometheus text with the pool gauges, counters, the exec his
   assert.doesNotMatch(m, /sleep 5|exit 3/, 'a command line reached the metrics');
   for (const p of held) p.cancel();
   await Promise.all(held.map((p) => p.exited.catch(() => undefined)));
-  assert.ok(await waitFor(async () => (await mux.status()).hosts!.find((h) => h.name === 'node')!.connections![0].sessions === 0, 10_000));
+  await sessionsFreed();
 });
 
 test('the status page, rendered by headless Chromium, shows the host and its live session count, and no command line', async (t) => {
@@ -106,7 +112,7 @@ test('the status page, rendered by headless Chromium, shows the host and its liv
   assert.doesNotMatch(busy, /secret-marker|sleep 30/);
   for (const p of held) p.cancel();
   await Promise.all(held.map((p) => p.exited.catch(() => undefined)));
-  assert.ok(await waitFor(async () => (await mux.status()).hosts!.find((h) => h.name === 'node')!.connections![0].sessions === 0, 10_000));
+  await sessionsFreed();
   hostSection(/<span class="sessions">0<\/span>/);
   const page = await get('/');
   assert.match(String(page.headers['content-security-policy']), /default-src 'none'/);
