@@ -34,9 +34,6 @@ export interface DaemonOptions {
   requestStop?: () => void;
 }
 
-/** What a control request did, or a MuxError. */
-export type ControlOutcome = v1.IControlResult;
-
 export class Daemon {
   readonly startedAt = Date.now();
   private readonly clients = new Set<ClientConn>();
@@ -100,10 +97,6 @@ export class Daemon {
     return daemon;
   }
 
-  get httpPort(): number | undefined {
-    return this.http?.port;
-  }
-
   /** One line for systemd's STATUS=. */
   summary(): string {
     const hosts = this.agent.status();
@@ -128,7 +121,7 @@ export class Daemon {
   }
 
   /** sshmuxctl check/drain/reload/stop. `owner`: the caller may steer the whole daemon. */
-  async control(req: v1.IControlRequest, owner: boolean): Promise<ControlOutcome> {
+  async control(req: v1.IControlRequest, owner: boolean): Promise<v1.IControlResult> {
     const Action = v1.ControlRequest.Action;
     const action = req.action ?? Action.CHECK;
     if ((action === Action.RELOAD || action === Action.STOP) && !owner) {
