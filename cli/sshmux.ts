@@ -51,8 +51,9 @@ async function main(): Promise<number> {
     // The wrapper ends when the remote process does; signals go to it.
     for (const sig of FORWARDED_SIGNALS) process.on(sig, () => proc.kill(sig));
     if (pty) process.on('SIGWINCH', () => proc.resize(process.stdout.columns || 80, process.stdout.rows || 24));
-    const result = await proc.exited;
-    await Promise.all([drained(process.stdout), drained(process.stderr)]);
+    // `closed`, not `exited`: the exit status can arrive while up to a window
+    // of output still waits in proc.stdout; exiting then would drop it.
+    const result = await proc.closed;
     if (result.signal) {
       // OpenSSH exits 255 without a word when the remote dies by a signal.
       if (inv.verbose) process.stderr.write(`sshmux: remote command killed by signal ${result.signal}\n`);
@@ -68,7 +69,9 @@ async function main(): Promise<number> {
 function forwardStdio(mux: SshMux, inv: Invocation, to: { host: string; port: number }): Promise<number> {
   return new Promise((resolve) => {
     const stream = mux.openTcp(inv.destination, to.host, to.port, { options: inv.options });
-    process.stdin.pipe(stream).pipe(process.stdout);
+    process.stdin.pipe(stream);
+    // The stream closes once the far side has closed and every byte was read, so every byte was handed to stdout.
+    stream.pipe(process.stdout, { end: false });
     stream.once('error', (err) => {
       if (!inv.quiet) process.stderr.write(`sshmux: ${err.message}\n`);
       resolve(EXIT_FAILURE);
@@ -136,12 +139,23 @@ function rawMode(): () => void {
   return restore;
 }
 
-function drained(stream: NodeJS.WriteStream): Promise<void> {
-  return new Promise((resolve) => (stream.writableLength === 0 ? resolve() : stream.write('', () => resolve())));
+/** Resolves once everything written to `stream` so far has reached the OS (or the reader has gone). */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.writableLength === 0 || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.once('error', () => resolve());
+    stream.write('', () => resolve());
+  });
 }
 
-main().then((code) => process.exit(code), (err) => {
+/** process.exit() drops writes still queued for a pipe: flush stdout and stderr first. */
+async function exitFlushed(code: number): Promise<never> {
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
+}
+
+main().then(exitFlushed, (err) => {
   const msg = err instanceof SshMuxError ? err.message : (err as Error).stack;
   process.stderr.write(`sshmux: ${msg}\n`);
-  process.exit(EXIT_FAILURE);
+  return exitFlushed(EXIT_FAILURE);
 });

@@ -1,8 +1,13 @@
 // A remote command as a child-process-like object: stdin, stdout and stderr
-// streams with backpressure that reaches the remote process, and an exit
-// promise. Flow control: the daemon may send RECEIVE_WINDOW bytes ahead of
-// what we have handed to the reader; we grant more as the reader consumes.
-import { EventEmitter } from 'node:events';
+// streams with backpressure that reaches the remote process, and two ends,
+// as Node's child_process has: `exited` ('exit') when the exit status
+// arrives, `closed` ('close') once that has happened and stdout and stderr
+// have both been read to their end. Whoever exits or reports completion
+// waits for `closed`: at `exited`, up to a window of output may still sit
+// unread in the streams. Flow control: the daemon may send RECEIVE_WINDOW
+// bytes ahead of what we have handed to the reader; we grant more as the
+// reader consumes.
+import { EventEmitter, once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import { DATA_CHUNK, Fd, type v1 } from '../proto';
 import { SshMuxError } from './errors';
@@ -30,8 +35,15 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
   readonly stdout: Readable;
   readonly stderr: Readable;
   readonly stdin: Writable;
-  /** Resolves with the exit status; rejects with SshMuxError. */
+  /** Resolves with the exit status as soon as it arrives (output may still be unread); rejects with SshMuxError. */
   readonly exited: Promise<ExitResult>;
+  /**
+   * Settles like `exited`, but only once stdout and stderr have also been read
+   * to their end (Node's 'close', emitted then too): wait for this before
+   * reporting the output complete or exiting. Output nobody reads keeps it
+   * pending, as in Node.
+   */
+  readonly closed: Promise<ExitResult>;
   started: StartedInfo | undefined;
 
   private stream = 0;
@@ -43,6 +55,7 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
   /** Control frames asked for before the stream existed (cancel, kill...). */
   private early: Array<Omit<v1.IFrame, 'stream'>> = [];
   private done = false;
+  private outputEnded = false;
   private resolveExit!: (r: ExitResult) => void;
   private rejectExit!: (e: SshMuxError) => void;
 
@@ -66,6 +79,17 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
       this.rejectExit = reject;
     });
     this.exited.catch(() => {}); // awaited or not, never an unhandled rejection
+    const drained = Promise.all([once(this.stdout, 'end'), once(this.stderr, 'end')]);
+    this.closed = this.exited.then(
+      (result) => drained.then(() => {
+        this.emit('close', result.code, result.signal);
+        return result;
+      }),
+      (err: SshMuxError) => drained.then(() => {
+        this.emit('close', null, null);
+        throw err;
+      }));
+    this.closed.catch(() => {});
   }
 
   /** Whether the call has ended (exit or error). */
@@ -125,6 +149,8 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
         this.emit('started', this.started);
         return;
       }
+      case 'eof':
+        return this.endOutput();
       case 'exit': {
         const exit = frame.exit!;
         const signal = exit.signal ? exit.signal : null;
@@ -181,13 +207,20 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
     else this.early.push(frame);
   }
 
+  /** The remote will send no more output: stdout and stderr end once their readers have taken what they hold. */
+  private endOutput(): void {
+    if (this.outputEnded) return;
+    this.outputEnded = true;
+    this.stdout.push(null);
+    this.stderr.push(null);
+  }
+
   private finish(result: ExitResult | SshMuxError): void {
     if (this.done) return;
     this.done = true;
     this.transport?.release(this.stream);
     this.waitingForCredit?.();
-    this.stdout.push(null);
-    this.stderr.push(null);
+    this.endOutput();
     if (result instanceof SshMuxError) {
       this.rejectExit(result);
       if (this.listenerCount('error') > 0) this.emit('error', result);

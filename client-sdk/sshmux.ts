@@ -1,15 +1,14 @@
 // The client SDK: one socket to sshmuxd per SshMux, many concurrent calls
 // over it. After a daemon restart the next call reconnects by itself.
-import { once } from 'node:events';
 import * as net from 'node:net';
-import { Duplex, Readable } from 'node:stream';
+import { Readable, type Duplex, type Writable } from 'node:stream';
 import { v1, type IFrame } from '../proto';
 import { defaultSocketPath } from '../proto/socket-path';
 import { SshMuxError } from './errors';
 import { RemoteProcess, type ExitResult } from './remote-process';
+import { TcpStream } from './tcp-stream';
 import { runDownload, runUpload, Transfer } from './transfer';
 import * as fs from 'node:fs';
-import type { Writable } from 'node:stream';
 import { Transport } from './transport';
 
 const SDK_VERSION: string = require('../../package.json').version;
@@ -136,10 +135,8 @@ export class SshMux {
     proc.stderr.on('data', collect(err));
     if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) proc.stdin.end(stdin);
     else if (stdin) stdin.pipe(proc.stdin);
-    const ended = Promise.all([once(proc.stdout, 'end'), once(proc.stderr, 'end')]);
     try {
-      const result = await proc.exited;
-      await ended;
+      const result = await proc.closed;
       if (overflow) throw overflow;
       return { ...result, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
     } catch (e) {
@@ -161,17 +158,13 @@ export class SshMux {
    * A TCP stream to remoteHost:remotePort, opened by `host` (ssh -W): for
    * reaching services behind a bastion. It rides the host's pooled
    * connection and takes none of its sessions. Errors (JUMP_FAILED,
-   * REFUSED...) destroy the stream with an SshMuxError.
+   * REFUSED...) destroy the stream with an SshMuxError. It ends once the
+   * far side has closed and every byte has been read, and closes then.
    */
   openTcp(host: string, remoteHost: string, remotePort: number, opts: CallOptions = {}): Duplex {
     const proc = this.start({ host, kind: v1.SessionRequest.Kind.TCPIP, command: '', forwardHost: remoteHost, forwardPort: remotePort },
       { ...opts, stdin: true });
-    const stream = Duplex.from({ readable: proc.stdout, writable: proc.stdin });
-    proc.exited.then(() => undefined, (err: SshMuxError) => stream.destroy(err));
-    stream.once('close', () => {
-      if (!proc.finished) proc.cancel('stream closed');
-    });
-    return stream;
+    return new TcpStream(proc);
   }
 
   /**
@@ -184,7 +177,8 @@ export class SshMux {
     const { localPort, localHost = '127.0.0.1', remoteHost, remotePort, ...callOpts } = opts;
     const sockets = new Set<net.Socket>();
     let accepted = 0;
-    const server = net.createServer({ noDelay: true }, (local) => {
+    // allowHalfOpen: a client that sends its request and shuts down its side still gets the whole answer, as with ssh -L.
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (local) => {
       accepted++;
       sockets.add(local);
       const remote = this.openTcp(host, remoteHost, remotePort, callOpts);
@@ -198,7 +192,8 @@ export class SshMux {
       local.once('error', () => remote.destroy());
       local.once('close', () => {
         sockets.delete(local);
-        if (!remote.destroyed) remote.destroy();
+        // Both directions done: the call ends by itself once the channel closes. Otherwise nobody is left to talk to.
+        if (!(remote.readableEnded && remote.writableFinished)) remote.destroy();
       });
     });
     await new Promise<void>((resolve, reject) => {

@@ -20,6 +20,8 @@ export const VERSION: string = require('../../package.json').version;
 
 /** After the grace period: TERM, 2 s, KILL, 1 s, and a moment for the server's close. */
 const CANCEL_WAIT_MS = 4000;
+/** At exit, how long a slow client may take to read what is still queued for it. */
+const CLIENT_FLUSH_MS = 5000;
 
 export interface DaemonOptions {
   socketPath: string;
@@ -213,7 +215,7 @@ export class Daemon {
       while (this.agent.sessions > 0 && Date.now() < killed) await new Promise((r) => setTimeout(r, 50));
     }
     this.agent.destroy();
-    for (const client of this.clients) client.protocolError('sshmuxd stopped');
+    await Promise.all([...this.clients].map((client) => client.close(CLIENT_FLUSH_MS)));
   }
 
   /** A client on the socket, or on /rpc (whose bearer token only the daemon's user can read: an owner). */

@@ -80,6 +80,27 @@ export class ClientConn implements CallSink {
     this.gone();
   }
 
+  /**
+   * The daemon is stopping and this client's calls have ended: say so, and
+   * let the client read what is still queued for it (the last output and
+   * exit frames) before the socket goes, within `ms`.
+   */
+  close(ms: number): Promise<void> {
+    if (this.alive) this.send({ stream: 0, error: { code: Code.SHUTTING_DOWN, message: 'sshmuxd stopped; retry once it is back' } });
+    this.alive = false;
+    this.gone();
+    if (this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.socket.destroy(), ms);
+      timer.unref();
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.socket.end();
+    });
+  }
+
   private receive(chunk: Buffer): void {
     let frames: v1.Frame[];
     try {

@@ -209,15 +209,24 @@ export class SessionCall {
         ? { code }
         : { code: -1, signal: (signal ?? '').replace(/^SIG/, ''), coreDumped: !!dumped, message: desc ?? '' };
     });
-    // The call ends once stdout, stderr and the channel itself have all closed:
-    // only then has every byte been forwarded and the server let the slot go.
-    // A TCP stream has no stderr to wait for.
-    let open = this.tunnel ? 2 : 3;
+    // The remote's EOF (stdout and stderr both ended) goes to the client at
+    // once: a TCP stream's reader is waiting for it, and the channel may stay
+    // open long after (sshd closes it once our side has sent EOF too). The
+    // call ends once the channel has closed as well: only then has every byte
+    // been forwarded and the server let the slot go. A TCP stream has no
+    // stderr to wait for.
+    let outputs = this.tunnel ? 1 : 2;
+    let open = 2;
     const closedOne = (): void => {
       if (--open === 0) this.channelDone();
     };
-    channel.once('end', closedOne);
-    if (!this.tunnel) channel.stderr.once('end', closedOne);
+    const outputEnded = (): void => {
+      if (--outputs > 0) return;
+      if (!this.ended && this.sink.alive) this.sink.send({ stream: this.stream, eof: {} });
+      closedOne();
+    };
+    channel.once('end', outputEnded);
+    if (!this.tunnel) channel.stderr.once('end', outputEnded);
     channel.once('close', closedOne);
 
     if (!this.sink.alive) {
