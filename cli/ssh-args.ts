@@ -3,6 +3,7 @@
 // destination; everything after it is the remote command. No general CLI
 // parser models that grammar, hence this small hand-written one.
 import * as path from 'node:path';
+import { CLIENT_OPTIONS } from '../proto/client-options';
 
 export interface Invocation {
   destination: string;
@@ -43,9 +44,8 @@ const IGNORED_FLAGS = new Set(['4', '6', 'A', 'a', 'C', 'g', 'K', 'k', 'X', 'x',
 /** Flags with a value, in ssh's getopt string. */
 const VALUE_FLAGS = 'BbcDEeFIiJLlmOoPpQRSWw';
 
-/** -o keys the daemon applies per call. */
-const PASSED_OPTIONS = new Set(['configfile', 'proxyjump', 'port', 'user', 'connecttimeout', 'serveraliveinterval', 'serveralivecountmax', 'batchmode',
-  'stricthostkeychecking', 'userknownhostsfile', 'hostkeyalias', 'identityfile', 'identitiesonly']);
+/** -o keys the daemon applies per call: its allow-list. */
+const PASSED_OPTIONS = new Set(Object.keys(CLIENT_OPTIONS));
 /** Options naming local files. */
 const PATH_OPTIONS = new Set(['identityfile', 'userknownhostsfile', 'configfile']);
 /** -o keys that describe the local ssh process or the connection's setup, meaningless here: accepted so tools' command lines pass. */

@@ -38,6 +38,8 @@ async function main(): Promise<number> {
   }
   const pty = wantsPty(inv);
   const proc = start(mux, inv, pty);
+  // As ssh prints them: a changed host key accepted under StrictHostKeyChecking no, a key newly added.
+  if (!inv.quiet) proc.on('warning', (w: string) => process.stderr.write(`Warning: ${w}\n`));
   if (inv.verbose) {
     proc.once('started', (s) => process.stderr.write(
       `sshmux: session on ${s.connection} after ${s.waitedMs} ms${s.newConnection ? ' (new connection)' : ''}\n`));

@@ -26,6 +26,8 @@ export interface StartedInfo {
   newConnection: boolean;
   /** Downloads: the remote file's length. */
   size?: number;
+  /** What ssh would have printed about the connection (a changed host key accepted, a key newly added); each is also a 'warning' event. */
+  warnings: string[];
 }
 
 /** Grant in batches of this much consumed output. */
@@ -147,6 +149,7 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
           this.waitingForCredit?.();
         }
         this.emit('started', this.started);
+        for (const w of this.started.warnings) this.emit('warning', w);
         return;
       }
       case 'eof':

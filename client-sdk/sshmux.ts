@@ -49,6 +49,8 @@ export interface ExecOptions extends CallOptions {
 export interface ExecResult extends ExitResult {
   stdout: Buffer;
   stderr: Buffer;
+  /** What ssh would have printed about the connection: a changed host key accepted under StrictHostKeyChecking no, a key newly added. */
+  warnings: string[];
 }
 
 export type Status = v1.IStatus;
@@ -138,7 +140,7 @@ export class SshMux {
     try {
       const result = await proc.closed;
       if (overflow) throw overflow;
-      return { ...result, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
+      return { ...result, stdout: Buffer.concat(out), stderr: Buffer.concat(err), warnings: proc.started?.warnings ?? [] };
     } catch (e) {
       throw overflow ?? e;
     }

@@ -11,15 +11,15 @@ import { startHttp, type HttpServer } from './http/server';
 import type { Logger } from './log';
 import { Metrics, setMetrics } from './metrics';
 import { Agent } from './pool/agent';
-import { dial } from './pool/handshake';
+import { TERMINATE_MS } from './ssh/channel';
+import { dial } from './ssh/dial';
+import { checkSsh2Internals } from './ssh/ssh2-internals';
 import { ClientConn } from './rpc/client-conn';
 import { listenUnix } from './rpc/server';
-import { SshConfigResolver } from './ssh-config';
+import { SshConfigResolver } from './ssh/ssh-config';
 
 export const VERSION: string = require('../../package.json').version;
 
-/** After the grace period: TERM, 2 s, KILL, 1 s, and a moment for the server's close. */
-const CANCEL_WAIT_MS = 4000;
 /** At exit, how long a slow client may take to read what is still queued for it. */
 const CLIENT_FLUSH_MS = 5000;
 
@@ -65,6 +65,7 @@ export class Daemon {
 
   /** Loads the configs (throwing on errors) and listens. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
+    checkSsh2Internals();
     const { resolver, config } = loadConfigs(opts);
     const daemon = new Daemon(opts, config, new Agent(resolver, config, opts.log));
     const accept = (socket: net.Socket): void => daemon.accept(socket);
@@ -133,11 +134,12 @@ export class Daemon {
       case Action.CHECK: {
         const pool = this.agent.pool(req.host ?? '', req.options ?? {});
         const started = Date.now();
-        const { client, socket } = await dial(pool.host, pool.via);
+        const { client, socket, hostKeyWarning } = await dial(pool.host, pool.via);
         const ms = Date.now() - started;
         client.end();
         setTimeout(() => socket.destroy(), 2000).unref();
-        return { message: `${pool.name} (${pool.destination}): handshake ok in ${ms} ms`, ms };
+        const warning = hostKeyWarning ? `; warning: ${hostKeyWarning.message}` : '';
+        return { message: `${pool.name} (${pool.destination}): handshake ok in ${ms} ms${warning}`, ms };
       }
       case Action.DRAIN: {
         const n = this.agent.drainHost(req.host ?? '');
@@ -211,7 +213,7 @@ export class Daemon {
       // Closing the connections alone would leave the remote commands running.
       this.opts.log.warn({ sessions: this.agent.sessions }, 'grace period over: sending TERM, then KILL, to the remaining commands');
       for (const client of this.clients) client.shutdown();
-      const killed = Date.now() + CANCEL_WAIT_MS;
+      const killed = Date.now() + TERMINATE_MS;
       while (this.agent.sessions > 0 && Date.now() < killed) await new Promise((r) => setTimeout(r, 50));
     }
     this.agent.destroy();

@@ -6,6 +6,8 @@ import { Code, codeName } from '../proto';
 export type Phase = 'queued' | 'handshaking' | 'opening' | 'running';
 
 export class MuxError extends Error {
+  override readonly name = 'MuxError';
+
   constructor(
     readonly code: Code,
     message: string,
@@ -16,6 +18,11 @@ export class MuxError extends Error {
 
   get codeName(): string {
     return codeName(this.code);
+  }
+
+  /** The daemon is stopping: no new work. */
+  static shuttingDown(message = 'sshmuxd is shutting down; retry once it is back', phase: Phase = 'queued'): MuxError {
+    return new MuxError(Code.SHUTTING_DOWN, message, phase);
   }
 
   /** The same failure seen from another phase (e.g. a handshake failure reaching a queued request). */

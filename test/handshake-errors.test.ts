@@ -2,7 +2,7 @@
 // and no retry storm against the server.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SshMux, SshMuxError } from '../client-sdk';
@@ -91,5 +91,52 @@ test('connection refused: REFUSED after a few attempts, within seconds', async (
   const started = Date.now();
   await assert.rejects(mux.exec('t', 'true'), (e: SshMuxError) => e.code === 'REFUSED' && /refused/.test(e.message));
   assert.ok(Date.now() - started < 10_000);
+  mux.close();
+});
+
+const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
+
+test('StrictHostKeyChecking no with a changed host key: the command runs, and the warning reaches the log, every caller and the wrapper\'s stderr (not with -q)', async () => {
+  const sshd = await startSshd();
+  const { client, mux, dir, daemon } = await setup(sshd, (c) =>
+    fs.readFileSync(c.sshConfigPath, 'utf8').replace('StrictHostKeyChecking yes', 'StrictHostKeyChecking no'));
+  const other = newKey(dir, 'other_host_key');
+  fs.writeFileSync(client.knownHostsPath, `[127.0.0.1]:${sshd.port} ${other.publicLine}\n`);
+  const first = await mux.exec('t', 'echo ran');
+  assert.equal(first.stdout.toString(), 'ran\n');
+  assert.equal(first.warnings.length, 1);
+  assert.match(first.warnings[0], /REMOTE HOST IDENTIFICATION HAS CHANGED/);
+  // The next call rides the same connection: as ssh warns on every connection, every caller is told.
+  const second = await mux.exec('t', 'true');
+  assert.match(second.warnings.join('\n'), /REMOTE HOST IDENTIFICATION HAS CHANGED/);
+  const events: string[] = [];
+  const proc = mux.spawn('t', 'true', { stdin: false });
+  proc.on('warning', (w: string) => events.push(w));
+  await proc.exited;
+  assert.equal(events.length, 1);
+  assert.equal(sshd.logins(), 1);
+  assert.match(daemon.logs(), /host key warning.*REMOTE HOST IDENTIFICATION HAS CHANGED|REMOTE HOST IDENTIFICATION HAS CHANGED.*host key warning/);
+  const env = { ...process.env, SSHMUX_SOCKET: daemon.socket };
+  const loud = spawnSync(process.execPath, [SSHMUX, 't', 'echo ok'], { env, timeout: 30_000 });
+  assert.equal(loud.stdout.toString(), 'ok\n');
+  assert.match(loud.stderr.toString(), /^Warning: REMOTE HOST IDENTIFICATION HAS CHANGED/);
+  const quiet = spawnSync(process.execPath, [SSHMUX, '-q', 't', 'echo ok'], { env, timeout: 30_000 });
+  assert.equal(quiet.stderr.toString(), '');
+  // The known key was not replaced: ssh does not either.
+  assert.equal(fs.readFileSync(client.knownHostsPath, 'utf8'), `[127.0.0.1]:${sshd.port} ${other.publicLine}\n`);
+  mux.close();
+});
+
+test('StrictHostKeyChecking accept-new: the first caller is told the key was permanently added, later ones are not', async () => {
+  const sshd = await startSshd();
+  const { client, mux } = await setup(sshd, (c) =>
+    fs.readFileSync(c.sshConfigPath, 'utf8').replace('StrictHostKeyChecking yes', 'StrictHostKeyChecking accept-new'), false);
+  const first = await mux.exec('t', 'true');
+  assert.equal(first.code, 0);
+  assert.equal(first.warnings.length, 1);
+  assert.match(first.warnings[0], /permanently added .* to /);
+  assert.match(fs.readFileSync(client.knownHostsPath, 'utf8'), new RegExp(`\\[127\\.0\\.0\\.1\\]:${sshd.port} ssh-ed25519 `));
+  const second = await mux.exec('t', 'true');
+  assert.deepEqual(second.warnings, []);
   mux.close();
 });

@@ -42,7 +42,9 @@ async function sessionsFreed(): Promise<void> {
 
 function get(urlPath: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: urlPath, headers }, (res) => {
+    // agent: false. Node 20's global agent keeps sockets alive, and reusing one the server is closing after its
+    // keep-alive timeout is a "socket hang up" that has nothing to do with the daemon.
+    http.get({ host: '127.0.0.1', port, path: urlPath, headers, agent: false }, (res) => {
       let body = '';
       res.on('data', (d) => { body += d; });
       res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));

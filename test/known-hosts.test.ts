@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fingerprint, knownKeyTypes, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyCheck } from '../daemon/known-hosts';
+import { fingerprint, knownKeyTypes, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyCheck } from '../daemon/ssh/known-hosts';
 import { tempDir } from './helpers/sshd';
 
 function key(dir: string, name: string, type = 'ed25519'): { line: string; blob: Buffer } {

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, parseJumpSpec, SshConfigResolver } from '../daemon/ssh-config';
+import { ConfigError, parseJumpSpec, SshConfigResolver } from '../daemon/ssh/ssh-config';
 
 const dirs: string[] = [];
 after(() => {

@@ -2,38 +2,15 @@
 // client names through ssh_config and routes the request to the pool for
 // that exact destination, creating pools and endpoints on first use.
 import { Code, v1 } from '../../proto';
+import { CLIENT_OPTIONS } from '../../proto/client-options';
 import { limitsFor, type DaemonConfig, type Limits } from '../config';
 import { MuxError } from '../errors';
 import type { Logger } from '../log';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from '../ssh-config';
+import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from '../ssh/ssh-config';
 import { Endpoint } from './endpoint';
 import { HostPool, type PendingSession } from './host-pool';
-
-/**
- * ssh -o options a client may set. 'owner': only while the socket is
- * owner-only; on a group-shared daemon these would let one user weaken
- * host-key checking or borrow keys on connections others share.
- * Everything else is refused, above all whatever runs a local command.
- */
-const CLIENT_OPTIONS: Record<string, 'any' | 'owner'> = {
-  port: 'any',
-  user: 'any',
-  connecttimeout: 'any',
-  serveraliveinterval: 'any',
-  serveralivecountmax: 'any',
-  batchmode: 'any',
-  stricthostkeychecking: 'owner',
-  userknownhostsfile: 'owner',
-  hostkeyalias: 'owner',
-  identityfile: 'owner',
-  identitiesonly: 'owner',
-  // ssh -F: resolve through another ssh_config file (ProxyCommand in it is still refused).
-  configfile: 'owner',
-  // ssh -J: which hosts this connection goes through (and so whose keys it uses).
-  proxyjump: 'owner',
-};
 
 /** Hops in a ProxyJump chain, counting the jump hosts' own ProxyJump. */
 const MAX_JUMP_DEPTH = 8;

@@ -7,8 +7,9 @@ import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2'
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { ResolvedHost } from '../ssh-config';
-import { dial, type Tunneler } from './handshake';
+import type { ResolvedHost } from '../ssh/ssh-config';
+import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
+import { channelOpen, roundTrip } from '../ssh/ssh2-internals';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -46,6 +47,8 @@ export class Connection {
   sessionsOpened = 0;
   readonly createdAt = Date.now();
   private client: Client | undefined;
+  /** What the handshake had to say about the host key, for the sessions that ride this connection. */
+  hostKeyWarning: HostKeyWarning | undefined;
   private socket: Duplex | undefined;
   /** Forwarding channels (to hosts behind this one): they hold the connection open but take no session slot. */
   tunnels = 0;
@@ -67,18 +70,25 @@ export class Connection {
     private readonly via?: Tunneler,
   ) {}
 
+  /** The host-key warnings a session opened here should pass on to its caller. */
+  warningsFor(firstSession: boolean): string[] {
+    const w = this.hostKeyWarning;
+    return w && (w.everySession || firstSession) ? [w.message] : [];
+  }
+
   get freeSlots(): number {
     return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions) : 0;
   }
 
   connect(): void {
-    dial(this.host, this.via).then(({ client, socket }) => {
+    dial(this.host, this.via).then(({ client, socket, hostKeyWarning }) => {
       if (this.state === 'closed') {
         client.end();
         return;
       }
       this.client = client;
       this.socket = socket;
+      this.hostKeyWarning = hostKeyWarning;
       client.on('error', () => {
         // Reported through 'close'; an 'error' without a listener would crash the daemon.
       });
@@ -186,8 +196,7 @@ export class Connection {
 
   /** A transfer is done with its SFTP session: keep it for the next transfer, for a while. */
   returnSftp(sftp: SFTPWrapper): void {
-    const open = (sftp as unknown as { outgoing: { state: string } }).outgoing.state === 'open';
-    if (this.state !== 'ready' || !open) {
+    if (this.state !== 'ready' || !channelOpen(sftp)) {
       sftp.end();
       return;
     }
@@ -307,53 +316,4 @@ export class Connection {
     clearTimeout(this.idleTimer);
     this.owner.onClosed(this, wasClean ? undefined : err);
   }
-}
-
-/**
- * Closes a channel nobody reads any more. ssh2 emits 'close' (which frees the
- * slot) only after the readable side has ended, so the data still buffered
- * or in flight must be drained and dropped.
- */
-/** Calls done once the server answers a keepalive request (ssh2 matches global replies to callbacks in order). */
-function roundTrip(client: Client, done: () => void): void {
-  const c = client as unknown as { _callbacks: Array<() => void>; _protocol: { ping(): void } };
-  c._callbacks.push(done);
-  c._protocol.ping();
-}
-
-export function abandonChannel(channel: ClientChannel): void {
-  channel.resume();
-  channel.stderr.resume();
-  channel.close();
-}
-
-/**
- * ssh2's channel.signal() sends nothing once our side has sent EOF (it
- * checks `writable`), but sshd still delivers signals then; exec without
- * stdin sends EOF at once. So go to the protocol directly.
- */
-export function sendSignal(channel: ClientChannel, name: string): void {
-  const c = channel as unknown as { outgoing: { id: number; state: string }; _client: { _protocol: { signal(id: number, s: string): void } } };
-  if (c.outgoing.state === 'open' || c.outgoing.state === 'eof') c._client._protocol.signal(c.outgoing.id, name);
-}
-
-/** Grace between TERM and KILL for a command nobody wants any more. */
-const DISCARD_KILL_MS = 1000;
-
-/**
- * Ends a channel that opened for a caller who is gone. Closing alone is not
- * enough: sshd keeps a session whose command still runs (and the slot with
- * it) until the command exits. So TERM, then KILL, then close.
- */
-export function discardChannel(channel: ClientChannel): void {
-  channel.resume();
-  channel.stderr.resume();
-  sendSignal(channel, 'TERM');
-  channel.end();
-  const kill = setTimeout(() => {
-    sendSignal(channel, 'KILL');
-    setTimeout(() => abandonChannel(channel), DISCARD_KILL_MS).unref();
-  }, DISCARD_KILL_MS);
-  kill.unref();
-  channel.once('close', () => clearTimeout(kill));
 }

@@ -9,10 +9,11 @@ import { Code, codeName } from '../../proto';
 import type { Limits } from '../config';
 import { MuxError, type Phase } from '../errors';
 import type { Logger } from '../log';
-import type { ResolvedHost } from '../ssh-config';
-import { Connection, discardChannel, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
+import type { ResolvedHost } from '../ssh/ssh-config';
+import { terminate } from '../ssh/channel';
+import { Connection, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
 import type { Endpoint } from './endpoint';
-import type { Tunneler } from './handshake';
+import type { Tunneler } from '../ssh/dial';
 import { RequestQueue } from './queue';
 import { countHandshake } from '../metrics';
 
@@ -332,7 +333,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
         if (pending.done) {
           // Nobody waits for it any more: end the command so sshd frees the slot.
           if (result.sftp) conn.returnSftp(result.sftp);
-          else discardChannel(result.channel);
+          else terminate(result.channel, true);
           return;
         }
         this.handOver(pending, { channel: result.channel, sftp: result.sftp, connection: conn, newConnection });
@@ -416,6 +417,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     countHandshake(this.name, 'ok');
     this.log.info({ host: this.name, connection: conn.id, destination: this.destination, ms: Date.now() - conn.createdAt },
       'connection ready');
+    if (conn.hostKeyWarning) this.log.warn({ host: this.name, connection: conn.id, warning: conn.hostKeyWarning.message }, 'host key warning');
     this.drain();
   }
 

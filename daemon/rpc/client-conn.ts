@@ -3,10 +3,11 @@
 // routes frames to its calls. Any violation ends this client only, with an
 // Error frame saying why; other clients never notice.
 import type * as net from 'node:net';
-import { Code, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
+import { Code, DATA_CHUNK, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
+import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink } from '../call/call';
+import { FileTransfer } from '../call/transfer';
+import { SessionCall } from '../call/session';
 import type { Logger } from '../log';
-import { errorBody, SessionCall, type CallContext, type CallSink } from './session-call';
-import { FileTransfer } from './file-transfer';
 import { MuxError, toMuxError } from '../errors';
 
 /** Initial stdin grant per call, announced in Welcome. */
@@ -14,7 +15,7 @@ export const STDIN_WINDOW = 256 * 1024;
 /** The most a client may grant us per call; bounds what we buffer for it. */
 const MAX_CLIENT_WINDOW = 16 * 1024 * 1024;
 
-export interface ClientContext extends Omit<CallContext, 'clientWindow' | 'stdinWindow'> {
+export interface ClientContext extends Omit<CallContext, 'outputWindow' | 'stdinCredit'> {
   version: string;
   maxCallsPerClient: number;
   status(): v1.IStatus;
@@ -23,10 +24,10 @@ export interface ClientContext extends Omit<CallContext, 'clientWindow' | 'stdin
   readonly accepting: boolean;
 }
 
-export class ClientConn implements CallSink {
+export class ClientConn {
   alive = true;
   private readonly decoder = new FrameDecoder(MAX_FRAME);
-  private readonly calls = new Map<number, SessionCall | FileTransfer>();
+  private readonly calls = new Map<number, Call>();
   private greeted = false;
   private goneReported = false;
   private clientWindow = 0;
@@ -53,21 +54,20 @@ export class ClientConn implements CallSink {
   }
 
   /** Output on the hot path: header and payload written together, the payload never copied. */
-  sendData(stream: number, fd: number, data: Buffer): void {
+  private sendData(stream: number, fd: number, data: Buffer): void {
     if (!this.alive) return;
     this.socket.cork();
-    this.socket.write(dataFrameHeader(stream, fd, data.length));
-    this.socket.write(data);
+    for (let off = 0; off < data.length; off += DATA_CHUNK) {
+      const piece = off === 0 && data.length <= DATA_CHUNK ? data : data.subarray(off, off + DATA_CHUNK);
+      this.socket.write(dataFrameHeader(stream, fd, piece.length));
+      this.socket.write(piece);
+    }
     this.socket.uncork();
   }
 
   /** Ends every call of this client: the daemon is stopping. */
   shutdown(): void {
     for (const call of [...this.calls.values()]) call.shutdown();
-  }
-
-  callEnded(stream: number): void {
-    this.calls.delete(stream);
   }
 
   protocolError(message: string): void {
@@ -144,7 +144,10 @@ export class ClientConn implements CallSink {
           case 'data': return call.onData(frame.data!.fd ?? 0, frame.data!.data ?? new Uint8Array());
           case 'eof': return call.onEof();
           case 'window': return call.onWindow(frame.window!.bytes ?? 0);
-          case 'resize': return call.onResize(frame.resize!);
+          case 'resize': {
+            const r = frame.resize!;
+            return call.onResize({ cols: r.cols ?? 0, rows: r.rows ?? 0, width: r.width ?? 0, height: r.height ?? 0 });
+          }
           case 'signal': return call.onSignal(frame.signal!.name ?? '');
           case 'cancel': return call.onCancel(frame.cancel!.reason ?? '');
         }
@@ -187,7 +190,7 @@ export class ClientConn implements CallSink {
       return;
     }
     if (!this.ctx.accepting) {
-      this.send({ stream, error: errorBody(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued')) });
+      this.send({ stream, error: errorBody(MuxError.shuttingDown()) });
       return;
     }
     if (this.calls.size >= this.ctx.maxCallsPerClient) {
@@ -195,12 +198,33 @@ export class ClientConn implements CallSink {
         `this client already has ${this.calls.size} calls open (maxCallsPerClient); use another connection or wait`)) });
       return;
     }
-    const request = frame.session as v1.SessionRequest;
-    const callCtx = { agent: this.ctx.agent, log: this.ctx.log, clientWindow: this.clientWindow, stdinWindow: STDIN_WINDOW };
-    const transfer = request.kind === v1.SessionRequest.Kind.UPLOAD || request.kind === v1.SessionRequest.Kind.DOWNLOAD;
-    const call = transfer ? new FileTransfer(this, stream, request, callCtx) : new SessionCall(this, stream, request, callCtx);
+    const request = callRequest(frame.session as v1.SessionRequest);
+    if (!request) return this.send({ stream, error: errorBody(new MuxError(Code.BAD_REQUEST, `unknown session kind ${frame.session!.kind}`)) });
+    const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
+    const sink = this.sinkFor(stream);
+    const call = request.kind === 'upload' || request.kind === 'download' ? new FileTransfer(sink, request, ctx) : new SessionCall(sink, request, ctx);
     this.calls.set(stream, call);
     call.start();
+  }
+
+  /** A call's results as frames on its stream. */
+  private sinkFor(stream: number): CallSink {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const conn = this;
+    return {
+      get alive() {
+        return conn.alive;
+      },
+      started: ({ stdinCredit, ...info }) => this.send({ stream, started: { ...info, window: stdinCredit } }),
+      data: (fd, chunk) => this.sendData(stream, fd, chunk),
+      stdinWritten: (bytes) => this.send({ stream, window: { bytes } }),
+      eof: () => this.send({ stream, eof: {} }),
+      end: (outcome) => {
+        this.calls.delete(stream);
+        this.send({ stream, ...terminalFrame(outcome) });
+      },
+      protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
+    };
   }
 
   private gone(): void {
@@ -211,4 +235,38 @@ export class ClientConn implements CallSink {
       this.onGone(this);
     }
   }
+}
+
+const KINDS: Record<number, CallKind> = {
+  [v1.SessionRequest.Kind.EXEC]: 'exec',
+  [v1.SessionRequest.Kind.SHELL]: 'shell',
+  [v1.SessionRequest.Kind.SUBSYSTEM]: 'subsystem',
+  [v1.SessionRequest.Kind.TCPIP]: 'tcpip',
+  [v1.SessionRequest.Kind.UPLOAD]: 'upload',
+  [v1.SessionRequest.Kind.DOWNLOAD]: 'download',
+};
+
+/** A SessionRequest frame as a call's request; undefined for a kind this daemon does not know. */
+function callRequest(req: v1.SessionRequest): CallRequest | undefined {
+  const kind = KINDS[req.kind];
+  if (!kind) return undefined;
+  const pty = req.pty ? {
+    term: req.pty.term || 'xterm', cols: req.pty.cols || 80, rows: req.pty.rows || 24,
+    width: req.pty.width || 0, height: req.pty.height || 0,
+  } : undefined;
+  return {
+    kind, host: req.host, options: req.options, command: req.command, env: req.env, pty, stdin: req.stdin,
+    timeoutMs: req.timeoutMs, forwardHost: req.forwardHost, forwardPort: req.forwardPort, path: req.path, mode: req.mode,
+  };
+}
+
+/** Exit or Error: the frame that ends a call. */
+function terminalFrame(outcome: CallOutcome): Pick<IFrame, 'exit' | 'error'> {
+  if (outcome.error) return { error: errorBody(outcome.error) };
+  const { code, signal, coreDumped, message } = outcome.exit;
+  return signal ? { exit: { code: -1, signal, coreDumped: !!coreDumped, message: message ?? '' } } : { exit: { code: code ?? 0 } };
+}
+
+export function errorBody(err: MuxError): v1.IError {
+  return { code: err.code, message: err.message, phase: err.phase ?? '' };
 }

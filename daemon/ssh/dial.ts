@@ -8,11 +8,11 @@ import type { Duplex } from 'node:stream';
 import { Client, type ConnectConfig } from 'ssh2';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { ResolvedHost } from '../ssh-config';
+import type { ResolvedHost } from './ssh-config';
 import { credentialsFor } from './auth';
 import {
   fingerprint, knownKeyTypes, lookupName, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyVerdict,
-} from '../known-hosts';
+} from './known-hosts';
 
 type Stage = 'tcp' | 'banner' | 'kex' | 'auth';
 
@@ -23,6 +23,14 @@ export interface Dialed {
   client: Client;
   /** The TCP socket, or the forwarding channel through a jump host. */
   socket: Duplex;
+  /** What OpenSSH would print about the host key: a changed key accepted under StrictHostKeyChecking no, a key newly added. */
+  hostKeyWarning?: HostKeyWarning;
+}
+
+export interface HostKeyWarning {
+  message: string;
+  /** A changed key: every session on the connection is told, as ssh says it on every connection. A newly added one: the first. */
+  everySession: boolean;
 }
 
 /** A jump host's pool, which carries the connection as a forwarding channel. */
@@ -43,6 +51,7 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
     let stage: Stage = 'tcp';
     let settled = false;
     let hostKeyFailure: MuxError | undefined;
+    let hostKeyWarning: HostKeyWarning | undefined;
     const client = new Client();
     let socket: Duplex | undefined;
     let cancelTunnel: (() => void) | undefined;
@@ -85,6 +94,7 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
             addTo: host.userKnownHostsFiles[0], strict: host.strictHostKeyChecking,
           }, key).then((verdict: HostKeyVerdict) => {
             if (!verdict.ok) hostKeyFailure = new MuxError(Code[verdict.code], verdict.message, 'handshaking');
+            else if (verdict.warning) hostKeyWarning = { message: verdict.warning, everySession: !verdict.added };
             verify(verdict.ok);
           }, (err: Error) => {
             hostKeyFailure = new MuxError(Code.HOST_KEY_UNKNOWN,
@@ -157,7 +167,7 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ client, socket: socket! });
+      resolve({ client, socket: socket!, hostKeyWarning });
     });
   });
 }

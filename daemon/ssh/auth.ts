@@ -3,7 +3,7 @@
 // The daemon never prompts: encrypted keys without an agent are skipped.
 import * as fs from 'node:fs/promises';
 import { utils, type AgentAuthMethod, type PublicKeyAuthMethod } from 'ssh2';
-import type { ResolvedHost } from '../ssh-config';
+import type { ResolvedHost } from './ssh-config';
 
 export interface Credentials {
   methods: Array<AgentAuthMethod | PublicKeyAuthMethod>;

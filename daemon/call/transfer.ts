@@ -6,17 +6,17 @@
 // window bounds how many (upload) or a fixed depth does (download), so
 // memory stays bounded per transfer.
 import type { SFTPWrapper } from 'ssh2';
-import { Code, codeName, DATA_CHUNK, Fd, type IFrame, v1 } from '../../proto';
-import { MuxError, toMuxError, type Phase } from '../errors';
-import { countRequest } from '../metrics';
+import { Code } from '../../proto';
+import { MuxError } from '../errors';
 import type { Connection } from '../pool/connection';
-import type { OpenedSession, PendingSession } from '../pool/host-pool';
-import { callTimeouts, errorBody, type CallContext, type CallSink } from './session-call';
+import type { HostPool, OpenedSession, PendingSession } from '../pool/host-pool';
+import { Call, STDOUT } from './call';
 
 /** An upload's stdin window once the file is open: writes in flight, enough to hide the SFTP round trip. */
 const UPLOAD_WINDOW = 1024 * 1024;
 /** Reads in flight per download: 16 x 64 KiB hides the round trip on a LAN and costs 1 MiB at most. */
 const READ_DEPTH = 16;
+const READ_CHUNK = 64 * 1024;
 /** ssh2's SFTP status codes, named as in draft-ietf-secsh-filexfer-02. */
 const SFTP_STATUS: Record<number, string> = {
   1: 'end of file', 2: 'no such file', 3: 'permission denied', 4: 'failure', 5: 'bad message',
@@ -26,19 +26,16 @@ const MAX_PATH = 4096;
 
 type SftpError = Error & { code?: number | string };
 
-export class FileTransfer {
+export class FileTransfer extends Call {
   private pending: PendingSession | undefined;
   private sftp: SFTPWrapper | undefined;
   private connection: Connection | undefined;
   private handle: Buffer | undefined;
-  private ended = false;
-  private stopping: MuxError | undefined;
-  private deadlineTimer: NodeJS.Timeout | undefined;
-  private readonly upload: boolean;
+  private readonly upload = this.request.kind === 'upload';
+  protected readonly what = 'the transfer';
+  protected readonly endedHow = 'was abandoned';
   /** Upload: client bytes received before the file was open, and the next write offset. */
   private early: Buffer[] = [];
-  private stdinCredit: number;
-  private stdinEof = false;
   private writeOffset = 0;
   /** Requests (writes, reads) the server has not answered yet. */
   private inflight = 0;
@@ -48,65 +45,40 @@ export class FileTransfer {
   private sentOffset = 0;
   private eofAt = Infinity;
   private readonly ready = new Map<number, Buffer>();
-  private sendWindow: number;
 
-  constructor(
-    private readonly sink: CallSink,
-    readonly stream: number,
-    private readonly request: v1.SessionRequest,
-    private readonly ctx: CallContext,
-  ) {
-    this.upload = request.kind === v1.SessionRequest.Kind.UPLOAD;
-    this.sendWindow = ctx.clientWindow;
-    this.stdinCredit = ctx.stdinWindow;
+  protected validate(): string | undefined {
+    const { path, mode = 0, stdin } = this.request;
+    if (!path || path.length > MAX_PATH || path.includes('\0')) return `a file transfer needs a remote path (1-${MAX_PATH} bytes, no NUL)`;
+    if (mode > 0o7777) return `mode ${mode.toString(8)} is not a permission mode (0-7777 octal)`;
+    if (this.upload !== stdin) return this.upload ? 'an upload needs stdin set: the file is sent as stdin' : 'a download takes no stdin';
+    return undefined;
   }
 
-  start(): void {
-    const req = this.request;
-    const path = req.path;
-    if (!path || path.length > MAX_PATH || path.includes('\0')) {
-      return this.fail(new MuxError(Code.BAD_REQUEST, `a file transfer needs a remote path (1-${MAX_PATH} bytes, no NUL)`));
-    }
-    if (req.mode > 0o7777) return this.fail(new MuxError(Code.BAD_REQUEST, `mode ${req.mode.toString(8)} is not a permission mode (0-7777 octal)`));
-    if (this.upload !== req.stdin) {
-      return this.fail(new MuxError(Code.BAD_REQUEST, this.upload ? 'an upload needs stdin set: the file is sent as stdin' : 'a download takes no stdin'));
-    }
-    let pool;
-    try {
-      pool = this.ctx.agent.pool(req.host, req.options ?? {});
-    } catch (err) {
-      return this.fail(err);
-    }
-    const { callTimeout, waitMs } = callTimeouts(req.timeoutMs, pool.limits);
-    if (callTimeout > 0) this.deadlineTimer = setTimeout(() => this.deadline(callTimeout), callTimeout);
+  protected begin(pool: HostPool): void {
+    const { callMs, waitMs } = this.timeouts(pool);
+    this.armDeadline(callMs);
     this.pending = pool.request({ kind: 'sftp', command: '' }, {
       onOpen: (session) => this.opened(session),
       onError: (err) => this.fail(err),
     }, waitMs);
   }
 
-  // ---- frames from the client ------------------------------------------
+  protected get running(): boolean {
+    return this.sftp !== undefined;
+  }
 
-  onData(fd: number, data: Uint8Array): void {
-    if (!this.upload || fd !== Fd.STDIN || this.stdinEof) {
-      return this.sink.protocolError(`stream ${this.stream}: data it may not send (fd ${fd}${this.stdinEof ? ' after EOF' : ''})`);
-    }
-    this.stdinCredit -= data.length;
-    if (this.stdinCredit < 0) return this.sink.protocolError(`stream ${this.stream}: stdin beyond the granted window`);
-    if (this.stopping) return;
-    const chunk = Buffer.from(data.buffer, data.byteOffset, data.length);
+  // ---- from the door -------------------------------------------------------
+
+  protected writeStdin(chunk: Buffer): void {
     if (this.handle) this.write(chunk);
     else this.early.push(chunk);
   }
 
-  onEof(): void {
-    if (this.stdinEof) return;
-    this.stdinEof = true;
+  protected stdinEnded(): void {
     if (this.handle) this.maybeFinish();
   }
 
-  onWindow(bytes: number): void {
-    this.sendWindow += bytes;
+  protected outputRoom(): void {
     if (!this.upload && this.handle) {
       this.deliver();
       this.readAhead();
@@ -114,31 +86,7 @@ export class FileTransfer {
     }
   }
 
-  onResize(_resize?: unknown): void {
-    // Nothing to resize.
-  }
-
-  onSignal(_name?: string): void {
-    // No process to signal.
-  }
-
-  onCancel(reason: string): void {
-    this.stop(new MuxError(Code.CANCELLED, `transfer cancelled by the client${reason ? `: ${reason}` : ''}`, this.phase));
-  }
-
-  shutdown(): void {
-    this.stop(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd stopped and its grace period ran out; the transfer was abandoned', this.phase));
-  }
-
-  clientGone(): void {
-    this.stop(new MuxError(Code.CANCELLED, 'the client went away', this.phase));
-  }
-
   // ---- the SFTP session --------------------------------------------------
-
-  private get phase(): Phase {
-    return this.sftp ? 'running' : 'queued';
-  }
 
   private opened({ sftp, connection, waitedMs, newConnection }: OpenedSession): void {
     if (this.ended || this.stopping) {
@@ -147,9 +95,9 @@ export class FileTransfer {
     }
     this.sftp = sftp!;
     this.connection = connection;
-    const path = this.request.path;
-    const started = (size?: number, window?: number): void => {
-      this.sink.send({ stream: this.stream, started: { connection: connection.id, waitedMs, newConnection, size, window } });
+    const path = this.request.path!;
+    const started = (size?: number, stdinCredit?: number): void => {
+      this.sink.started({ connection: connection.id, waitedMs, newConnection, size, stdinCredit, warnings: connection.warningsFor(newConnection) });
     };
     if (this.upload) {
       const mode = this.request.mode || undefined;
@@ -170,8 +118,8 @@ export class FileTransfer {
         };
         chmod(() => {
           if (this.stopping || this.ended) return this.maybeRelease();
-          // More credit rides on Started, not a Window frame: Window frames count written bytes (the SDK's progress).
-          const more = Math.max(0, UPLOAD_WINDOW - this.ctx.stdinWindow);
+          // More credit rides on Started, not stdinWritten: that counts written bytes (the SDK's progress).
+          const more = Math.max(0, UPLOAD_WINDOW - this.ctx.stdinCredit);
           this.stdinCredit += more;
           started(undefined, more);
           for (const chunk of this.early) this.write(chunk);
@@ -219,7 +167,7 @@ export class FileTransfer {
       if (this.stopping || this.ended) return this.maybeRelease();
       // Written: the client may send as much again.
       this.stdinCredit += chunk.length;
-      if (this.sink.alive) this.sink.send({ stream: this.stream, window: { bytes: chunk.length } });
+      if (this.sink.alive) this.sink.stdinWritten(chunk.length);
       this.maybeFinish();
     });
   }
@@ -227,9 +175,9 @@ export class FileTransfer {
   /** Download: requests the next chunks while the depth and the client's window allow. */
   private readAhead(): void {
     while (!this.stopping && !this.ended && this.inflight < READ_DEPTH && this.readOffset < Math.min(this.size, this.eofAt) &&
-           this.readOffset - this.sentOffset < this.sendWindow + READ_DEPTH * DATA_CHUNK) {
+           this.readOffset - this.sentOffset < this.outputWindow + READ_DEPTH * READ_CHUNK) {
       const offset = this.readOffset;
-      const length = Math.min(DATA_CHUNK, this.size - offset);
+      const length = Math.min(READ_CHUNK, this.size - offset);
       this.readOffset += length;
       this.read(offset, length);
     }
@@ -258,13 +206,13 @@ export class FileTransfer {
 
   /** Sends the chunks that are next in order, while the client's window is open. */
   private deliver(): void {
-    while (this.sendWindow > 0 && this.sink.alive) {
+    while (this.outputWindow > 0 && this.sink.alive) {
       const chunk = this.ready.get(this.sentOffset);
       if (!chunk) return;
       this.ready.delete(this.sentOffset);
       this.sentOffset += chunk.length;
-      this.sendWindow -= chunk.length;
-      this.sink.sendData(this.stream, Fd.STDOUT, chunk);
+      this.outputWindow -= chunk.length;
+      this.sink.data(STDOUT, chunk);
     }
   }
 
@@ -280,22 +228,18 @@ export class FileTransfer {
     this.sftp!.close(handle, (err) => {
       if (err) return this.failRemote(err, `cannot close ${this.request.path}`);
       this.returnSession();
-      this.end({ stream: this.stream, exit: { code: 0 } });
+      this.end({ exit: { code: 0, signal: null } });
     });
   }
 
-  // ---- ending ------------------------------------------------------------
+  // ---- ending --------------------------------------------------------------
 
-  private deadline(ms: number): void {
-    this.stop(new MuxError(Code.DEADLINE_EXCEEDED, `the transfer of ${this.request.path} on ${this.request.host} ran past its deadline of ${ms / 1000} s`, this.phase));
-  }
-
-  private stop(reason: MuxError): void {
+  protected stop(reason: MuxError): void {
     if (this.ended || this.stopping) return;
     this.stopping = reason;
     this.pending?.cancel();
     this.maybeRelease();
-    this.end({ stream: this.stream, error: errorBody(reason) });
+    this.end({ error: reason });
   }
 
   /** Once no request is in flight, closes the handle and gives the SFTP session back to the pool. */
@@ -327,21 +271,6 @@ export class FileTransfer {
       : new MuxError(Code.REMOTE_FILE, `${what} on ${this.request.host}: ${err.message}${status && !err.message.toLowerCase().includes(status) ? ` (${status})` : ''}`, 'running');
     this.stopping = muxErr;
     this.maybeRelease();
-    this.end({ stream: this.stream, error: errorBody(muxErr) });
-  }
-
-  private fail(err: unknown): void {
-    const muxErr = toMuxError(err);
-    if (muxErr.code === Code.INTERNAL) this.ctx.log.error({ err }, 'internal error in a transfer');
-    this.end({ stream: this.stream, error: errorBody(muxErr) });
-  }
-
-  private end(frame: IFrame): void {
-    if (this.ended) return;
-    this.ended = true;
-    countRequest(this.request.host, frame.error ? codeName(frame.error.code ?? 0) : 'OK');
-    clearTimeout(this.deadlineTimer);
-    if (this.sink.alive) this.sink.send(frame);
-    this.sink.callEnded(this.stream);
+    this.end({ error: muxErr });
   }
 }
