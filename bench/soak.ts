@@ -1,7 +1,9 @@
 // npm run soak -- --minutes N: mixed load with injected faults against a
 // real sshd, then the ledger: requests, ok, each error code, sessions
-// leaked (must be 0), remote processes orphaned (must be 0), and the
-// daemon's RSS at start and end. Exits 1 if anything leaked.
+// leaked (must be 0), remote processes orphaned (must be 0), the daemon's
+// RSS at start and end, and per fault the requests that failed after it had
+// ended (a pool that recovers as fast as the server does has about none).
+// Exits 1 if anything leaked.
 import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
@@ -29,6 +31,9 @@ async function main(): Promise<void> {
   const rssStart = daemon.rssMiB();
   const counts: Record<string, number> = {};
   const faults: Record<string, number> = {};
+  /** Each fault's span, and the failures no fault explains away: what the load did not ask for. */
+  const timeline: Array<{ kind: string; startedAt: number; endedAt: number }> = [];
+  const failures: Array<{ at: number; code: string }> = [];
   let requests = 0;
   const until = Date.now() + minutes * 60_000;
   const count = (k: string): void => {
@@ -65,7 +70,10 @@ async function main(): Promise<void> {
         count('ok (finished before deadline)');
       }
     } catch (err) {
-      count((err as { code?: string }).code ?? 'UNTYPED');
+      const code = (err as { code?: string }).code ?? 'UNTYPED';
+      count(code);
+      // Cancels and deadlines are the load's own doing.
+      if (!(kind === 4 && code === 'CANCELLED') && !(kind === 5 && code === 'DEADLINE_EXCEEDED')) failures.push({ at: Date.now(), code });
     }
   };
   const workers = Array.from({ length: concurrency }, async () => {
@@ -77,6 +85,7 @@ async function main(): Promise<void> {
     while (Date.now() < until - 20_000) {
       await sleep(15_000 + Math.random() * 10_000);
       const fault = Math.floor(Math.random() * 3);
+      const startedAt = Date.now();
       if (fault === 0) {
         faults['connections killed'] = (faults['connections killed'] ?? 0) + 1;
         // As an OOM kill of the connections' cgroup: sshd processes first, then what they ran.
@@ -94,6 +103,7 @@ async function main(): Promise<void> {
         await sleep(2000);
         sshd = await startSshd({ port, maxSessions: 10, maxStartups: '10:30:100' });
       }
+      timeline.push({ kind: ['connections killed', 'listener frozen 4 s', 'sshd restarted after 2 s'][fault], startedAt, endedAt: Date.now() });
     }
   })();
 
@@ -108,14 +118,31 @@ async function main(): Promise<void> {
   await waitFor(() => remoteProcesses('sleep').length === 0, 10_000);
   const leaked = await sessionsOpen();
   const orphans = remoteProcesses('sleep').length;
+  // A failure belongs to the latest fault that began before it; "after" means after that fault had ended.
+  const afterFaults = timeline.map((f, i) => {
+    const next = timeline[i + 1]?.startedAt ?? Infinity;
+    const mine = failures.filter((x) => x.at >= f.startedAt && x.at < next);
+    const after = mine.filter((x) => x.at > f.endedAt);
+    const codes: Record<string, number> = {};
+    for (const x of after) codes[x.code] = (codes[x.code] ?? 0) + 1;
+    return { fault: f.kind, at_s: Math.round((f.startedAt - (until - minutes * 60_000)) / 1000), during: mine.length - after.length,
+      after: after.length, last_after_s: after.length ? round((after[after.length - 1].at - f.endedAt) / 1000) : 0, codes };
+  });
+  const failedAfterFaults = afterFaults.reduce((n, f) => n + f.after, 0);
   const result = {
-    minutes, requests, outcomes: counts, faults, sessions_leaked: leaked, remote_processes_orphaned: orphans,
+    minutes, requests, outcomes: counts, faults, failed_after_faults_ended: failedAfterFaults, after_faults: afterFaults,
+    sessions_leaked: leaked, remote_processes_orphaned: orphans,
     daemon_rss_mib: { start: round(rssStart), end: round(daemon.rssMiB()), peak: round(daemon.peakRssMiB()) },
     daemon_alive: daemon.child.exitCode === null,
   };
   console.log(`requests ${requests}`);
   for (const [k, v] of Object.entries(counts).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(30)} ${v}`);
   console.log(`faults: ${Object.entries(faults).map(([k, v]) => `${v} × ${k}`).join(', ')}`);
+  console.log(`requests that failed after their fault had ended: ${failedAfterFaults} (cancels and deadlines the load asked for not counted)`);
+  for (const f of afterFaults) {
+    console.log(`  ${`${f.at_s} s`.padStart(6)}  ${f.fault.padEnd(26)} failed during ${String(f.during).padStart(5)}, after ${String(f.after).padStart(5)}` +
+      (f.after ? ` (last ${f.last_after_s} s after; ${Object.entries(f.codes).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''));
+  }
   console.log(`sessions leaked ${leaked}, remote processes orphaned ${orphans}`);
   console.log(`daemon RSS ${result.daemon_rss_mib.start} MiB at start, ${result.daemon_rss_mib.end} MiB at end, peak ${result.daemon_rss_mib.peak} MiB`);
   console.log(JSON.stringify({ soak: result }));
