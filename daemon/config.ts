@@ -2,6 +2,7 @@
 // per-host overrides. JSON, because it needs no parser and every tool can
 // write it; unknown keys are an error so a typo never silently does nothing.
 import * as fs from 'node:fs';
+import { globRegExp } from './glob';
 
 export interface Limits {
   /** Session channels per connection; sshd's MaxSessions (default 10). */
@@ -104,7 +105,7 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
           }
           limits[k as keyof Limits] = limitValue(k as keyof Limits, v, `hosts["${pattern}"].`, fail);
         }
-        config.hosts.push({ pattern, match: globToRegExp(pattern), limits });
+        config.hosts.push({ pattern, match: globRegExp(pattern, { ignoreCase: true }), limits });
       }
     } else {
       fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'socketGroup', 'httpAllowRemote', 'hosts'].join(', ')})`);
@@ -132,9 +133,4 @@ function intValue(key: string, value: unknown, min: number, fail: (m: string) =>
 
 function isObject(v: unknown): boolean {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-export function globToRegExp(pattern: string): RegExp {
-  const body = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${body}$`, 'i');
 }

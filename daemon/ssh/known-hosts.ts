@@ -9,6 +9,7 @@ import { createHash, createHmac } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { globMatch } from './glob';
 
 export type StrictHostKeyChecking = 'yes' | 'accept-new' | 'no';
 
@@ -168,7 +169,7 @@ export function matchesName(names: string, name: string): boolean {
   let matched = false;
   for (const pattern of names.split(',')) {
     const negated = pattern.startsWith('!');
-    if (wildcardMatch(negated ? pattern.slice(1) : pattern, name.toLowerCase())) {
+    if (globMatch(negated ? pattern.slice(1) : pattern, name, { ignoreCase: true })) {
       if (negated) return false;
       matched = true;
     }
@@ -181,13 +182,6 @@ function matchesHashed(hashed: string, name: string): boolean {
   if (parts.length !== 4) return false;
   const salt = Buffer.from(parts[2], 'base64');
   return createHmac('sha1', salt).update(name).digest('base64') === parts[3];
-}
-
-function wildcardMatch(pattern: string, text: string): boolean {
-  pattern = pattern.toLowerCase();
-  if (!/[*?]/.test(pattern)) return pattern === text;
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
-  return re.test(text);
 }
 
 // ---- writing -------------------------------------------------------------

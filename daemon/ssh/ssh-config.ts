@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import SSHConfig, { LineType, type Line } from 'ssh-config';
+import { globRegExp } from './glob';
 
 // The type lives with the known_hosts checker that consumes it; re-exported
 // so callers can take everything host-related from here.
@@ -200,7 +201,7 @@ export class SshConfigResolver {
           next.push(path.join(dir, part));
           continue;
         }
-        const re = globRegExp(part);
+        const re = globRegExp(part, { classes: true });
         let names: string[] = [];
         try {
           names = fs.readdirSync(dir);
@@ -294,7 +295,7 @@ export class SshConfigResolver {
     const out: string[] = [];
     for (const name of lines.flat()) {
       if (name.startsWith('-')) {
-        const re = globRegExp(name.slice(1));
+        const re = globRegExp(name.slice(1), { classes: true });
         for (let i = out.length - 1; i >= 0; i--) if (re.test(out[i])) out.splice(i, 1);
       } else if (!out.includes(name)) {
         out.push(name);
@@ -503,23 +504,6 @@ function splitArgs(s: string): string[] {
 function stripComment(s: string): string {
   const hash = s.search(/\s#/);
   return hash >= 0 ? s.slice(0, hash) : s;
-}
-
-/** One path component of a glob pattern as a RegExp: `*`, `?`, `[...]` / `[!...]`. */
-function globRegExp(part: string): RegExp {
-  let re = '';
-  for (let i = 0; i < part.length; i++) {
-    const ch = part[i];
-    const close = ch === '[' ? part.indexOf(']', i + 2) : -1;
-    if (ch === '*') re += '.*';
-    else if (ch === '?') re += '.';
-    else if (close > 0) {
-      const body = part.slice(i + 1, close).replace(/\\/g, '\\\\');
-      re += body.startsWith('!') ? `[^${body.slice(1)}]` : `[${body}]`;
-      i = close;
-    } else re += ch.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-  }
-  return new RegExp(`^${re}$`);
 }
 
 function isFile(p: string): boolean {
