@@ -7,15 +7,19 @@
 // down for --long-seconds. Prints a table and JSON: the time from the server
 // answering again to the first success, the requests that failed after it
 // answered, those that failed although their deadline reached 2 s past its
-// return, and for the long outage the handshakes attempted meanwhile.
+// return, and for the long outage the handshakes attempted meanwhile. After
+// each fault it waits for the first success (up to a minute) and 3 s more
+// before the next.
 import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
-import { startDaemon } from '../test/helpers/daemon';
+import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { freezeListener, recovery, restartSshd, sleep, SteadyLoad, type Fault } from '../test/helpers/steady-load';
 
 const GRACE_MS = 2000;
-const SETTLE_MS = 4000;
+const SETTLE_MS = 3000;
+/** After a fault, how long to wait for the first success before moving on. */
+const RECOVERY_LIMIT_MS = 60_000;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
@@ -48,12 +52,13 @@ async function main(): Promise<void> {
       const r = await restartSshd(sshd, downMs);
       sshd = r.sshd;
       faults.push(r.fault);
-      await sleep(SETTLE_MS);
+      await recovered(load, r.fault);
     }
   }
   for (let i = 0; i < runs; i++) {
-    faults.push(await freezeListener(sshd, 4000));
-    await sleep(SETTLE_MS);
+    const fault = await freezeListener(sshd, 4000);
+    faults.push(fault);
+    await recovered(load, fault);
   }
   if (longMs > 0) {
     const before = await handshakes();
@@ -61,7 +66,7 @@ async function main(): Promise<void> {
     sshd = r.sshd;
     attempts.push(await handshakes() - before);
     faults.push(r.fault);
-    await sleep(SETTLE_MS);
+    await recovered(load, r.fault);
   }
   await load.stop();
 
@@ -91,6 +96,12 @@ async function main(): Promise<void> {
   mux.close();
   await daemon.stop();
   await cleanupAll();
+}
+
+/** Waits for the first success after the server answered again (at most RECOVERY_LIMIT_MS), then a little more. */
+async function recovered(load: SteadyLoad, fault: Fault): Promise<void> {
+  await waitFor(() => load.outcomes.some((o) => o.code === 'OK' && o.endedAt >= fault.answeredAt), RECOVERY_LIMIT_MS, 100);
+  await sleep(SETTLE_MS);
 }
 
 function countBy(xs: string[]): Record<string, number> {

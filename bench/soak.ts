@@ -112,8 +112,7 @@ async function main(): Promise<void> {
   clearInterval(progress);
 
   // Quiesce, then look for anything left behind.
-  const sessionsOpen = async (): Promise<number> => ((await mux.status()).hosts ?? [])
-    .reduce((n, h) => n + (h.connections ?? []).reduce((m, c) => m + (c.sessions ?? 0), 0), 0);
+  const sessionsOpen = async (): Promise<number> => (await mux.status()).totals?.sessions ?? 0;
   await waitFor(async () => (await sessionsOpen()) === 0, 10_000);
   await waitFor(() => remoteProcesses('sleep').length === 0, 10_000);
   const leaked = await sessionsOpen();

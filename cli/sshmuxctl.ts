@@ -5,7 +5,9 @@ import { SshMux, SshMuxError, type ControlAction, type Status } from '../client-
 
 const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
 
-  status [--json]   hosts, their connections, sessions in use and queues
+  status [--json]   hosts, their connections, sessions in use and queues, and
+                    each host's circuit breaker: its state, the next probe and
+                    its recent transitions
   check HOST        one fresh handshake to HOST, like ssh -O check: prints the
                     time it took, or the classified error (exit 1)
   drain HOST        HOST's connections take no new sessions and close once
@@ -72,11 +74,17 @@ function toJson(s: Status): unknown {
     version: s.version ?? '',
     uptimeS: Math.round((s.uptimeS ?? 0) * 10) / 10,
     clients: s.clients ?? 0,
+    totals: {
+      connections: s.totals?.connections ?? 0, sessions: s.totals?.sessions ?? 0,
+      sessionCapacity: s.totals?.sessionCapacity ?? 0, queued: s.totals?.queued ?? 0,
+    },
     hosts: (s.hosts ?? []).map((h) => ({
       name: h.name ?? '',
       destination: h.destination ?? '',
       state: h.state || 'ok',
       queued: h.queued ?? 0,
+      sessions: h.sessions ?? 0,
+      sessionCapacity: h.sessionCapacity ?? 0,
       requests: Number(h.requests ?? 0),
       maxSessions: h.maxSessions ?? 0,
       maxConnections: h.maxConnections ?? 0,
@@ -86,6 +94,15 @@ function toJson(s: Status): unknown {
         byCode: Object.fromEntries(Object.entries(h.handshakes?.byCode ?? {}).map(([k, v]) => [k, Number(v)])),
       },
       lastError: h.lastError ?? '',
+      breaker: {
+        state: h.breaker || 'closed',
+        nextProbeInS: round1(h.nextProbeInS ?? 0),
+        downForS: round1(h.downForS ?? 0),
+        transitions: Number(h.breakerTransitionCount ?? 0),
+        recent: (h.breakerTransitions ?? []).map((t) => ({
+          at: new Date(Number(t.atMs ?? 0)).toISOString(), from: t.from ?? '', to: t.to ?? '', reason: t.reason ?? '',
+        })),
+      },
       connections: (h.connections ?? []).map((c) => ({
         id: c.id ?? '', state: c.state ?? '', sessions: c.sessions ?? 0, maxSessions: c.maxSessions ?? 0,
         ageS: Math.round(c.ageS ?? 0),
@@ -95,20 +112,41 @@ function toJson(s: Status): unknown {
 }
 
 function table(s: Status): string {
-  const lines = [`sshmuxd ${s.version} pid ${s.pid}, up ${Math.round(s.uptimeS ?? 0)} s, ${s.clients ?? 0} clients`];
+  const t = s.totals ?? {};
+  const lines = [`sshmuxd ${s.version} pid ${s.pid}, up ${Math.round(s.uptimeS ?? 0)} s, ${s.clients ?? 0} clients; ` +
+    `${t.connections ?? 0} connections, ${t.sessions ?? 0}/${t.sessionCapacity ?? 0} sessions, ${t.queued ?? 0} queued`];
   const hosts = s.hosts ?? [];
   if (hosts.length === 0) return `${lines[0]}\nno hosts yet\n`;
-  const rows = [['HOST', 'DESTINATION', 'STATE', 'CONNS', 'SESSIONS', 'QUEUED', 'HANDSHAKES OK/FAILED', 'LAST ERROR']];
+  const rows = [['HOST', 'DESTINATION', 'STATE', 'BREAKER', 'CONNS', 'SESSIONS', 'QUEUED', 'HANDSHAKES OK/FAILED', 'LAST ERROR']];
   for (const h of hosts) {
-    const conns = h.connections ?? [];
-    const used = conns.reduce((n, c) => n + (c.sessions ?? 0), 0);
-    const cap = conns.reduce((n, c) => n + (c.maxSessions ?? 0), 0);
-    rows.push([h.name ?? '', h.destination ?? '', h.state || 'ok', `${conns.length}/${h.maxConnections ?? 0}`, `${used}/${cap}`,
-      String(h.queued ?? 0), `${Number(h.handshakes?.ok ?? 0)}/${Number(h.handshakes?.failed ?? 0)}`, (h.lastError ?? '').slice(0, 60)]);
+    rows.push([h.name ?? '', h.destination ?? '', h.state || 'ok', breaker(h), `${(h.connections ?? []).length}/${h.maxConnections ?? 0}`,
+      `${h.sessions ?? 0}/${h.sessionCapacity ?? 0}`, String(h.queued ?? 0),
+      `${Number(h.handshakes?.ok ?? 0)}/${Number(h.handshakes?.failed ?? 0)}`, (h.lastError ?? '').slice(0, 60)]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) lines.push(r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
+  // Transitions of breakers that are not closed, or changed in the last 10 minutes.
+  const recent = Date.now() - 10 * 60_000;
+  for (const h of hosts) {
+    const shown = (h.breakerTransitions ?? []).filter((x) => h.breaker !== 'closed' || Number(x.atMs ?? 0) > recent);
+    for (const x of shown) {
+      lines.push(`${h.name}: ${new Date(Number(x.atMs ?? 0)).toISOString()} breaker ${x.from} -> ${x.to}: ${(x.reason ?? '').slice(0, 100)}`);
+    }
+  }
   return `${lines.join('\n')}\n`;
+}
+
+/** "closed", "open, probe in 1.2 s (down 8 s)", "half-open (down 8 s)"; with the count of transitions so far. */
+function breaker(h: NonNullable<Status['hosts']>[number]): string {
+  const state = h.breaker || 'closed';
+  const count = Number(h.breakerTransitionCount ?? 0);
+  const down = `down ${Math.round(h.downForS ?? 0)} s`;
+  const now = state === 'open' ? `open, probe in ${round1(h.nextProbeInS ?? 0)} s (${down})` : state === 'half-open' ? `half-open (${down})` : state;
+  return count ? `${now}, ${count} transitions` : now;
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
 }
 
 main().then((code) => process.exit(code), (err) => {

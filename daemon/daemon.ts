@@ -51,15 +51,9 @@ export class Daemon {
     private config: DaemonConfig,
     readonly agent: Agent,
   ) {
-    this.metrics = new Metrics(() => this.agent.status().map((h) => {
-      const connections: Record<string, number> = {};
-      let sessions = 0;
-      for (const c of h.connections ?? []) {
-        connections[c.state!] = (connections[c.state!] ?? 0) + 1;
-        sessions += c.sessions ?? 0;
-      }
-      return { host: this.metrics.host(h.name!), sessions, queued: h.queued ?? 0, connections };
-    }));
+    this.metrics = new Metrics(() => this.agent.load().pools.map(({ name, load }) => ({
+      host: this.metrics.host(name), sessions: load.sessions, queued: load.queued, connections: load.connectionsByState,
+    })), () => this.agent.breakers());
     setMetrics(this.metrics);
   }
 
@@ -102,16 +96,8 @@ export class Daemon {
 
   /** One line for systemd's STATUS=. */
   summary(): string {
-    const hosts = this.agent.status();
-    let conns = 0;
-    let sessions = 0;
-    let queued = 0;
-    for (const h of hosts) {
-      conns += h.connections?.length ?? 0;
-      queued += h.queued ?? 0;
-      for (const c of h.connections ?? []) sessions += c.sessions ?? 0;
-    }
-    return `${hosts.length} hosts, ${conns} connections, ${sessions} sessions, ${queued} queued, ${this.clients.size} clients`;
+    const { pools, total } = this.agent.load();
+    return `${pools.length} hosts, ${total.connections} connections, ${total.sessions} sessions, ${total.queued} queued, ${this.clients.size} clients`;
   }
 
   /** The status page's view: host names and counts, no commands. */
@@ -142,7 +128,7 @@ export class Daemon {
         return { message: `${pool.name} (${pool.destination}): handshake ok in ${ms} ms${warning}`, ms };
       }
       case Action.DRAIN: {
-        const n = this.agent.drainHost(req.host ?? '');
+        const n = this.agent.retireHost(req.host ?? '');
         return { message: `${req.host}: ${n} connections draining; new requests open fresh ones`, count: n };
       }
       case Action.RELOAD: {
@@ -159,18 +145,20 @@ export class Daemon {
   }
 
   status(): v1.IStatus {
+    const { total } = this.agent.load();
     return {
       pid: process.pid,
       version: VERSION,
       uptimeS: (Date.now() - this.startedAt) / 1000,
       clients: this.clients.size,
       hosts: this.agent.status(),
+      totals: { connections: total.connections, sessions: total.sessions, sessionCapacity: total.sessionCapacity, queued: total.queued },
     };
   }
 
   /** No client connected and no SSH connection open. */
   get idle(): boolean {
-    return this.clients.size === 0 && this.agent.connections === 0;
+    return this.clients.size === 0 && this.agent.load().total.connections === 0;
   }
 
   /**
@@ -206,15 +194,16 @@ export class Daemon {
         // already gone
       }
     }
-    this.agent.shutdown();
+    this.agent.close();
+    const sessions = (): number => this.agent.load().total.sessions;
     const until = Date.now() + graceMs;
-    while (this.agent.sessions > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    if (this.agent.sessions > 0) {
+    while (sessions() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    if (sessions() > 0) {
       // Closing the connections alone would leave the remote commands running.
-      this.opts.log.warn({ sessions: this.agent.sessions }, 'grace period over: sending TERM, then KILL, to the remaining commands');
+      this.opts.log.warn({ sessions: sessions() }, 'grace period over: sending TERM, then KILL, to the remaining commands');
       for (const client of this.clients) client.shutdown();
       const killed = Date.now() + TERMINATE_MS;
-      while (this.agent.sessions > 0 && Date.now() < killed) await new Promise((r) => setTimeout(r, 50));
+      while (sessions() > 0 && Date.now() < killed) await new Promise((r) => setTimeout(r, 50));
     }
     this.agent.destroy();
     await Promise.all([...this.clients].map((client) => client.close(CLIENT_FLUSH_MS)));

@@ -1,7 +1,7 @@
 // Prometheus metrics (prom-client): counters bumped where things happen,
 // gauges read from the pools at scrape time. Host labels are the names
-// clients asked for, capped so a client cannot grow the label set without
-// bound.
+// clients asked for, and endpoint labels host:port; both are capped so a
+// client cannot grow the label set without bound.
 import client from 'prom-client';
 
 const MAX_HOST_LABELS = 500;
@@ -25,7 +25,18 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers: [this.registry],
   });
 
-  constructor(sample: () => PoolSample[]) {
+  readonly breakerTransitions = new client.Counter({
+    name: 'sshmux_breaker_transitions_total', help: 'Circuit breaker transitions per endpoint (host:port), by the state entered: open, half-open, closed',
+    labelNames: ['endpoint', 'to'] as const, registers: [this.registry],
+  });
+
+  readonly reachabilityChecks = new client.Counter({
+    name: 'sshmux_reachability_checks_total',
+    help: 'Bare TCP connects to an endpoint marked down, between probe handshakes, to notice at once when it listens again',
+    labelNames: ['endpoint', 'result'] as const, registers: [this.registry],
+  });
+
+  constructor(sample: () => PoolSample[], breakers: () => BreakerSample[] = () => []) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'sshmux_' });
     const registry = this.registry;
     new client.Gauge({
@@ -40,6 +51,14 @@ export class Metrics {
       collect() {
         this.reset();
         for (const p of sample()) for (const [state, n] of Object.entries(p.connections)) this.inc({ host: p.host, state }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'sshmux_breaker_open', help: 'Endpoints whose circuit breaker is open or half-open: 1 while marked down',
+      labelNames: ['endpoint'] as const, registers: [registry],
+      collect() {
+        this.reset();
+        for (const b of breakers()) this.set({ endpoint: b.endpoint }, b.state === 'closed' ? 0 : 1);
       },
     });
     new client.Gauge({
@@ -61,6 +80,7 @@ export class Metrics {
 }
 
 export interface PoolSample { host: string; sessions: number; queued: number; connections: Record<string, number> }
+export interface BreakerSample { endpoint: string; state: string }
 
 /** Until the daemon sets one up (and in unit tests), counting goes nowhere. */
 let current: Metrics | undefined;
@@ -75,6 +95,14 @@ export function countHandshake(host: string, result: string): void {
 
 export function countRequest(host: string, code: string): void {
   current?.requests.inc({ host: current.host(host), code });
+}
+
+export function countBreakerTransition(endpoint: string, to: string): void {
+  current?.breakerTransitions.inc({ endpoint: current.host(endpoint), to });
+}
+
+export function countReachabilityCheck(endpoint: string, result: string): void {
+  current?.reachabilityChecks.inc({ endpoint: current.host(endpoint), result });
 }
 
 export function observeExec(seconds: number): void {

@@ -21,6 +21,9 @@ export const STATUS_PAGE = `<!doctype html>
   .bar { display: inline-block; width: 120px; height: .7rem; background: #eee; vertical-align: middle; }
   .bar > i { display: block; height: 100%; background: #48c; }
   .errors { color: #a00; font-size: .85rem; }
+  .breaker { font-size: .85rem; margin: .25rem 0; }
+  .breaker.open, .breaker.half-open { color: #a00; font-weight: bold; }
+  .transitions { color: #555; font-size: .85rem; }
 </style>
 </head>
 <body>
@@ -43,13 +46,17 @@ export const STATUS_PAGE = `<!doctype html>
     cells.forEach(function (c) { tr.appendChild(el(head ? 'th' : 'td', '', c)); });
     return tr;
   }
+  function breakerText(h) {
+    var state = h.breaker || 'closed';
+    var down = ', down ' + Math.round(h.downForS || 0) + ' s';
+    var text = state === 'open' ? 'marked down: next probe in ' + (h.nextProbeInS || 0).toFixed(1) + ' s' + down
+      : state === 'half-open' ? 'probing' + down : 'closed';
+    return 'circuit breaker ' + text + ' \\u00b7 ' + (h.breakerTransitionCount || 0) + ' transitions';
+  }
   function render(s) {
-    var sessions = 0, conns = 0, queued = 0;
     var frag = document.createDocumentFragment();
     (s.hosts || []).forEach(function (h) {
-      var used = 0;
-      (h.connections || []).forEach(function (c) { used += c.sessions || 0; });
-      sessions += used; conns += (h.connections || []).length; queued += h.queued || 0;
+      var used = h.sessions || 0;
       var sec = el('section', 'host');
       sec.setAttribute('data-host', h.name);
       var title = el('h2', '', h.name);
@@ -62,6 +69,10 @@ export const STATUS_PAGE = `<!doctype html>
       info.appendChild(el('span', 'queued', h.queued || 0));
       info.appendChild(el('span', '', ' queued \\u00b7 handshakes ' + (h.handshakes.ok || 0) + ' ok, ' + (h.handshakes.failed || 0) + ' failed'));
       sec.appendChild(info);
+      sec.appendChild(el('div', 'breaker ' + (h.breaker || 'closed'), breakerText(h)));
+      (h.breakerTransitions || []).slice(-5).forEach(function (t) {
+        sec.appendChild(el('div', 'transitions', new Date(t.atMs).toLocaleTimeString() + ' ' + t.from + ' \\u2192 ' + t.to + ': ' + t.reason));
+      });
       var byCode = h.handshakes.byCode || {};
       var codes = Object.keys(byCode);
       if (codes.length) sec.appendChild(el('div', '', 'failures by class: ' + codes.map(function (c) { return c + ' ' + byCode[c]; }).join(', ')));
@@ -81,7 +92,9 @@ export const STATUS_PAGE = `<!doctype html>
       frag.appendChild(sec);
     });
     hostsEl.replaceChildren(frag);
-    summaryEl.textContent = (s.hosts || []).length + ' hosts, ' + conns + ' connections, ' + sessions + ' sessions, ' + queued + ' queued \\u00b7 ' +
+    var t = s.totals || {};
+    summaryEl.textContent = (s.hosts || []).length + ' hosts, ' + (t.connections || 0) + ' connections, ' + (t.sessions || 0) + ' sessions, ' +
+      (t.queued || 0) + ' queued \\u00b7 ' +
       s.clients + ' clients \\u00b7 sshmuxd ' + s.version + ', up ' + Math.round(s.uptimeS) + ' s';
   }
   function connect() {

@@ -9,8 +9,11 @@ import type { Logger } from '../log';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from '../ssh/ssh-config';
-import { Endpoint } from './endpoint';
+import { countBreakerTransition, countReachabilityCheck, type BreakerSample } from '../metrics';
+import { Endpoint, type BreakerTransition } from './endpoint';
 import { HostPool, type PendingSession } from './host-pool';
+import { tcpReachable } from './reachability';
+import { totalLoad, type PoolLoad } from './stats';
 
 /** Hops in a ProxyJump chain, counting the jump hosts' own ProxyJump. */
 const MAX_JUMP_DEPTH = 8;
@@ -18,11 +21,14 @@ const MAX_JUMP_DEPTH = 8;
 /** An empty pool is forgotten after this long, so odd host names cannot pile up. */
 const POOL_LINGER_MS = 10 * 60_000;
 
+/** A reachability check gives up after this long (or the host's ConnectTimeout, if shorter): no answer tells nothing. */
+const REACHABILITY_TIMEOUT_MS = 2000;
+
 export class Agent {
   private readonly pools = new Map<string, HostPool>();
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly clientResolvers = new Map<string, { mtimeMs: number; resolver: SshConfigResolver }>();
-  /** Pools a reload or drain replaced, until their last sessions end: still counted, still stopped with the daemon. */
+  /** Pools a reload or retireHost replaced, until their last sessions end: still counted, still stopped with the daemon. */
   private readonly retiring = new Set<HostPool>();
   /** How each pool was asked for, so a reload can resolve it again. */
   private readonly origins = new WeakMap<HostPool, PoolOrigin>();
@@ -176,8 +182,8 @@ export class Agent {
     return { kept, replaced: retired.size };
   }
 
-  /** Closes every connection to `alias` once its sessions end; new requests open fresh ones. */
-  drainHost(alias: string): number {
+  /** Retires `alias`'s pools (sshmuxctl drain): their connections close once their sessions end; waiting and new requests go to fresh ones. */
+  retireHost(alias: string): number {
     let n = 0;
     for (const [key, pool] of [...this.pools]) {
       if (pool.name !== alias) continue;
@@ -206,33 +212,44 @@ export class Agent {
     yield* this.retiring;
   }
 
-  get connections(): number {
-    let n = 0;
-    for (const pool of this.allPools()) n += pool.connections.length;
-    return n;
+  /** Each pool's load (the retiring ones included), and their sum. */
+  load(): { pools: Array<{ name: string; load: PoolLoad }>; total: PoolLoad } {
+    const pools = [...this.allPools()].map((pool) => ({ name: pool.name, load: pool.load }));
+    return { pools, total: totalLoad(pools.map((p) => p.load)) };
   }
 
-  get sessions(): number {
-    let n = 0;
-    for (const pool of this.allPools()) for (const c of pool.connections) n += c.sessions;
-    return n;
+  /** Every endpoint's breaker, for the metrics. */
+  breakers(): BreakerSample[] {
+    return [...this.endpoints.values()].map((e) => ({ endpoint: e.key, state: e.breaker }));
   }
 
   status(): v1.IHostStatus[] {
-    return [...this.allPools()].map((pool) => ({
-      name: pool.name,
-      destination: pool.destination,
-      queued: pool.queue.length,
-      state: pool.state,
-      lastError: pool.stats.lastError,
-      maxSessions: pool.maxSessions,
-      maxConnections: pool.limits.maxConnections,
-      requests: pool.stats.requests,
-      handshakes: { ok: pool.stats.handshakesOk, failed: pool.stats.handshakesFailed, byCode: { ...pool.stats.failuresByCode } },
-      connections: pool.connections.map((c) => ({
-        id: c.id, state: c.state, sessions: c.sessions, maxSessions: c.maxSessions, ageS: (Date.now() - c.createdAt) / 1000,
-      })),
-    }));
+    const now = Date.now();
+    return [...this.allPools()].map((pool) => {
+      const load = pool.load;
+      const e = pool.endpoint;
+      return {
+        name: pool.name,
+        destination: pool.destination,
+        queued: load.queued,
+        sessions: load.sessions,
+        sessionCapacity: load.sessionCapacity,
+        state: pool.state,
+        lastError: pool.stats.lastError,
+        maxSessions: pool.maxSessions,
+        maxConnections: pool.limits.maxConnections,
+        requests: pool.stats.requests,
+        handshakes: { ok: pool.stats.handshakesOk, failed: pool.stats.handshakesFailed, byCode: { ...pool.stats.failuresByCode } },
+        connections: pool.connections.map((c) => ({
+          id: c.id, state: c.state, sessions: c.sessions, maxSessions: c.maxSessions, ageS: (now - c.createdAt) / 1000,
+        })),
+        breaker: e.breaker,
+        nextProbeInS: e.nextProbeIn(now) / 1000,
+        downForS: e.downFor(now) / 1000,
+        breakerTransitionCount: e.transitionCount,
+        breakerTransitions: e.transitions.map((t) => ({ atMs: t.at, from: t.from, to: t.to, reason: t.reason })),
+      };
+    });
   }
 
   /** The last handshake failures of the pools named `alias`. */
@@ -242,17 +259,18 @@ export class Agent {
     return out.sort((a, b) => a.at - b.at).slice(-10);
   }
 
-  /** Stops new work; running sessions finish on their connections. */
-  shutdown(): void {
+  /** Stops new work and fails what waits; running sessions finish on their connections. */
+  close(): void {
     this.closed = true;
-    for (const pool of this.allPools()) pool.shutdown();
+    for (const pool of this.allPools()) pool.close();
   }
 
+  /** Closes every connection now (daemon exit). */
   destroy(): void {
     this.closed = true;
     clearInterval(this.sweeper);
     for (const pool of this.allPools()) pool.destroy();
-    for (const endpoint of this.endpoints.values()) endpoint.close();
+    for (const endpoint of this.endpoints.values()) endpoint.destroy();
   }
 
   private endpoint(host: ResolvedHost, limits: Limits, via: HostPool | undefined): Endpoint {
@@ -260,11 +278,36 @@ export class Agent {
     const key = `${via ? `${via.destination}>` : ''}${host.hostname}:${host.port}`;
     let endpoint = this.endpoints.get(key);
     if (!endpoint) {
-      endpoint = new Endpoint(key, limits.maxConcurrentHandshakes,
-        { threshold: limits.breakerThreshold, cooldownMs: limits.breakerCooldownMs });
+      const timeoutMs = Math.min(REACHABILITY_TIMEOUT_MS, host.connectTimeoutMs);
+      endpoint = new Endpoint(key, {
+        maxConcurrentHandshakes: limits.maxConcurrentHandshakes,
+        breakerThreshold: limits.breakerThreshold,
+        breakerCooldownMs: limits.breakerCooldownMs,
+        checkReachable: via ? undefined : async () => {
+          const result = await tcpReachable(host.hostname, host.port, timeoutMs);
+          countReachabilityCheck(key, result);
+          return result;
+        },
+        onTransition: (t) => this.breakerTransition(key, t),
+      });
       this.endpoints.set(key, endpoint);
     }
     return endpoint;
+  }
+
+  /** Each transition once: a log line and a count, never one per request. */
+  private breakerTransition(endpoint: string, t: BreakerTransition): void {
+    countBreakerTransition(endpoint, t.to);
+    const fields = { endpoint, from: t.from, to: t.to, reason: t.reason, nextProbeInS: t.nextProbeInMs / 1000 };
+    if (t.to === 'open' && t.from === 'closed') {
+      this.log.warn(fields, 'host marked down (circuit breaker open): requests wait for the next probe within their deadlines');
+    } else if (t.to === 'open') {
+      this.log.warn(fields, 'probe failed: host still down');
+    } else if (t.to === 'half-open') {
+      this.log.info(fields, 'probing a host marked down');
+    } else {
+      this.log.info(fields, 'host answers again (circuit breaker closed)');
+    }
   }
 
   private sweep(): void {

@@ -148,7 +148,7 @@ export class Connection {
       // ran. This connection is finished even if ssh2 has not said so yet;
       // leaving it 'ready' would hand it the retried request again, forever.
       this.sessions--;
-      this.close();
+      this.destroy();
       done({ ok: false, retry: true, error: new MuxError(Code.CONNECTION_LOST, `connection ${this.id} lost while opening a session`, 'opening') });
     }
   }
@@ -162,7 +162,7 @@ export class Connection {
     clearTimeout(this.idleTimer);
     const closed = (): void => {
       this.tunnels--;
-      if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) this.close();
+      if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) this.destroy();
       else this.armIdleTimer();
     };
     try {
@@ -177,7 +177,7 @@ export class Connection {
       });
     } catch (err) {
       closed();
-      this.close();
+      this.destroy();
       done(new MuxError(Code.CONNECTION_LOST, `connection ${this.id} lost while opening a tunnel: ${(err as Error).message}`, 'handshaking'));
     }
   }
@@ -222,14 +222,15 @@ export class Connection {
   }
 
   /** No new sessions; close once the running ones end. */
-  drain(): void {
+  close(): void {
     if (this.state !== 'ready') return;
     this.state = 'draining';
     while (this.idleSftp.length) this.closeIdleSftp();
-    if (this.sessions === 0 && this.tunnels === 0) this.close();
+    if (this.sessions === 0 && this.tunnels === 0) this.destroy();
   }
 
-  close(): void {
+  /** Ends the connection now, whatever runs on it. */
+  destroy(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearTimeout(this.idleTimer);
@@ -263,7 +264,7 @@ export class Connection {
     // The channel opened but a request on it (env, pty, exec) failed. ssh2
     // does not hand us the channel to wait for its close, so the slot stays
     // counted and the connection retires once its other sessions end.
-    this.drain();
+    this.close();
     return { ok: false, retry: false, error: new MuxError(Code.CHANNEL_OPEN_FAILED,
       `${this.host.hostname} refused the session request: ${err.message}`, 'opening') };
   }
@@ -296,7 +297,7 @@ export class Connection {
   private release(count: number): void {
     this.sessions -= count;
     if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) {
-      this.close();
+      this.destroy();
       return;
     }
     this.armIdleTimer();
@@ -306,7 +307,7 @@ export class Connection {
   private armIdleTimer(): void {
     if (this.state !== 'ready' || this.sessions > 0 || this.tunnels > 0 || this.idleTimeoutMs === 0) return;
     clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.close(), this.idleTimeoutMs);
+    this.idleTimer = setTimeout(() => this.destroy(), this.idleTimeoutMs);
     this.idleTimer.unref();
   }
 

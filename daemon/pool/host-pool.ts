@@ -2,7 +2,8 @@
 // hands waiting requests to the least-loaded connection with a free session
 // slot, opens connections up to maxConnections within the endpoint's
 // handshake budget, and otherwise keeps requests in a bounded FIFO that
-// moves whenever capacity frees.
+// moves whenever capacity frees. While the endpoint's breaker is open, a
+// request waits only if its deadline reaches the next probe.
 import type { Duplex } from 'node:stream';
 import type { ClientChannel, SFTPWrapper } from 'ssh2';
 import { Code, codeName } from '../../proto';
@@ -11,38 +12,43 @@ import { MuxError, type Phase } from '../errors';
 import type { Logger } from '../log';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { terminate } from '../ssh/channel';
-import { Connection, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
-import type { Endpoint } from './endpoint';
 import type { Tunneler } from '../ssh/dial';
+import { systemClock, type Clock } from './clock';
+import { Connection, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
+import type { Endpoint, FailurePolicy } from './endpoint';
 import { RequestQueue } from './queue';
+import { poolLoad, type PoolLoad } from './stats';
 import { countHandshake } from '../metrics';
 
 /**
- * What a failed handshake means. `waiting`: when the requests waiting for a
- * connection fail (now; after `connectionAttempts` failures in a row; or
- * only at their own deadlines). `backoff`: whether the endpoint waits
- * before its next attempt.
+ * What each failed handshake means (see FailurePolicy). Whatever the row
+ * says, a failure that trips the breaker leaves the waiting requests to
+ * their deadlines once the host has answered before: its outage is
+ * presumably a restart, and the breaker judges new arrivals.
  */
-interface FailurePolicy { waiting: 'fail-now' | 'fail-after-attempts' | 'wait-for-deadline'; backoff: boolean; trips?: boolean }
-
 const HANDSHAKE_FAILURE_POLICY: Partial<Record<Code, FailurePolicy>> = {
   [Code.DNS]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
-  [Code.REFUSED]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
-  [Code.CONNECT_TIMEOUT]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
+  // Nothing listened, or nothing answered: a bare TCP connect shows when that changes.
+  [Code.REFUSED]: { waiting: 'fail-after-attempts', backoff: true, trips: true, tcpCheck: true },
+  [Code.CONNECT_TIMEOUT]: { waiting: 'fail-after-attempts', backoff: true, trips: true, tcpCheck: true },
   [Code.HANDSHAKE_FAILED]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
   // MaxStartups drops pass as the flood does: requests wait within their deadlines.
-  [Code.THROTTLED]: { waiting: 'wait-for-deadline', backoff: true },
+  [Code.THROTTLED]: { waiting: 'wait-for-deadline', backoff: true, trips: false },
   // A server that accepts TCP and never answers (the banner stall) has
   // already cost the waiting requests ConnectTimeout: tell them now, and
   // back off so attempts never pile up on it.
   [Code.HANDSHAKE_TIMEOUT]: { waiting: 'fail-now', backoff: true, trips: true },
   // Retrying cannot fix these, and a storm of them looks like an attack.
-  [Code.AUTH_FAILED]: { waiting: 'fail-now', backoff: false },
-  [Code.HOST_KEY_UNKNOWN]: { waiting: 'fail-now', backoff: false },
-  [Code.HOST_KEY_MISMATCH]: { waiting: 'fail-now', backoff: false },
-  [Code.HOST_KEY_REVOKED]: { waiting: 'fail-now', backoff: false },
+  [Code.AUTH_FAILED]: { waiting: 'fail-now', backoff: false, trips: false },
+  [Code.HOST_KEY_UNKNOWN]: { waiting: 'fail-now', backoff: false, trips: false },
+  [Code.HOST_KEY_MISMATCH]: { waiting: 'fail-now', backoff: false, trips: false },
+  [Code.HOST_KEY_REVOKED]: { waiting: 'fail-now', backoff: false, trips: false },
 };
 const DEFAULT_FAILURE_POLICY: FailurePolicy = { waiting: 'fail-after-attempts', backoff: true, trips: true };
+
+export function failurePolicy(code: Code): FailurePolicy {
+  return HANDSHAKE_FAILURE_POLICY[code] ?? DEFAULT_FAILURE_POLICY;
+}
 
 export interface OpenedSession {
   /** A session channel; for an 'sftp' request, `sftp` instead. */
@@ -59,24 +65,33 @@ export interface SessionHandler {
 }
 
 export class PendingSession {
-  queued = false;
-  /** Handed to a connection, waiting for the channel to open. */
-  opening = false;
-  done = false;
-  timer: NodeJS.Timeout | undefined;
-  readonly createdAt = Date.now();
+  /**
+   * queued: waiting for a slot (in the queue). opening: handed to a
+   * connection, its channel on the way. done: handed over, failed or
+   * cancelled; a channel that opens for it now is discarded.
+   */
+  state: 'queued' | 'opening' | 'done' = 'queued';
+  /** Its deadline for getting a session. */
+  timer: unknown;
 
   constructor(
     /** Changes when a reload moves the request to the pool for the new settings. */
     public pool: HostPool,
     readonly spec: SessionSpec,
     readonly handler: SessionHandler,
+    readonly createdAt: number,
   ) {}
 
   /** The caller gave up (cancel, client gone). A channel opening for it is closed when it arrives. */
   cancel(): void {
     this.pool.cancel(this);
   }
+}
+
+/** What the pool takes from outside, so that tests can give it a fake clock and fake connections. */
+export interface HostPoolDeps {
+  clock?: Clock;
+  newConnection?: (id: string, host: ResolvedHost, maxSessions: number, idleTimeoutMs: number, owner: ConnectionOwner, via?: Tunneler) => Connection;
 }
 
 export interface PoolStats {
@@ -103,23 +118,29 @@ export class HostPool implements ConnectionOwner, Tunneler {
   readonly stats: PoolStats = { requests: 0, handshakesOk: 0, handshakesFailed: 0, failuresByCode: {}, lastError: '' };
   /** The lowest MaxSessions the server has shown; new connections start with it. */
   maxSessions: number;
-  lastUsed = Date.now();
+  lastUsed: number;
   private nextConnectionId = 1;
-  private draining = false;
+  private dispatching = false;
   private closed = false;
-  private readonly wake = (): void => this.drain();
+  private readonly wake = (): void => this.dispatch();
   private tunnelWaiters: TunnelWaiter[] = [];
+  private readonly clock: Clock;
+  private readonly newConnection: NonNullable<HostPoolDeps['newConnection']>;
 
   constructor(
     readonly name: string,
     readonly host: ResolvedHost,
     public limits: Limits,
-    private readonly endpoint: Endpoint,
+    readonly endpoint: Endpoint,
     private readonly log: Logger,
     /** The jump host's pool this destination is reached through. */
     readonly via?: HostPool,
+    deps: HostPoolDeps = {},
   ) {
     this.maxSessions = limits.maxSessions;
+    this.clock = deps.clock ?? systemClock;
+    this.newConnection = deps.newConnection ?? ((...args) => new Connection(...args));
+    this.lastUsed = this.clock.now();
   }
 
   get destination(): string {
@@ -133,50 +154,86 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   get state(): 'ok' | 'backoff' | 'failing' | 'down' | 'draining' {
     if (this.closed) return 'draining';
-    if (this.connections.some((c) => c.state === 'ready')) return 'ok';
-    if (this.endpoint.downRemaining() > 0) return 'down';
+    if (this.hasReady()) return 'ok';
+    if (this.endpoint.breaker !== 'closed') return 'down';
     if (this.endpoint.backoffRemaining() > 0) return 'backoff';
     return this.stats.lastError && this.endpoint.failures > 0 ? 'failing' : 'ok';
   }
 
+  /** Connections, sessions and queue, counted once for every reader. */
+  get load(): PoolLoad {
+    return poolLoad(this.connections, this.queue.length);
+  }
+
+  /** A session for `spec`, within `waitMs` (the sooner of the queue timeout and the call's deadline). */
   request(spec: SessionSpec, handler: SessionHandler, waitMs: number): PendingSession {
     this.stats.requests++;
-    this.lastUsed = Date.now();
-    const pending = new PendingSession(this, spec, handler);
-    if (this.closed) {
-      this.finish(pending, new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued'));
-    } else if (this.endpoint.downRemaining() > 0 && !this.connections.some((c) => c.state === 'ready')) {
-      const e = this.endpoint;
-      this.finish(pending, new MuxError(Code.HOST_UNAVAILABLE,
-        `${this.name} is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ` +
-        `requests fail fast until one probe handshake in ${Math.ceil(e.downRemaining() / 1000)} s`, 'queued'));
-    } else if (this.queue.length >= this.limits.queueLimit) {
-      this.finish(pending, new MuxError(Code.QUEUE_FULL,
-        `${this.queue.length} requests already wait for ${this.name} (queueLimit ${this.limits.queueLimit}); retry later or raise queueLimit`, 'queued'));
+    this.lastUsed = this.clock.now();
+    const pending = new PendingSession(this, spec, handler, this.lastUsed);
+    const refused = this.refusal(waitMs);
+    if (refused) {
+      this.finish(pending, refused);
     } else {
       // pending.pool, not this: a reload may move the request to another pool.
-      pending.timer = setTimeout(() => pending.pool.expire(pending), waitMs);
+      pending.timer = this.clock.setTimeout(() => pending.pool.expire(pending), waitMs);
       this.queue.push(pending);
-      this.drain();
+      this.dispatch();
     }
     return pending;
   }
 
+  /** Why a new request may not wait here, if it may not. */
+  private refusal(waitMs: number): MuxError | undefined {
+    if (this.closed) return new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued');
+    if (this.breakerBars(waitMs)) return this.hostUnavailable(waitMs);
+    if (this.queue.length >= this.limits.queueLimit) {
+      return new MuxError(Code.QUEUE_FULL,
+        `${this.queue.length} requests already wait for ${this.name} (queueLimit ${this.limits.queueLimit}); retry later or raise queueLimit`, 'queued');
+    }
+    return undefined;
+  }
+
+  /**
+   * While the breaker is open and this pool has no ready connection, a
+   * request may wait only if it would still be waiting when the next probe
+   * starts; and only for a host that has answered before (one that never
+   * did is more likely a mistake, and the caller hears so at once).
+   */
+  private breakerBars(waitMs: number): boolean {
+    if (this.endpoint.breaker === 'closed' || this.hasReady()) return false;
+    return (this.endpoint.answered ? waitMs : 0) < this.endpoint.nextProbeIn();
+  }
+
+  private hostUnavailable(waitMs?: number): MuxError {
+    const e = this.endpoint;
+    const next = `the next probe is in ${seconds(e.nextProbeIn())} s`;
+    const why = waitMs === undefined ? next
+      : e.answered ? `${next}, after this request's deadline (${seconds(waitMs)} s); a longer deadline waits for it`
+      : `${next}; requests wait for probes only to a host that has answered since sshmuxd started`;
+    return new MuxError(Code.HOST_UNAVAILABLE,
+      `${this.name} is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ${why}`, 'queued');
+  }
+
   cancel(pending: PendingSession): void {
-    if (pending.done) return;
-    pending.done = true;
-    clearTimeout(pending.timer);
+    if (pending.state === 'done') return;
+    pending.state = 'done';
+    this.clock.clearTimeout(pending.timer);
     this.queue.remove(pending);
+    this.releaseDemand();
   }
 
   /** Stops taking requests; fails the waiting ones; lets running sessions finish. */
-  shutdown(): void {
+  close(): void {
     this.closed = true;
     this.failQueued(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued'));
     this.endpoint.forget(this.wake);
+    this.closeConnections();
+  }
+
+  private closeConnections(): void {
     for (const conn of [...this.connections]) {
-      if (conn.state === 'connecting') conn.close();
-      else conn.drain();
+      if (conn.state === 'connecting') conn.destroy();
+      else conn.close();
     }
   }
 
@@ -188,11 +245,8 @@ export class HostPool implements ConnectionOwner, Tunneler {
   retire(): PendingSession[] {
     this.closed = true;
     this.endpoint.forget(this.wake);
-    const waiting = this.queue.drainAll();
-    for (const conn of [...this.connections]) {
-      if (conn.state === 'connecting') conn.close();
-      else conn.drain();
-    }
+    const waiting = this.queue.removeAll();
+    this.closeConnections();
     return waiting;
   }
 
@@ -200,13 +254,13 @@ export class HostPool implements ConnectionOwner, Tunneler {
   adopt(pending: PendingSession): void {
     pending.pool = this;
     this.queue.push(pending);
-    this.drain();
+    this.dispatch();
   }
 
   /** Closes every connection now (daemon exit). */
   destroy(): void {
-    this.shutdown();
-    for (const conn of [...this.connections]) conn.close();
+    this.close();
+    for (const conn of [...this.connections]) conn.destroy();
   }
 
   /**
@@ -219,20 +273,21 @@ export class HostPool implements ConnectionOwner, Tunneler {
     const stream = new Promise<Duplex>((resolve, reject) => {
       waiter = { host, port, resolve, reject };
     });
-    this.lastUsed = Date.now();
+    this.lastUsed = this.clock.now();
     if (this.closed) {
       waiter.reject(this.jumpFailed(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down')));
-    } else if (this.endpoint.downRemaining() > 0 && !this.connections.some((c) => c.state === 'ready')) {
-      waiter.reject(this.jumpFailed(new MuxError(Code.HOST_UNAVAILABLE,
-        `marked down after ${this.endpoint.hardFailureCount} failed handshakes in a row (last: ${this.endpoint.lastFailure})`)));
+    } else if (this.breakerBars(0)) {
+      // The connection behind it has its own ConnectTimeout, not a deadline to weigh.
+      waiter.reject(this.jumpFailed(this.hostUnavailable()));
     } else {
       this.tunnelWaiters.push(waiter);
-      this.drain();
+      this.dispatch();
     }
     return {
       stream,
       cancel: () => {
         this.tunnelWaiters = this.tunnelWaiters.filter((w) => w !== waiter);
+        this.releaseDemand();
       },
     };
   }
@@ -243,9 +298,10 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   // ---- scheduling -------------------------------------------------------
 
-  private drain(): void {
-    if (this.draining) return;
-    this.draining = true;
+  /** Hands queued work to connections with free slots, and opens connections for what is left. */
+  private dispatch(): void {
+    if (this.dispatching) return;
+    this.dispatching = true;
     try {
       while (this.queue.length > 0) {
         const head = this.queue.peek()!;
@@ -265,9 +321,19 @@ export class HostPool implements ConnectionOwner, Tunneler {
         conn.openTunnel(w.host, w.port, (err, stream) => (err ? w.reject(err) : w.resolve(stream!)));
       }
       this.grow();
+      this.releaseDemand();
     } finally {
-      this.draining = false;
+      this.dispatching = false;
     }
+  }
+
+  /** Nothing waits here any more: stop asking the endpoint for handshakes, and so its breaker for probes. */
+  private releaseDemand(): void {
+    if (this.queue.length === 0 && this.tunnelWaiters.length === 0) this.endpoint.forget(this.wake);
+  }
+
+  private hasReady(): boolean {
+    return this.connections.some((c) => c.state === 'ready');
   }
 
   /** Hands an idle pooled SFTP session to the request at the head of the queue. */
@@ -317,7 +383,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
   }
 
   private openConnection(): void {
-    const conn = new Connection(`${this.name}#${this.nextConnectionId++}`, this.host, this.maxSessions,
+    const conn = this.newConnection(`${this.name}#${this.nextConnectionId++}`, this.host, this.maxSessions,
       this.limits.idleTimeoutMs, this, this.via);
     this.connections.push(conn);
     this.endpoint.begin();
@@ -325,12 +391,11 @@ export class HostPool implements ConnectionOwner, Tunneler {
   }
 
   private open(conn: Connection, pending: PendingSession): void {
-    pending.opening = true;
+    pending.state = 'opening';
     const newConnection = conn.sessionsOpened === 0;
     conn.openSession(pending.spec, (result: OpenResult) => {
-      pending.opening = false;
       if (result.ok) {
-        if (pending.done) {
+        if (pending.state === 'done') {
           // Nobody waits for it any more: end the command so sshd frees the slot.
           if (result.sftp) conn.returnSftp(result.sftp);
           else terminate(result.channel, true);
@@ -346,10 +411,11 @@ export class HostPool implements ConnectionOwner, Tunneler {
             'server refused a session: its MaxSessions is lower than assumed; using the lower limit');
         }
       }
-      if (pending.done) return;
+      if (pending.state === 'done') return;
       if (result.retry) {
+        pending.state = 'queued';
         this.queue.unshift(pending);
-        this.drain();
+        this.dispatch();
       } else {
         this.finish(pending, result.error);
       }
@@ -357,24 +423,27 @@ export class HostPool implements ConnectionOwner, Tunneler {
   }
 
   private handOver(pending: PendingSession, session: Omit<OpenedSession, 'waitedMs'>): void {
-    pending.done = true;
-    clearTimeout(pending.timer);
-    pending.handler.onOpen({ ...session, waitedMs: Date.now() - pending.createdAt });
+    pending.state = 'done';
+    this.clock.clearTimeout(pending.timer);
+    pending.handler.onOpen({ ...session, waitedMs: this.clock.now() - pending.createdAt });
   }
 
   private expire(pending: PendingSession): void {
-    if (pending.done) return;
-    const waited = Math.round((Date.now() - pending.createdAt) / 1000);
+    if (pending.state === 'done') return;
+    const waited = Math.round((this.clock.now() - pending.createdAt) / 1000);
     const ready = this.connections.filter((c) => c.state === 'ready');
+    const e = this.endpoint;
     let phase: Phase = 'queued';
     let message: string;
-    if (pending.opening) {
+    if (pending.state === 'opening') {
       phase = 'opening';
       message = `the session channel to ${this.name} did not open within ${waited} s`;
     } else if (ready.length === 0) {
       phase = 'handshaking';
-      message = `could not connect to ${this.name} within ${waited} s` +
-        (this.stats.lastError ? `; last handshake failure: ${this.stats.lastError}` : '; the handshake is still in progress');
+      message = `could not connect to ${this.name} within ${waited} s` + (e.breaker !== 'closed'
+        ? `: it is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ` +
+          (e.breaker === 'half-open' ? 'a probe handshake is under way' : `the next probe is in ${seconds(e.nextProbeIn())} s`)
+        : this.stats.lastError ? `; last handshake failure: ${this.stats.lastError}` : '; the handshake is still in progress');
     } else {
       const busy = ready.reduce((n, c) => n + c.sessions, 0);
       message = `no session slot on ${this.name} became free within ${waited} s ` +
@@ -391,14 +460,15 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   private finish(pending: PendingSession, err: MuxError): void {
     this.queue.remove(pending);
-    if (pending.done) return;
-    pending.done = true;
-    clearTimeout(pending.timer);
+    this.releaseDemand();
+    if (pending.state === 'done') return;
+    pending.state = 'done';
+    this.clock.clearTimeout(pending.timer);
     pending.handler.onError(err);
   }
 
   private failQueued(err: MuxError): void {
-    for (const pending of this.queue.drainAll()) this.finish(pending, err);
+    for (const pending of this.queue.removeAll()) this.finish(pending, err);
     const waiters = this.tunnelWaiters;
     this.tunnelWaiters = [];
     for (const w of waiters) w.reject(this.jumpFailed(err));
@@ -412,46 +482,52 @@ export class HostPool implements ConnectionOwner, Tunneler {
   // ---- ConnectionOwner ------------------------------------------------
 
   onReady(conn: Connection): void {
-    this.endpoint.end(true, false);
+    this.endpoint.succeeded();
     this.stats.handshakesOk++;
     countHandshake(this.name, 'ok');
-    this.log.info({ host: this.name, connection: conn.id, destination: this.destination, ms: Date.now() - conn.createdAt },
+    this.log.info({ host: this.name, connection: conn.id, destination: this.destination, ms: this.clock.now() - conn.createdAt },
       'connection ready');
     if (conn.hostKeyWarning) this.log.warn({ host: this.name, connection: conn.id, warning: conn.hostKeyWarning.message }, 'host key warning');
-    this.drain();
+    this.dispatch();
   }
 
   onHandshakeFailed(conn: Connection, err: MuxError): void {
     this.remove(conn);
-    const policy = HANDSHAKE_FAILURE_POLICY[err.code] ?? DEFAULT_FAILURE_POLICY;
-    this.endpoint.end(false, policy.backoff, policy.trips, `${codeName(err.code)}: ${err.message}`);
-    this.stats.handshakesFailed++;
+    const policy = failurePolicy(err.code);
     const name = codeName(err.code);
+    this.endpoint.failed(policy, `${name}: ${err.message}`);
+    this.stats.handshakesFailed++;
     countHandshake(this.name, name);
     this.stats.failuresByCode[name] = (this.stats.failuresByCode[name] ?? 0) + 1;
-    this.recentErrors.push({ at: Date.now(), code: name, message: err.message });
+    this.recentErrors.push({ at: this.clock.now(), code: name, message: err.message });
     if (this.recentErrors.length > 10) this.recentErrors.shift();
     this.stats.lastError = `${name}: ${err.message}`;
     this.log.warn({ host: this.name, connection: conn.id, code: name, failures: this.endpoint.failures, err: err.message },
       'handshake failed');
-    const anyReady = this.connections.some((c) => c.state === 'ready');
-    if (!anyReady) {
-      if (policy.waiting === 'fail-now' ||
-          (policy.waiting === 'fail-after-attempts' && this.endpoint.failures >= this.limits.connectionAttempts)) {
-        this.failQueued(err);
-      }
-    }
-    this.drain();
+    this.failWaiting(policy, err);
+    this.dispatch();
+  }
+
+  /** What a failed handshake does to the requests waiting for a connection. */
+  private failWaiting(policy: FailurePolicy, err: MuxError): void {
+    if (this.hasReady() || policy.waiting === 'wait-for-deadline') return;
+    // A host that answered before is presumed to come back: deadlines decide.
+    if (policy.trips && this.endpoint.answered) return;
+    if (policy.waiting === 'fail-now' || this.endpoint.failures >= this.limits.connectionAttempts) this.failQueued(err);
   }
 
   onCapacity(): void {
-    this.drain();
+    this.dispatch();
   }
 
   onClosed(conn: Connection, err?: Error): void {
     this.remove(conn);
     if (err) this.log.warn({ host: this.name, connection: conn.id, err: err.message }, 'connection lost');
     else this.log.info({ host: this.name, connection: conn.id }, 'connection closed');
-    this.drain();
+    this.dispatch();
   }
+}
+
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(1);
 }

@@ -9,7 +9,7 @@ import { createHash, createHmac } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { globMatch } from './glob';
+import { globMatch } from '../glob';
 
 export type StrictHostKeyChecking = 'yes' | 'accept-new' | 'no';
 

@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import SSHConfig, { LineType, type Line } from 'ssh-config';
-import { globRegExp } from './glob';
+import { globRegExp } from '../glob';
 
 // The type lives with the known_hosts checker that consumes it; re-exported
 // so callers can take everything host-related from here.
