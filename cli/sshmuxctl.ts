@@ -136,13 +136,14 @@ function table(s: Status): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** "closed", "open, probe in 1.2 s (down 8 s)", "half-open (down 8 s)"; with the count of transitions so far. */
+/** "closed", "open, probe in 1.2 s (down 8 s)", "half-open (down 8 s)"; with the number of transitions so far. */
 function breaker(h: NonNullable<Status['hosts']>[number]): string {
   const state = h.breaker || 'closed';
   const count = Number(h.breakerTransitionCount ?? 0);
   const down = `down ${Math.round(h.downForS ?? 0)} s`;
-  const now = state === 'open' ? `open, probe in ${round1(h.nextProbeInS ?? 0)} s (${down})` : state === 'half-open' ? `half-open (${down})` : state;
-  return count ? `${now}, ${count} transitions` : now;
+  const next = round1(h.nextProbeInS ?? 0);
+  const now = state === 'open' ? `open, probe ${next > 0 ? `in ${next} s` : 'due'} (${down})` : state === 'half-open' ? `half-open (${down})` : state;
+  return count ? `${now}, ${count} transition${count === 1 ? '' : 's'}` : now;
 }
 
 function round1(x: number): number {

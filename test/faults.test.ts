@@ -154,7 +154,7 @@ test('SIGTERM: running work finishes within the grace period, the rest is cancel
   mux.close();
 });
 
-test('circuit breaker: a host that keeps failing is marked down, requests fail fast with the cause, one probe after the cool-down heals it', async () => {
+test('circuit breaker: a host that keeps failing (and never answered) is marked down, requests fail fast with the cause and the next probe, a sub-second probe heals it', async () => {
   const sshd = await startSshd();
   const { mux } = await setup(sshd, [], { breakerThreshold: 3, breakerCooldownMs: 1500, connectionAttempts: 1 });
   const port = sshd.port;
@@ -171,12 +171,18 @@ test('circuit breaker: a host that keeps failing is marked down, requests fail f
   assert.ok(Date.now() - started < 200, 'a request to a host marked down did not fail fast');
   const host = (await mux.status()).hosts![0];
   assert.equal(host.state, 'down');
+  assert.equal(host.breaker, 'open');
+  assert.ok(host.nextProbeInS! > 0 && host.nextProbeInS! <= 0.6, `the first probe is ${host.nextProbeInS} s away, not sub-second`);
   assert.equal(Number(host.handshakes!.failed), 3, 'handshakes were attempted while the host was down');
   await startSshd({ port });
   await new Promise((r) => setTimeout(r, 1600));
   const r = await mux.exec('t', 'echo healed');
   assert.equal(r.stdout.toString(), 'healed\n');
-  assert.equal((await mux.status()).hosts![0].state, 'ok');
+  const healed = (await mux.status()).hosts![0];
+  assert.equal(healed.state, 'ok');
+  assert.equal(healed.breaker, 'closed');
+  assert.deepEqual(healed.breakerTransitions!.map((t) => t.to), ['open', 'half-open', 'closed'], 'more than one probe, or a transition missing');
+  assert.match(healed.breakerTransitions![0].reason!, /^3 failed handshakes in a row \(last: REFUSED/);
   mux.close();
 });
 

@@ -49,7 +49,7 @@ export const STATUS_PAGE = `<!doctype html>
   function breakerText(h) {
     var state = h.breaker || 'closed';
     var down = ', down ' + Math.round(h.downForS || 0) + ' s';
-    var text = state === 'open' ? 'marked down: next probe in ' + (h.nextProbeInS || 0).toFixed(1) + ' s' + down
+    var text = state === 'open' ? 'marked down: next probe ' + (h.nextProbeInS > 0 ? 'in ' + h.nextProbeInS.toFixed(1) + ' s' : 'due') + down
       : state === 'half-open' ? 'probing' + down : 'closed';
     return 'circuit breaker ' + text + ' \\u00b7 ' + (h.breakerTransitionCount || 0) + ' transitions';
   }
