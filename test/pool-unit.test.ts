@@ -263,6 +263,7 @@ test('Endpoint: a host that answered before is watched with TCP checks: refused 
   await clock.advance(1000);
   assert.equal(woken, 1, 'not woken when the port listened again');
   assert.ok(e.available());
+  assert.equal(e.nextProbeIn(), 0, 'a probe may start now, so no request should be told to wait for a later one');
   e.begin();
   e.succeeded();
   assert.equal(e.breaker, 'closed');
@@ -270,6 +271,35 @@ test('Endpoint: a host that answered before is watched with TCP checks: refused 
   e.waitForCapacity(wake);
   await clock.advance(5000);
   assert.equal(checks, before, 'checks after the breaker closed');
+});
+
+test('Endpoint: requests turned away keep the port watched for 10 s, though none waits; the next one may probe as soon as it listens', async () => {
+  const clock = new FakeClock();
+  let listening = false;
+  let checks = 0;
+  const { e } = endpoint(clock, { threshold: 1, check: async () => {
+    checks++;
+    return listening ? 'open' : 'refused';
+  } });
+  e.begin();
+  e.succeeded();
+  fail(e, REFUSED);
+  await clock.advance(60_000);
+  assert.equal(checks, 0, 'checks with nobody asking');
+  assert.ok(e.nextProbeIn() === 0, 'the probe is due');
+  e.noteDemand();
+  await clock.advance(20_000);
+  assert.ok(checks >= 10 && checks <= 20, `${checks} checks in 20 s: they went on past the demand or never started`);
+  const after = checks;
+  await clock.advance(20_000);
+  assert.equal(checks, after, 'checks went on with nobody asking');
+  e.noteDemand();
+  await clock.advance(3000);
+  assert.ok(e.nextProbeIn() > 5000, `the schedule did not grow with the time down: ${e.nextProbeIn()} ms`);
+  listening = true;
+  await clock.advance(1001);
+  assert.equal(e.nextProbeIn(), 0, 'the next request would be turned away although the port listens again');
+  assert.ok(e.available());
 });
 
 test('Endpoint: a host that never answered gets probe handshakes, not checks', async () => {
@@ -564,6 +594,43 @@ test('HostPool: a failed probe does not fail the waiting requests; the next prob
   assert.equal(w.dialed.length, dials + 2);
   w.dialed.at(-1)!.up();
   assert.deepEqual(log.filter((o) => o.session).map((o) => o.label), ['first', 'during', 'waiting']);
+});
+
+test('HostPool: under steady load with every request turned away (short deadlines), the first request after sshd listens again probes and runs', async () => {
+  const w = world();
+  let listening = false;
+  const e = new Endpoint('h.example:22', {
+    maxConcurrentHandshakes: 2, breakerThreshold: 2, breakerCooldownMs: 30_000, clock: w.clock, random: () => 0.5,
+    checkReachable: async () => (listening ? 'open' : 'refused'),
+  });
+  const p = pool(w, { breakerThreshold: 2, maxConnections: 1 }, e);
+  const log: Outcome[] = [];
+  ask(p, log, 'first');
+  w.dialed[0].up();
+  w.dialed[0].endSession();
+  w.dialed[0].state = 'closed';
+  p.onClosed(w.dialed[0] as unknown as Connection, new Error('lost'));
+  ask(p, log, 'during', 1000);
+  w.dialed[1].down(Code.REFUSED);
+  await w.clock.advance(e.backoffRemaining() + 1);
+  w.dialed[2].down(Code.REFUSED);
+  assert.equal(e.breaker, 'open');
+  // 40 s of one 1 s request every 100 ms: once the next probe is further than 1 s away, each is turned away.
+  for (let i = 0; i < 400; i++) {
+    ask(p, log, `r${i}`, 1000);
+    await w.clock.advance(100);
+  }
+  const turnedAway = log.filter((o) => o.error?.code === Code.HOST_UNAVAILABLE).length;
+  assert.ok(turnedAway > 250, `only ${turnedAway} requests turned away`);
+  assert.equal(p.queue.length, 0);
+  assert.equal(w.dialed.length, 3, 'handshakes while nothing listened');
+  listening = true;
+  await w.clock.advance(1001);
+  ask(p, log, 'back', 1000);
+  assert.equal(w.dialed.length, 4, 'the request after the port listened again did not start the probe');
+  w.dialed[3].up();
+  assert.equal(log.at(-1)!.label, 'back');
+  assert.ok(log.at(-1)!.session, `the request after the host came back failed: ${log.at(-1)!.error?.message}`);
 });
 
 test('HostPool: a host that never answered fails waiting requests after connectionAttempts and new ones at once while marked down', async () => {

@@ -56,6 +56,14 @@ export interface EndpointOptions {
 /** The last transitions kept for status. */
 const KEPT_TRANSITIONS = 10;
 
+/**
+ * How long a request turned away by the open breaker keeps the port
+ * watched. Under steady load every request may be turned away (their
+ * deadlines all end before the next probe) and none waits, yet the next
+ * one should find the host back as soon as it is.
+ */
+const DEMAND_WINDOW_MS = 10_000;
+
 export class Endpoint {
   maxConcurrentHandshakes: number;
   /** Handshakes in flight to this endpoint. */
@@ -99,6 +107,8 @@ export class Endpoint {
   private cleared = false;
   private checking = false;
   private nextCheckAt = 0;
+  /** While open: until when requests turned away keep the reachability checks going. */
+  private demandUntil = 0;
 
   constructor(readonly key: string, opts: EndpointOptions) {
     this.maxConcurrentHandshakes = opts.maxConcurrentHandshakes;
@@ -114,9 +124,9 @@ export class Endpoint {
     return this.hardFailures;
   }
 
-  /** Milliseconds until the breaker's next probe may start; 0 when it is closed, when a probe is due, or one is in flight. */
+  /** Milliseconds until the breaker's next probe may start; 0 when it is closed, when a probe is due (or cleared by a check), or one is in flight. */
   nextProbeIn(now = this.clock.now()): number {
-    return this.breaker === 'open' ? Math.max(0, this.probeAt - now) : 0;
+    return this.breaker === 'open' && !this.cleared ? Math.max(0, this.probeAt - now) : 0;
   }
 
   /** Milliseconds since the breaker opened (0 when closed). */
@@ -193,6 +203,12 @@ export class Endpoint {
     this.arm();
   }
 
+  /** A request was turned away while the breaker is open: keep watching the port for a while, so that the next one finds it back. */
+  noteDemand(): void {
+    this.demandUntil = this.clock.now() + DEMAND_WINDOW_MS;
+    if (this.timer === undefined) this.arm();
+  }
+
   forget(wake: () => void): void {
     this.waiters.delete(wake);
     if (this.waiters.size === 0) this.arm();
@@ -247,19 +263,28 @@ export class Endpoint {
     for (const wake of waiters) wake();
   }
 
-  /** One timer: the end of a backoff, the next probe, or the next reachability check; none while nobody waits. */
+  /**
+   * One timer: the end of a backoff, the next probe, or the next
+   * reachability check. None while nobody wants a handshake, and none while
+   * one is in flight (the probe among them): its end wakes the waiters.
+   */
   private arm(): void {
     this.clock.clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.waiters.size === 0) return;
     const now = this.clock.now();
-    // A handshake in flight (the probe among them) wakes the waiters when it ends.
-    if (this.inFlight > 0 && this.breaker !== 'closed') return;
     let at: number;
-    if (this.breaker === 'closed') at = this.retryAt;
-    else if (this.breaker === 'half-open' || this.checking || this.cleared) return;
-    else at = this.checksApply ? this.nextCheckAt : this.probeAt;
-    if (at <= now && this.breaker === 'closed') return;
+    if (this.breaker === 'closed') {
+      if (this.waiters.size === 0 || this.retryAt <= now) return;
+      at = this.retryAt;
+    } else if (this.breaker === 'half-open' || this.inFlight > 0 || this.checking || this.cleared) {
+      return;
+    } else if (this.checksApply) {
+      if (this.waiters.size === 0 && now >= this.demandUntil) return;
+      at = this.nextCheckAt;
+    } else {
+      if (this.waiters.size === 0) return;
+      at = this.probeAt;
+    }
     this.timer = this.clock.setTimeout(() => this.fire(), Math.max(0, at - now) + 1);
   }
 

@@ -185,7 +185,10 @@ export class HostPool implements ConnectionOwner, Tunneler {
   /** Why a new request may not wait here, if it may not. */
   private refusal(waitMs: number): MuxError | undefined {
     if (this.closed) return new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued');
-    if (this.breakerBars(waitMs)) return this.hostUnavailable(waitMs);
+    if (this.breakerBars(waitMs)) {
+      this.endpoint.noteDemand();
+      return this.hostUnavailable(waitMs);
+    }
     if (this.queue.length >= this.limits.queueLimit) {
       return new MuxError(Code.QUEUE_FULL,
         `${this.queue.length} requests already wait for ${this.name} (queueLimit ${this.limits.queueLimit}); retry later or raise queueLimit`, 'queued');
@@ -278,6 +281,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
       waiter.reject(this.jumpFailed(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down')));
     } else if (this.breakerBars(0)) {
       // The connection behind it has its own ConnectTimeout, not a deadline to weigh.
+      this.endpoint.noteDemand();
       waiter.reject(this.jumpFailed(this.hostUnavailable()));
     } else {
       this.tunnelWaiters.push(waiter);
