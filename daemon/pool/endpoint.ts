@@ -82,8 +82,6 @@ export class Endpoint {
   breaker: BreakerState = 'closed';
   transitionCount = 0;
   readonly transitions: BreakerTransition[] = [];
-  /** Bare TCP connects made while the breaker was open. */
-  reachabilityChecks = 0;
 
   private readonly clock: Clock;
   private readonly random: () => number;
@@ -296,7 +294,6 @@ export class Endpoint {
 
   private check(): void {
     this.checking = true;
-    this.reachabilityChecks++;
     this.checkReachable!().catch((): Reachability => 'unknown').then((result) => {
       this.checking = false;
       const now = this.clock.now();
