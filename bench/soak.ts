@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const faults: Record<string, number> = {};
   /** Each fault's span, and the failures no fault explains away: what the load did not ask for. */
   const timeline: Array<{ kind: string; startedAt: number; endedAt: number }> = [];
-  const failures: Array<{ at: number; code: string }> = [];
+  const failures: Array<{ startedAt: number; at: number; code: string }> = [];
   let requests = 0;
   const until = Date.now() + minutes * 60_000;
   const count = (k: string): void => {
@@ -43,6 +43,7 @@ async function main(): Promise<void> {
   // The load: short and long commands, output, stdin, cancels and deadlines.
   const one = async (): Promise<void> => {
     requests++;
+    const startedAt = Date.now();
     const kind = Math.floor(Math.random() * 6);
     const n = Math.floor(Math.random() * 1e6);
     try {
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
       const code = (err as { code?: string }).code ?? 'UNTYPED';
       count(code);
       // Cancels and deadlines are the load's own doing.
-      if (!(kind === 4 && code === 'CANCELLED') && !(kind === 5 && code === 'DEADLINE_EXCEEDED')) failures.push({ at: Date.now(), code });
+      if (!(kind === 4 && code === 'CANCELLED') && !(kind === 5 && code === 'DEADLINE_EXCEEDED')) failures.push({ startedAt, at: Date.now(), code });
     }
   };
   const workers = Array.from({ length: concurrency }, async () => {
@@ -117,11 +118,12 @@ async function main(): Promise<void> {
   await waitFor(() => remoteProcesses('sleep').length === 0, 10_000);
   const leaked = await sessionsOpen();
   const orphans = remoteProcesses('sleep').length;
-  // A failure belongs to the latest fault that began before it; "after" means after that fault had ended.
+  // A failure belongs to the latest fault that began before it; "after" means after that fault had ended,
+  // except a CONNECTION_LOST of a command already running when it did: the fault itself killed that one.
   const afterFaults = timeline.map((f, i) => {
     const next = timeline[i + 1]?.startedAt ?? Infinity;
     const mine = failures.filter((x) => x.at >= f.startedAt && x.at < next);
-    const after = mine.filter((x) => x.at > f.endedAt);
+    const after = mine.filter((x) => x.at > f.endedAt && !(x.code === 'CONNECTION_LOST' && x.startedAt <= f.endedAt));
     const codes: Record<string, number> = {};
     for (const x of after) codes[x.code] = (codes[x.code] ?? 0) + 1;
     return { fault: f.kind, at_s: Math.round((f.startedAt - (until - minutes * 60_000)) / 1000), during: mine.length - after.length,
