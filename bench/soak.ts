@@ -139,7 +139,8 @@ async function main(): Promise<void> {
   console.log(`requests ${requests}`);
   for (const [k, v] of Object.entries(counts).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(30)} ${v}`);
   console.log(`faults: ${Object.entries(faults).map(([k, v]) => `${v} × ${k}`).join(', ')}`);
-  console.log(`requests that failed after their fault had ended: ${failedAfterFaults} (cancels and deadlines the load asked for not counted)`);
+  console.log(`requests that failed after their fault had ended: ${failedAfterFaults} ` +
+    '(not counting the cancels and deadlines the load asked for, nor commands the fault killed while they ran)');
   for (const f of afterFaults) {
     console.log(`  ${`${f.at_s} s`.padStart(6)}  ${f.fault.padEnd(26)} failed during ${String(f.during).padStart(5)}, after ${String(f.after).padStart(5)}` +
       (f.after ? ` (last ${f.last_after_s} s after; ${Object.entries(f.codes).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''));
