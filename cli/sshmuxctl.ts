@@ -2,6 +2,7 @@
 // sshmuxctl: inspect and steer a running sshmuxd.
 import { parseArgs } from 'node:util';
 import { SshMux, SshMuxError, type ControlAction, type Status } from '../client-sdk';
+import { checkJobArgs, JOB_USAGE, runJobCommand } from './job-command';
 
 const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
 
@@ -14,7 +15,8 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
                     their sessions end; new requests open fresh connections
   reload            re-read ssh_config and the daemon config (as SIGHUP);
                     unchanged hosts keep their connections
-  stop              finish running sessions (the grace period) and exit`;
+  stop              finish running sessions (the grace period) and exit
+${JOB_USAGE}`;
 
 const HOST_COMMANDS = new Set(['check', 'drain']);
 
@@ -22,7 +24,12 @@ async function main(): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
-      options: { socket: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        socket: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        // job ...
+        name: { type: 'string' }, timeout: { type: 'string' }, stderr: { type: 'boolean' }, from: { type: 'string' },
+        follow: { type: 'boolean' }, force: { type: 'boolean' },
+      },
       allowPositionals: true,
     });
   } catch (err) {
@@ -35,6 +42,31 @@ async function main(): Promise<number> {
     return 0;
   }
   const [command, ...rest] = positionals;
+  const { socket, help: _help, ...flags } = values;
+  if (command === 'job') {
+    const why = checkJobArgs(rest, flags);
+    if (why) {
+      process.stderr.write(`sshmuxctl: ${why}\n${USAGE}\n`);
+      return 2;
+    }
+    let mux: SshMux | undefined;
+    try {
+      mux = await SshMux.connect({ socket, clientName: 'sshmuxctl' });
+      return await runJobCommand(mux, rest, flags);
+    } catch (err) {
+      // A wait that cannot tell exits 255: the job's own status may be anything else.
+      if (rest[0] !== 'wait' || !(err instanceof SshMuxError)) throw err;
+      process.stderr.write(`sshmuxctl: ${err.code}: ${err.message}\n`);
+      return 255;
+    } finally {
+      mux?.close();
+    }
+  }
+  const jobFlag = Object.keys(flags).find((f) => f !== 'json');
+  if (jobFlag) {
+    process.stderr.write(`sshmuxctl: --${jobFlag} is for job commands\n${USAGE}\n`);
+    return 2;
+  }
   const wantsHost = HOST_COMMANDS.has(command);
   const known = command === 'status' || command === 'reload' || command === 'stop' || wantsHost;
   if (!known || rest.length !== (wantsHost ? 1 : 0)) {
@@ -108,6 +140,7 @@ function toJson(s: Status): unknown {
         ageS: Math.round(c.ageS ?? 0),
       })),
     })),
+    jobs: (s.jobs ?? []).map((j) => ({ host: j.host ?? '', states: { ...j.states }, stale: j.stale ?? '' })),
   };
 }
 
@@ -132,6 +165,10 @@ function table(s: Status): string {
     for (const x of shown) {
       lines.push(`${h.name}: ${new Date(Number(x.atMs ?? 0)).toISOString()} breaker ${x.from} -> ${x.to}: ${(x.reason ?? '').slice(0, 100)}`);
     }
+  }
+  for (const j of s.jobs ?? []) {
+    const counts = Object.entries(j.states ?? {}).map(([state, n]) => `${n} ${state}`).join(', ');
+    lines.push(`jobs on ${j.host}: ${counts}${j.stale ? ` (last known; ${j.stale.slice(0, 60)})` : ''}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -6,3 +6,5 @@ export type { ExitResult, StartedInfo } from './remote-process';
 export { SshMuxError } from './errors';
 export { Transfer } from './transfer';
 export type { TransferProgress, TransferResult } from './transfer';
+export { Jobs } from './jobs';
+export type { JobInfo, JobState, SubmitOptions, WaitOptions, LogOptions } from './jobs';

@@ -10,6 +10,7 @@ import { TcpStream } from './tcp-stream';
 import { runDownload, runUpload, Transfer } from './transfer';
 import * as fs from 'node:fs';
 import { Transport } from './transport';
+import { Jobs } from './jobs';
 
 const SDK_VERSION: string = require('../../package.json').version;
 /** How long after its own deadline a call may take to report before we give up on the daemon. */
@@ -101,11 +102,18 @@ export interface LocalForward {
 export class SshMux {
   private transportPromise: Promise<Transport> | undefined;
   private closed = false;
+  /** Durable remote jobs: submit, get, list, wait, logs, cancel, remove (README: Long-running jobs). */
+  readonly jobs: Jobs;
 
   private constructor(
     readonly socketPath: string,
     private readonly clientName: string,
-  ) {}
+  ) {
+    this.jobs = new Jobs({
+      request: (jobRequest, opts) => this.oneShot({ jobRequest }, 'jobResult', opts) as Promise<v1.IJobResult>,
+      stream: (jobRequest) => this.launch(new RemoteProcess(), { jobRequest }, { stdin: false }),
+    });
+  }
 
   /** Connects to the daemon; rejects with DAEMON_UNAVAILABLE when none answers. */
   static async connect(opts: ConnectOptions = {}): Promise<SshMux> {
@@ -277,21 +285,49 @@ export class SshMux {
     return { message: r.message ?? '', ms: r.ms ?? 0, count: r.count ?? 0 };
   }
 
-  /** A call answered by a single frame. */
-  private async oneShot(request: Omit<IFrame, 'stream'>, answer: 'status' | 'controlResult'): Promise<unknown> {
+  /**
+   * A call answered by a single frame. With timeoutMs, a daemon that stops
+   * answering still fails the call (the daemon enforces the deadline
+   * itself); aborting `signal` cancels it.
+   */
+  private async oneShot(request: Omit<IFrame, 'stream'>, answer: 'status' | 'controlResult' | 'jobResult',
+    opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<unknown> {
+    if (opts.signal?.aborted) throw new SshMuxError('CANCELLED', 'aborted before it started');
     const transport = await this.transport();
     // Keep the process alive until the answer arrives (the socket is unref'd when idle).
     transport.ref();
     return new Promise((resolve, reject) => {
+      let backstop: NodeJS.Timeout | undefined;
+      const done = (): void => {
+        transport.release(stream);
+        if (transport.activeStreams === 0) transport.unref();
+        clearTimeout(backstop);
+        opts.signal?.removeEventListener('abort', onAbort);
+      };
+      const onAbort = (): void => {
+        transport.send({ stream, cancel: { reason: 'aborted' } });
+        done();
+        reject(new SshMuxError('CANCELLED', 'aborted by the caller'));
+      };
       const stream = transport.open({
         onFrame: (frame) => {
-          transport.release(stream);
-          if (transport.activeStreams === 0) transport.unref();
+          done();
           if (frame[answer]) resolve(frame[answer]);
           else reject(frame.error ? SshMuxError.fromWire(frame.error) : new SshMuxError('PROTOCOL_ERROR', `unexpected ${frame.body} frame`));
         },
-        onLost: reject,
+        onLost: (err) => {
+          done();
+          reject(err);
+        },
       }, request);
+      if (opts.timeoutMs) {
+        backstop = setTimeout(() => {
+          transport.send({ stream, cancel: { reason: 'deadline' } });
+          done();
+          reject(new SshMuxError('DEADLINE_EXCEEDED', `no answer from sshmuxd within ${opts.timeoutMs} ms plus ${DEADLINE_SLACK_MS} ms`));
+        }, opts.timeoutMs + DEADLINE_SLACK_MS);
+      }
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -303,7 +339,19 @@ export class SshMux {
 
   private start(target: { host: string; kind: v1.SessionRequest.Kind; command: string; forwardHost?: string; forwardPort?: number; path?: string; mode?: number },
     opts: SpawnOptions): RemoteProcess {
-    const proc = new RemoteProcess();
+    const request: v1.ISessionRequest = {
+      ...target,
+      env: opts.env,
+      options: opts.options,
+      stdin: opts.stdin !== false,
+      timeoutMs: opts.timeoutMs ?? 0,
+      pty: opts.pty ? { term: opts.pty.term ?? 'xterm-256color', cols: opts.pty.cols ?? 80, rows: opts.pty.rows ?? 24 } : undefined,
+    };
+    return this.launch(new RemoteProcess(), { session: request }, opts);
+  }
+
+  /** Opens a streaming call (a session, or a job's log) for `proc`. */
+  private launch(proc: RemoteProcess, request: Omit<IFrame, 'stream'>, opts: SpawnOptions): RemoteProcess {
     const { signal, timeoutMs } = opts;
     if (this.closed) {
       proc.onLost(new SshMuxError('DAEMON_UNAVAILABLE', 'this SshMux was closed'));
@@ -313,14 +361,6 @@ export class SshMux {
       proc.onLost(new SshMuxError('CANCELLED', 'aborted before it started'));
       return proc;
     }
-    const request: v1.ISessionRequest = {
-      ...target,
-      env: opts.env,
-      options: opts.options,
-      stdin: opts.stdin !== false,
-      timeoutMs: timeoutMs ?? 0,
-      pty: opts.pty ? { term: opts.pty.term ?? 'xterm-256color', cols: opts.pty.cols ?? 80, rows: opts.pty.rows ?? 24 } : undefined,
-    };
     if (opts.stdin === false) proc.stdin.end();
     const onAbort = (): void => proc.cancel('aborted');
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -336,7 +376,7 @@ export class SshMux {
     this.transport().then((transport) => {
       if (transport.closed) throw new SshMuxError('DAEMON_UNAVAILABLE', 'the connection to sshmuxd closed');
       transport.ref();
-      const stream = transport.open(proc, { session: request });
+      const stream = transport.open(proc, request);
       proc.attach(transport, stream, transport.welcome.window);
       proc.once('end', () => {
         if (transport.activeStreams === 0) transport.unref();

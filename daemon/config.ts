@@ -3,6 +3,7 @@
 // write it; unknown keys are an error so a typo never silently does nothing.
 import * as fs from 'node:fs';
 import { globRegExp } from './glob';
+import { validOwner } from './jobs/job-id';
 
 export interface Limits {
   /** Session channels per connection; sshd's MaxSessions (default 10). */
@@ -50,6 +51,10 @@ export interface DaemonConfig {
   maxCallsPerClient: number;
   /** Let --http listen on a non-loopback address. */
   httpAllowRemote: boolean;
+  /** Finished jobs nobody removed are deleted from their host this long after they ended. */
+  jobRetentionMs: number;
+  /** This daemon user's jobs root on hosts (~/.sshmux/jobs/OWNER); default user@hostname. */
+  jobOwner?: string;
 }
 
 export class DaemonConfigError extends Error {}
@@ -62,7 +67,7 @@ const MIN: Record<keyof Limits, number> = {
 };
 
 export function defaultDaemonConfig(): DaemonConfig {
-  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, httpAllowRemote: false };
+  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, httpAllowRemote: false, jobRetentionMs: 3 * 86_400_000 };
 }
 
 export function loadDaemonConfig(file: string | undefined): DaemonConfig {
@@ -94,6 +99,11 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
       config.httpAllowRemote = value as boolean;
     } else if (key === 'maxCallsPerClient') {
       config.maxCallsPerClient = intValue(key, value, 1, fail);
+    } else if (key === 'jobRetentionMs') {
+      config.jobRetentionMs = intValue(key, value, 0, fail);
+    } else if (key === 'jobOwner') {
+      if (typeof value !== 'string' || !validOwner(value)) fail('jobOwner must be 1-64 characters A-Z a-z 0-9 . _ @ - (not starting with .)');
+      config.jobOwner = value as string;
     } else if (key === 'hosts') {
       if (!isObject(value)) fail('hosts must be an object of pattern -> limits');
       for (const [pattern, overrides] of Object.entries(value as Record<string, unknown>)) {
@@ -108,7 +118,7 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
         config.hosts.push({ pattern, match: globRegExp(pattern, { ignoreCase: true }), limits });
       }
     } else {
-      fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'socketGroup', 'httpAllowRemote', 'hosts'].join(', ')})`);
+      fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'socketGroup', 'httpAllowRemote', 'jobRetentionMs', 'jobOwner', 'hosts'].join(', ')})`);
     }
   }
   return config;

@@ -14,6 +14,8 @@ import { Agent } from './pool/agent';
 import { TERMINATE_MS } from './ssh/channel';
 import { dial } from './ssh/dial';
 import { checkSsh2Internals } from './ssh/ssh2-internals';
+import { jobOwner } from './jobs/job-id';
+import { Jobs } from './jobs/jobs';
 import { ClientConn } from './rpc/client-conn';
 import { listenUnix } from './rpc/server';
 import { SshConfigResolver } from './ssh/ssh-config';
@@ -42,6 +44,7 @@ export class Daemon {
   private server: net.Server | undefined;
   private http: HttpServer | undefined;
   readonly metrics: Metrics;
+  readonly jobs: Jobs;
   /** The socket is open to a group: clients may not set owner-only options or stop the daemon. */
   private shared = false;
   accepting = true;
@@ -53,8 +56,10 @@ export class Daemon {
   ) {
     this.metrics = new Metrics(() => this.agent.load().pools.map(({ name, load }) => ({
       host: this.metrics.host(name), sessions: load.sessions, queued: load.queued, connections: load.connectionsByState,
-    })), () => this.agent.breakers());
+    })), () => this.agent.breakers(),
+    () => this.jobs.status().map((j) => ({ host: this.metrics.host(j.host!), states: j.states ?? {} })));
     setMetrics(this.metrics);
+    this.jobs = new Jobs({ agent, log: opts.log, ...jobSettings(config) });
   }
 
   /** Loads the configs (throwing on errors) and listens. */
@@ -153,6 +158,7 @@ export class Daemon {
       clients: this.clients.size,
       hosts: this.agent.status(),
       totals: { connections: total.connections, sessions: total.sessions, sessionCapacity: total.sessionCapacity, queued: total.queued },
+      jobs: this.jobs.status(),
     };
   }
 
@@ -171,6 +177,7 @@ export class Daemon {
       // The socket stays as it is until a restart.
       config.socketGroup = this.config.socketGroup;
       const { kept, replaced } = this.agent.reconfigure(resolver, config);
+      this.jobs.reconfigure(jobSettings(config));
       this.config = config;
       this.opts.log.info({ sshConfig: resolver.files, kept, replaced }, 'configuration reloaded');
       return { ok: true, kept, replaced };
@@ -184,6 +191,8 @@ export class Daemon {
   /** Stops accepting, lets running sessions finish within graceMs, then closes everything. */
   async stop(graceMs: number): Promise<void> {
     this.accepting = false;
+    // Jobs run on their hosts without us; only their watchers end here.
+    this.jobs.close();
     this.server?.close();
     this.http?.close();
     // An activated socket belongs to the .socket unit, which keeps it for our next start.
@@ -219,6 +228,7 @@ export class Daemon {
       maxCallsPerClient: this.config.maxCallsPerClient,
       status: () => this.status(),
       control: (req) => this.control(req, owner),
+      jobs: this.jobs,
       get accepting() {
         return daemonAccepting();
       },
@@ -226,6 +236,10 @@ export class Daemon {
     const daemonAccepting = (): boolean => this.accepting;
     this.clients.add(client);
   }
+}
+
+function jobSettings(config: DaemonConfig): { owner: string; retentionMs: number; requestTimeoutMs: number } {
+  return { owner: jobOwner(config.jobOwner), retentionMs: config.jobRetentionMs, requestTimeoutMs: config.limits.requestTimeoutMs };
 }
 
 /** Whether anyone but the owner may open the socket file. */

@@ -36,7 +36,7 @@ export class Metrics {
     labelNames: ['endpoint', 'result'] as const, registers: [this.registry],
   });
 
-  constructor(sample: () => PoolSample[], breakers: () => BreakerSample[] = () => []) {
+  constructor(sample: () => PoolSample[], breakers: () => BreakerSample[] = () => [], sampleJobs: () => JobSample[] = () => []) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'sshmux_' });
     const registry = this.registry;
     new client.Gauge({
@@ -62,6 +62,13 @@ export class Metrics {
       },
     });
     new client.Gauge({
+      name: 'sshmux_jobs', help: 'Remote jobs per host and state, as last seen by a poll or sweep', labelNames: ['host', 'state'] as const, registers: [registry],
+      collect() {
+        this.reset();
+        for (const j of sampleJobs()) for (const [state, n] of Object.entries(j.states)) this.inc({ host: j.host, state }, n);
+      },
+    });
+    new client.Gauge({
       name: 'sshmux_queue_depth', help: 'Requests waiting for a session per host', labelNames: ['host'] as const, registers: [registry],
       collect() {
         this.reset();
@@ -81,6 +88,7 @@ export class Metrics {
 
 export interface PoolSample { host: string; sessions: number; queued: number; connections: Record<string, number> }
 export interface BreakerSample { endpoint: string; state: string }
+export interface JobSample { host: string; states: Record<string, number> }
 
 /** Until the daemon sets one up (and in unit tests), counting goes nowhere. */
 let current: Metrics | undefined;

@@ -10,6 +10,7 @@ export const STATUS_PAGE = `<!doctype html>
 <style>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #222; }
   h1 { font-size: 1.2rem; margin: 0 0 .25rem; }
+  #jobs h2 { font-size: 1rem; margin: 1rem 0 .25rem; }
   #meta { color: #666; margin-bottom: 1rem; }
   #conn.down { color: #b00; font-weight: bold; }
   section.host { border: 1px solid #ccc; border-radius: 6px; padding: .75rem 1rem; margin-bottom: 1rem; }
@@ -30,9 +31,11 @@ export const STATUS_PAGE = `<!doctype html>
 <h1>sshmuxd</h1>
 <div id="meta"><span id="conn">connecting...</span> <span id="summary"></span></div>
 <div id="hosts"></div>
+<div id="jobs"></div>
 <script>
 (function () {
   var hostsEl = document.getElementById('hosts');
+  var jobsEl = document.getElementById('jobs');
   var connEl = document.getElementById('conn');
   var summaryEl = document.getElementById('summary');
   function el(tag, cls, text) {
@@ -92,6 +95,20 @@ export const STATUS_PAGE = `<!doctype html>
       frag.appendChild(sec);
     });
     hostsEl.replaceChildren(frag);
+    var jobs = el('div');
+    if ((s.jobs || []).length) {
+      jobs.appendChild(el('h2', '', 'Jobs'));
+      var jt = el('table');
+      jt.appendChild(row(['host', 'running', 'exited', 'signaled', 'lost', ''], true));
+      s.jobs.forEach(function (j) {
+        var st = j.states || {};
+        var tr = row([j.host, st.running || 0, st.exited || 0, st.signaled || 0, st.lost || 0, j.stale ? 'last known: ' + j.stale : '']);
+        tr.setAttribute('data-jobs-host', j.host);
+        jt.appendChild(tr);
+      });
+      jobs.appendChild(jt);
+    }
+    jobsEl.replaceChildren(jobs);
     var t = s.totals || {};
     summaryEl.textContent = (s.hosts || []).length + ' hosts, ' + (t.connections || 0) + ' connections, ' + (t.sessions || 0) + ' sessions, ' +
       (t.queued || 0) + ' queued \\u00b7 ' +

@@ -7,6 +7,8 @@ import { Code, DATA_CHUNK, dataFrameHeader, encodeFrame, FrameDecoder, FrameErro
 import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink } from '../call/call';
 import { FileTransfer } from '../call/transfer';
 import { SessionCall } from '../call/session';
+import type { Jobs } from '../jobs/jobs';
+import { JobCall, type JobCallPeer } from './job-call';
 import type { Logger } from '../log';
 import { MuxError, toMuxError } from '../errors';
 
@@ -20,6 +22,7 @@ export interface ClientContext extends Omit<CallContext, 'outputWindow' | 'stdin
   maxCallsPerClient: number;
   status(): v1.IStatus;
   control(req: v1.IControlRequest): Promise<v1.IControlResult>;
+  jobs: Jobs;
   /** Refuse new calls (daemon stopping). */
   readonly accepting: boolean;
 }
@@ -27,7 +30,7 @@ export interface ClientContext extends Omit<CallContext, 'outputWindow' | 'stdin
 export class ClientConn {
   alive = true;
   private readonly decoder = new FrameDecoder(MAX_FRAME);
-  private readonly calls = new Map<number, Call>();
+  private readonly calls = new Map<number, Call | JobCall>();
   private greeted = false;
   private goneReported = false;
   private clientWindow = 0;
@@ -126,6 +129,7 @@ export class ClientConn {
       case 'session':
       case 'statusRequest':
       case 'controlRequest':
+      case 'jobRequest':
         return this.open(frame);
       case 'data':
       case 'eof':
@@ -198,6 +202,12 @@ export class ClientConn {
         `this client already has ${this.calls.size} calls open (maxCallsPerClient); use another connection or wait`)) });
       return;
     }
+    if (frame.body === 'jobRequest') {
+      const job = new JobCall(this.jobPeer(stream), frame.jobRequest as v1.JobRequest, { jobs: this.ctx.jobs, outputWindow: this.clientWindow });
+      this.calls.set(stream, job);
+      job.start();
+      return;
+    }
     const request = callRequest(frame.session as v1.SessionRequest);
     if (!request) return this.send({ stream, error: errorBody(new MuxError(Code.BAD_REQUEST, `unknown session kind ${frame.session!.kind}`)) });
     const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
@@ -222,6 +232,23 @@ export class ClientConn {
       end: (outcome) => {
         this.calls.delete(stream);
         this.send({ stream, ...terminalFrame(outcome) });
+      },
+      protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
+    };
+  }
+
+  /** A job call's answers as frames on its stream. */
+  private jobPeer(stream: number): JobCallPeer {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const conn = this;
+    return {
+      get alive() {
+        return conn.alive;
+      },
+      data: (fd, chunk) => this.sendData(stream, fd, chunk),
+      end: (body) => {
+        this.calls.delete(stream);
+        this.send({ stream, ...(body.error ? { error: errorBody(body.error) } : body) });
       },
       protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
     };
