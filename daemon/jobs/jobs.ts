@@ -130,7 +130,9 @@ export class Jobs {
         lastFailure = undefined;
         if (r.type === 'gone') return finish(() => reject(noSuchJob(ref, this.opts.owner, r.owner)));
         if (r.type !== 'job' || r.state === 'running') return;
-        // Ended. The command and name may be unknown here (a daemon restart): the same get as anyone's.
+        // Ended. The poll just confirmed it; only the command and name may be unknown here (after a daemon restart).
+        const known = this.known(ref);
+        if (known?.command !== undefined) return finish(() => resolve(this.info(ref, known)));
         finish(() => this.get(formatId(ref), Math.max(1000, Math.min(deadline - Date.now(), DEFAULT_CALL_MS))).then(resolve, reject));
       };
       const unwatch = h.watch(ref.key, false, report);
