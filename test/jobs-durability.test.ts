@@ -11,11 +11,12 @@ import * as path from 'node:path';
 import { SshMux } from '../client-sdk';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
-import { hostProcesses, jobDir, readLog, uniqueOwner } from './helpers/jobs';
+import { hostProcesses, jobDir, killJobs, readLog, uniqueOwner } from './helpers/jobs';
 
 const daemons: DaemonProc[] = [];
 after(async () => {
   for (const d of daemons) await d.stop();
+  killJobs(`started-${process.pid}x`);
   await cleanupAll();
 });
 
@@ -30,7 +31,8 @@ test('a job outlives its client (SIGKILL), the daemon (SIGKILL, restart) and ssh
   daemons.push(first);
   const m = `${process.pid}x${Date.now() % 100000}`;
   const go = path.join(tempDir(), 'go');
-  const command = `echo started-${m}; while [ ! -e ${go} ]; do sleep 0.2; done; echo finished-${m}; exit 3`;
+  // Bounded, so that a failed run leaves nothing for long.
+  const command = `echo started-${m}; i=0; while [ ! -e ${go} ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done; echo finished-${m}; exit 3`;
 
   // The client submits, starts waiting, and is SIGKILLed.
   const sdk = path.join(__dirname, '..', 'client-sdk');

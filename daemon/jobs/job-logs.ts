@@ -10,6 +10,8 @@ import { formatId, type JobRef } from './job-id';
 
 /** The most read from the host at once, whatever the client grants. */
 const CHUNK = 1024 * 1024;
+/** How long one read may keep retrying an unreachable host before the stream fails. */
+const READ_DEADLINE_MS = 60_000;
 
 export interface LogSink {
   data(chunk: Buffer): void;
@@ -65,7 +67,7 @@ export class JobLogs {
         continue;
       }
       const want = Math.min(this.window, CHUNK);
-      const r = await this.host.readLog(this.ref.key, this.log, this.offset, want, this.deadline);
+      const r = await this.host.readLog(this.ref.key, this.log, this.offset, want, Math.min(this.deadline, Date.now() + READ_DEADLINE_MS));
       if (this.stopped) return;
       if (r.type === 'gone') throw this.gone(r.owner);
       if (r.data.length > 0) {

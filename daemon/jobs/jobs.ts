@@ -175,7 +175,8 @@ export class Jobs {
   logs(id: string, log: 'stdout' | 'stderr', from: number, follow: boolean, timeoutMs: number | undefined, window: number, sink: LogSink): JobLogs {
     const ref = parseId(id);
     const h = this.hostJobs(ref.host);
-    const deadline = this.deadline(timeoutMs, follow ? this.opts.requestTimeoutMs || Infinity : DEFAULT_CALL_MS * 4);
+    // The whole stream's deadline, as an exec's; each read has its own, shorter, for retries.
+    const deadline = this.deadline(timeoutMs, this.opts.requestTimeoutMs || Infinity);
     const reader = new JobLogs(h, ref, log, from, follow, window, deadline, sink, (r) => noSuchJob(ref, this.opts.owner, r));
     reader.start();
     return reader;

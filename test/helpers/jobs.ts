@@ -43,3 +43,16 @@ export async function readLog(mux: SshMux, id: string, opts: LogOptions = {}): P
   for await (const chunk of mux.jobs.logs(id, opts)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
+
+/** Kills, with everything in their process groups, the jobs whose command line contains needle (a test that failed midway). */
+export function killJobs(needle: string): void {
+  for (const pid of hostProcesses(needle)) {
+    try {
+      // A job leads its own process group (its runner started it with setsid).
+      const pgid = Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[2]);
+      process.kill(pgid === pid ? -pid : pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
