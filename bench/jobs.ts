@@ -16,6 +16,8 @@ interface Row {
   n: number;
   ok: number;
   wall_s: number;
+  /** Jobs: until every submit had answered (every runner started). */
+  submitted_s: number | null;
   /** What MaxSessions × maxConnections allow for execs; for jobs, the command's own length. */
   ideal_s: number;
   max_sessions_held: number;
@@ -56,8 +58,8 @@ async function main(): Promise<void> {
     sleep_s: sleepS,
     rows,
   };
-  const head = ['system', 'n', 'ok', 'wall s', 'ideal s', 'max sessions held', 'sessions opened', 'logins', 'daemon CPU ms/cmd', 'client CPU ms/cmd', 'daemon peak RSS MiB'];
-  const cells = rows.map((r) => [r.system, r.n, r.ok, r.wall_s, r.ideal_s, r.max_sessions_held, r.sessions_opened, r.logins,
+  const head = ['system', 'n', 'ok', 'wall s', 'all submitted s', 'ideal s', 'max sessions held', 'sessions opened', 'logins', 'daemon CPU ms/cmd', 'client CPU ms/cmd', 'daemon peak RSS MiB'];
+  const cells = rows.map((r) => [r.system, r.n, r.ok, r.wall_s, r.submitted_s ?? '-', r.ideal_s, r.max_sessions_held, r.sessions_opened, r.logins,
     r.daemon_cpu_ms_per_command, r.client_cpu_ms_per_command, r.daemon_peak_rss_mib].map(String));
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]): string => c.map((x, i) => x.padEnd(widths[i])).join('  ').trimEnd();
@@ -88,9 +90,11 @@ async function run(system: 'sshmux jobs' | 'sshmux exec', daemon: DaemonProc, ss
   const clientCpu0 = process.cpuUsage();
   const t0 = performance.now();
   let ok = 0;
+  let submitted: number | null = null;
   const command = `sleep ${sleepS}`;
   if (system === 'sshmux jobs') {
     const jobs = await Promise.all(Array.from({ length: n }, () => mux.jobs.submit('t', command)));
+    submitted = (performance.now() - t0) / 1000;
     const done = await Promise.all(jobs.map((j) => mux.jobs.wait(j.id, { timeoutMs: waitMs })));
     ok = done.filter((j) => j.state === 'exited' && j.exitCode === 0).length;
     await Promise.all(jobs.map((j) => mux.jobs.remove(j.id)));
@@ -105,6 +109,7 @@ async function run(system: 'sshmux jobs' | 'sshmux exec', daemon: DaemonProc, ss
   const row: Row = {
     system, n, ok,
     wall_s: round(wall),
+    submitted_s: submitted === null ? null : round(submitted),
     ideal_s: system === 'sshmux jobs' ? sleepS : Math.ceil(n / 80) * sleepS,
     max_sessions_held: maxHeld,
     sessions_opened: sessionsStarted(sshd) - sessions0,
