@@ -91,18 +91,20 @@ async function run(system: 'sshmux jobs' | 'sshmux exec', daemon: DaemonProc, ss
   const t0 = performance.now();
   let ok = 0;
   let submitted: number | null = null;
+  let wall = 0;
   const command = `sleep ${sleepS}`;
   if (system === 'sshmux jobs') {
     const jobs = await Promise.all(Array.from({ length: n }, () => mux.jobs.submit('t', command)));
     submitted = (performance.now() - t0) / 1000;
     const done = await Promise.all(jobs.map((j) => mux.jobs.wait(j.id, { timeoutMs: waitMs })));
+    wall = (performance.now() - t0) / 1000;
     ok = done.filter((j) => j.state === 'exited' && j.exitCode === 0).length;
     await Promise.all(jobs.map((j) => mux.jobs.remove(j.id)));
   } else {
     const results = await Promise.allSettled(Array.from({ length: n }, () => mux.exec('t', command, { timeoutMs: waitMs })));
+    wall = (performance.now() - t0) / 1000;
     ok = results.filter((r) => r.status === 'fulfilled' && r.value.code === 0).length;
   }
-  const wall = (performance.now() - t0) / 1000;
   sampling = false;
   await sampler;
   const clientCpu = process.cpuUsage(clientCpu0);

@@ -89,7 +89,8 @@ export class HostJobs {
   private sweeping = false;
   private nextSweepAt: number | undefined;
   private ticker: NodeJS.Timeout | undefined;
-  private closed = false;
+  /** Why this was closed (shutdown, or a reload that changed the owner); set: nothing more is done. */
+  private closedBy: MuxError | undefined;
 
   constructor(
     readonly host: string,
@@ -110,6 +111,11 @@ export class HostJobs {
 
   /** Calls `report` after every poll with this job's state (and its log sizes, with `sizes`) until the returned function is called. */
   watch(key: string, sizes: boolean, report: (r: Report) => void): () => void {
+    if (this.closedBy) {
+      const err = this.closedBy;
+      queueMicrotask(() => report({ type: 'failed', err }));
+      return () => {};
+    }
     this.touch();
     const watcher: Watcher = { sizes, report };
     let set = this.watchers.get(key);
@@ -149,7 +155,7 @@ export class HostJobs {
   }
 
   close(err: MuxError): void {
-    this.closed = true;
+    this.closedBy = err;
     clearTimeout(this.ticker);
     for (const p of this.queue.splice(0)) this.settle(p, () => p.reject(err));
     for (const set of this.watchers.values()) for (const w of set) w.report({ type: 'failed', err });
@@ -159,7 +165,8 @@ export class HostJobs {
   // ---- rounds ------------------------------------------------------------
 
   private enqueue(p: PendingOp): void {
-    if (this.closed) return this.settle(p, () => p.reject(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back')));
+    const closedBy = this.closedBy;
+    if (closedBy) return this.settle(p, () => p.reject(closedBy));
     this.queue.push(p);
     // Next turn of the event loop: operations asked for together go out together.
     if (!this.pumpScheduled) {
@@ -219,7 +226,7 @@ export class HostJobs {
     if (p.settled) return;
     p.lastError = err;
     const delay = Math.min(RETRY_FIRST_MS * 2 ** (p.attempts - 1), RETRY_MAX_MS);
-    if (!retryable(err) || Date.now() + delay >= p.deadline || this.closed) return this.settle(p, () => p.reject(err));
+    if (!retryable(err) || Date.now() + delay >= p.deadline || this.closedBy) return this.settle(p, () => p.reject(err));
     setTimeout(() => this.enqueue(p), delay);
   }
 
@@ -245,7 +252,7 @@ export class HostJobs {
         const err = toMuxError(e);
         if (err.code !== Code.INTERNAL) this.lastFailure = err;
         const delay = Math.min(RETRY_FIRST_MS * 2 ** n, RETRY_MAX_MS);
-        if (!retryable(err) || Date.now() + delay >= deadline || this.closed) throw err;
+        if (!retryable(err) || Date.now() + delay >= deadline || this.closedBy) throw err;
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -295,7 +302,7 @@ export class HostJobs {
 
   /** The host has jobs this daemon deals with: keep sweeping it. */
   private touch(): void {
-    if (this.closed) return;
+    if (this.closedBy) return;
     this.nextSweepAt ??= Date.now() + POLL_MS;
     if (!this.ticker) this.ticker = setTimeout(() => this.tick(), POLL_MS);
   }
@@ -307,7 +314,7 @@ export class HostJobs {
 
   private tick(): void {
     this.ticker = undefined;
-    if (this.closed) return;
+    if (this.closedBy) return;
     if (this.watchers.size > 0) this.pollSoon();
     if (this.nextSweepAt !== undefined && Date.now() >= this.nextSweepAt) this.sweep();
     if (this.watchers.size > 0 || this.nextSweepAt !== undefined) this.ticker = setTimeout(() => this.tick(), POLL_MS);
@@ -315,7 +322,7 @@ export class HostJobs {
   }
 
   private poll(): void {
-    if (this.polling || !this.pollDue || this.closed) return;
+    if (this.polling || !this.pollDue || this.closedBy) return;
     this.pollDue = false;
     const keys = [...this.watchers.keys()];
     if (keys.length === 0) return;
