@@ -45,6 +45,17 @@ const frame: fc.Arbitrary<IFrame> = fc.oneof(
   fc.record({ stream, resize: fc.record({ cols: fc.nat(), rows: fc.nat() }) }),
   fc.record({ stream, cancel: fc.record({ reason: text }) }),
   fc.record({ stream, statusRequest: fc.constant({}) }),
+  // Every job action but SUBMIT (which would leave fuzzed commands running on the host), and ones that do not exist.
+  fc.record({ stream, jobRequest: fc.record({
+    action: fc.integer({ min: 1, max: 9 }),
+    host: fc.oneof(fc.constant('t'), text),
+    id: fc.oneof(fc.constant('t/0mwtij0656of88rqy'), text.map((s) => `t/${s}`), text),
+    from: fc.oneof(fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER)),
+    fd: fc.constantFrom(Fd.STDOUT, Fd.STDERR, 7),
+    follow: fc.boolean(),
+    force: fc.boolean(),
+    timeoutMs: fc.nat({ max: 5000 }),
+  }) }),
   fc.record({ stream, exit: fc.record({ code: fc.integer() }) }),
   fc.record({ stream, welcome: fc.record({ version: fc.nat() }) }),
 );

@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
@@ -331,7 +332,7 @@ test('sshmuxctl job: submit prints the id; wait exits with the job\'s status (12
   assert.equal(ctl(['job', 'wait', id, '--force']).status, 2);
 });
 
-test('jobs per host by state in sshmuxctl status, /metrics, and over the WebSocket /rpc', async () => {
+test('jobs per host by state in sshmuxctl status, /metrics and the status page (never their commands), and jobs over the WebSocket /rpc', async () => {
   const job = await mux.jobs.submit('t', 'sleep 30');
   const status = JSON.parse(ctl(['status', '--json']).stdout);
   assert.ok(status.jobs.find((j: { host: string; states: Record<string, number> }) => j.host === 't' && j.states.running >= 1), JSON.stringify(status.jobs));
@@ -343,6 +344,12 @@ test('jobs per host by state in sshmuxctl status, /metrics, and over the WebSock
     }).on('error', reject);
   });
   assert.match(metrics, /^sshmux_jobs\{host="t",state="running"\} [1-9]/m);
+  // What the status page renders: its first snapshot over /status.
+  const viewer = new WebSocket(`ws://127.0.0.1:${httpPort}/status`);
+  const snapshot = JSON.parse(String((await once(viewer, 'message'))[0]));
+  viewer.close();
+  assert.ok(snapshot.jobs.find((j: { host: string; states: Record<string, number> }) => j.host === 't' && j.states.running >= 1), JSON.stringify(snapshot.jobs));
+  assert.ok(!JSON.stringify(snapshot).includes('sleep 30'), 'the status page must not see commands');
 
   const token = fs.readFileSync(path.join(path.dirname(daemon.socket), 'http-token'), 'utf8').trim();
   const sock = new WebSocket(`ws://127.0.0.1:${httpPort}/rpc`, { headers: { authorization: `Bearer ${token}` } });
