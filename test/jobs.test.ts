@@ -16,6 +16,7 @@ import { encodeFrame, FrameDecoder, v1 } from '../proto';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
 import { hostProcesses, jobDir, killJobs, readLog, uniqueOwner } from './helpers/jobs';
+import { underCpuLoad } from './helpers/load';
 
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
 /** In every long job's command line, so that after() can end what a failed test left running. */
@@ -236,6 +237,25 @@ test('logs: 32 MiB through a 1 MiB client window to a slow reader in bounded dae
   assert.notEqual((await mux.jobs.get(ticker.id)).state, 'running');
   assert.equal((await readLog(mux, ticker.id, { stream: 'stderr' })).toString(), Array.from({ length: 12 }, (_, i) => `e${i}\n`).join(''));
   for (const j of [small, job, ticker]) await mux.jobs.remove(j.id);
+});
+
+test('follow under CPU load, to a slow reader, while the job writes in bursts: every byte once and in order', async () => {
+  // 20 bursts of 100 numbered lines, 0.15 s apart: reads land mid-burst, at line ends and between bursts.
+  const job = await mux.jobs.submit('t', `i=0; while [ $i -lt 2000 ]; do echo "line $i ${'x'.repeat(100)}"; i=$((i + 1)); ` +
+    '[ $((i % 100)) -ne 0 ] || sleep 0.15; done');
+  const expected = Array.from({ length: 2000 }, (_, i) => `line ${i} ${'x'.repeat(100)}\n`).join('');
+  const got = await underCpuLoad(async () => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of mux.jobs.logs(job.id, { follow: true })) {
+      chunks.push(chunk as Buffer);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return Buffer.concat(chunks).toString();
+  });
+  assert.equal(got.length, expected.length);
+  assert.ok(got === expected, 'the followed log differs from what the job wrote');
+  assert.equal((await mux.jobs.get(job.id)).exitCode, 0);
+  await mux.jobs.remove(job.id);
 });
 
 test('bad ids: malformed ones are BAD_REQUEST and never reach a shell; unknown ones and another daemon user\'s are NO_SUCH_JOB saying which', async () => {
