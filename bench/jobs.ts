@@ -49,6 +49,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    fs.rmSync(path.join(sshd.user.home, '.sshmux', 'jobs', `bench-${process.pid}`), { recursive: true, force: true });
     await cleanupAll();
   }
   const result = {

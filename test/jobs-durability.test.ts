@@ -11,12 +11,13 @@ import * as path from 'node:path';
 import { SshMux } from '../client-sdk';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
-import { hostProcesses, jobDir, killJobs, readLog, uniqueOwner } from './helpers/jobs';
+import { hostProcesses, jobDir, killJobs, readLog, removeJobRoots, uniqueOwner } from './helpers/jobs';
 
 const daemons: DaemonProc[] = [];
 after(async () => {
   for (const d of daemons) await d.stop();
   killJobs(`started-${process.pid}x`);
+  removeJobRoots();
   await cleanupAll();
 });
 

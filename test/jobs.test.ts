@@ -15,7 +15,7 @@ import { SshMux, SshMuxError, type JobInfo } from '../client-sdk';
 import { encodeFrame, FrameDecoder, v1 } from '../proto';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
-import { hostProcesses, jobDir, killJobs, readLog, uniqueOwner } from './helpers/jobs';
+import { hostProcesses, jobDir, killJobs, readLog, removeJobRoots, uniqueOwner } from './helpers/jobs';
 import { underCpuLoad } from './helpers/load';
 
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
@@ -47,6 +47,7 @@ after(async () => {
   mux?.close();
   await daemon?.stop();
   killJobs(RUN);
+  removeJobRoots();
   await cleanupAll();
 });
 
@@ -187,6 +188,18 @@ test('retention: the poller reaps a finished job older than the retention period
     mux2.close();
     await d2.stop();
   }
+});
+
+test('remove with force, 30 running jobs at once: every one cancelled and gone, none brought back by its runner writing its record', async () => {
+  const m = `${RUN}${Date.now() % 10000}`;
+  const jobs = await Promise.all(Array.from({ length: 30 }, (_, i) => mux.jobs.submit('t', `sleep 66.${m}${i}`)));
+  assert.ok(await waitFor(() => hostProcesses(new RegExp(`^sleep 66\\.${m}`)).length === 30, 5000));
+  await Promise.all(jobs.map((j) => mux.jobs.remove(j.id, { force: true })));
+  for (const j of jobs) {
+    await rejects(mux.jobs.get(j.id), 'NO_SUCH_JOB');
+    assert.equal(fs.existsSync(jobDir(owner, j.id.split('/')[1])), false);
+  }
+  assert.ok(await waitFor(() => hostProcesses(new RegExp(`^sleep 66\\.${m}`)).length === 0, 3000), 'a removed job is still running');
 });
 
 test('logs: 32 MiB through a 1 MiB client window to a slow reader in bounded daemon memory; from an offset; stdout and stderr apart; follow until the job ends', async () => {

@@ -71,7 +71,10 @@ const RUNNER_FILE = `.runner-${createHash('sha256').update(RUNNER).digest('hex')
  * writing the "lost" record when its runner is gone without one; alive()
  * tells a live runner from a reused pid: on Linux its working directory
  * must be the job's (which alone holds id.KEY), elsewhere its arguments
- * must name the job's directory.
+ * must name the job's directory. discard() renames a job's directory away
+ * before deleting it: a runner writing its record meanwhile (a forced
+ * remove) writes into the renamed one, which a sweep deletes if rm lost the
+ * race, and the job never reappears.
  */
 const LIB = `set -u
 alive() {
@@ -137,6 +140,11 @@ detail() {
   echo "$1 detail $k $cl $nl"
   cat "$d/command" "$d/name" 2>/dev/null
   echo
+}
+discard() {
+  t="$root/.trash-$k-$$"
+  mv "$d" "$t" 2>/dev/null && rm -rf "$t" 2>/dev/null
+  :
 }
 stop_job() {
   [ -f "$d/cancel" ] || echo "$now" > "$d/cancel"
@@ -229,16 +237,18 @@ fi
       return `settle "$root/${op.key}" ${op.key}
 case $st in
   gone) gone ${i} ;;
-  running) if ${op.force}; then stop_job; rm -rf "$d"; echo "${i} removed $k"; else say ${i}; fi ;;
-  *) rm -rf "$d"; echo "${i} removed $k" ;;
+  running) if ${op.force}; then stop_job; discard; echo "${i} removed $k"; else say ${i}; fi ;;
+  *) discard; echo "${i} removed $k" ;;
 esac
 `;
     case 'scan': {
       const reap = op.reapAfterS === undefined ? '' : `  if [ "$st" != running ] && num "$t1" && [ $((now - t1)) -ge ${Math.floor(op.reapAfterS)} ]; then
-    rm -rf "$d"; echo "${i} reaped $k"; continue
+    discard; echo "${i} reaped $k"; continue
   fi
 `;
-      return `for d in "$root"/*; do
+      const trash = op.reapAfterS === undefined ? '' : `for t in "$root"/.trash-*; do [ ! -d "$t" ] || rm -rf "$t"; done
+`;
+      return `${trash}for d in "$root"/*; do
   k=\${d##*/}
   case $k in '' | *[!0-9a-z]*) continue ;; esac
   [ \${#k} -eq ${KEY_LENGTH} ] && [ -d "$d" ] || continue

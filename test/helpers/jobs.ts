@@ -29,9 +29,18 @@ export function hostProcesses(needle: string | RegExp): number[] {
   return out;
 }
 
+const owners: string[] = [];
+
 /** A jobs root of its own for each daemon a test starts, so runs and files never see each other's jobs. */
 export function uniqueOwner(): string {
-  return `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const owner = `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  owners.push(owner);
+  return owner;
+}
+
+/** Deletes the jobs roots uniqueOwner() named (after the daemons have stopped). */
+export function removeJobRoots(): void {
+  for (const owner of owners.splice(0)) fs.rmSync(path.join(testUser().home, '.sshmux', 'jobs', owner), { recursive: true, force: true });
 }
 
 export function jobDir(owner: string, key: string): string {
