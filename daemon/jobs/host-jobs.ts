@@ -10,7 +10,7 @@ import { Code, codeName } from '../../proto';
 import type { Agent } from '../pool/agent';
 import { MuxError, toMuxError } from '../errors';
 import type { Logger } from '../log';
-import { runOnHost } from './host-exec';
+import { runCommand } from '../call/run';
 import { logScript, parseLog, parseReplies, ReplyError, roundScript, START_WAIT_S, type JobStateName, type Op, type Reply } from './scripts';
 
 /** How often jobs someone waits for are asked about. */
@@ -136,8 +136,7 @@ export class HostJobs {
       while (this.logReads >= MAX_LOG_READS) await new Promise<void>((r) => this.logWaiters.push(r));
       this.logReads++;
       try {
-        const r = await runOnHost(this.ctx.agent, this.ctx.log, this.host, 'sh -s',
-          { stdin: Buffer.from(script), timeoutMs, maxOutput: length + skip + 8192 });
+        const r = await runCommand(this.ctx.agent, this.ctx.log, this.host, 'sh -s', { stdin: script, timeoutMs, maxOutput: length + skip + 8192 });
         this.answered();
         return parseOrFail(this.host, () => parseLog(r.stdout, skip, length), r.stderr);
       } finally {
@@ -207,7 +206,7 @@ export class HostJobs {
     let replies: Reply[][];
     try {
       const script = roundScript(this.ctx.owner, batch.map((p) => p.op));
-      const r = await runOnHost(this.ctx.agent, this.ctx.log, this.host, 'sh -s', { stdin: Buffer.from(script), timeoutMs, maxOutput: MAX_ROUND_OUTPUT });
+      const r = await runCommand(this.ctx.agent, this.ctx.log, this.host, 'sh -s', { stdin: script, timeoutMs, maxOutput: MAX_ROUND_OUTPUT });
       if (r.signal) throw new MuxError(Code.CONNECTION_LOST, `the job script on ${this.host} was killed by SIG${r.signal}`, 'running');
       replies = parseOrFail(this.host, () => parseReplies(r.stdout, batch.length), r.stderr);
       this.answered();

@@ -43,7 +43,7 @@ export class Jobs {
   /** A reload: new retention and default deadline apply at once; a new owner to new operations. */
   reconfigure(opts: Pick<JobsOptions, 'owner' | 'retentionMs' | 'requestTimeoutMs'>): void {
     if (opts.owner !== this.opts.owner) {
-      for (const h of this.hosts.values()) h.close(new MuxError(Code.SHUTTING_DOWN, 'the jobOwner setting changed; ask again'));
+      for (const h of this.hosts.values()) h.close(MuxError.shuttingDown('the jobOwner setting changed; ask again'));
       this.hosts.clear();
     }
     this.opts = { ...this.opts, ...opts };
@@ -193,7 +193,7 @@ export class Jobs {
 
   close(): void {
     this.closed = true;
-    const err = new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is stopping; the job keeps running on its host: ask again once the daemon is back');
+    const err = MuxError.shuttingDown('sshmuxd is stopping; the job keeps running on its host: ask again once the daemon is back');
     for (const h of this.hosts.values()) h.close(err);
     this.hosts.clear();
   }
@@ -201,7 +201,7 @@ export class Jobs {
   // ---- internals -----------------------------------------------------------
 
   private hostJobs(host: string): HostJobs {
-    if (this.closed) throw new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back');
+    if (this.closed) throw MuxError.shuttingDown();
     let h = this.hosts.get(host);
     if (!h) {
       h = new HostJobs(host, { agent: this.opts.agent, log: this.opts.log, owner: this.opts.owner, retentionMs: () => this.opts.retentionMs },

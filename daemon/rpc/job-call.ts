@@ -2,11 +2,23 @@
 // JobResult (or Error), or for LOGS by the log as Data frames within the
 // client's window and then Exit{code 0}. Cancel and a client going away end
 // the call, never the job: the job lives on its host.
-import { Code, DATA_CHUNK, Fd, type IFrame, v1 } from '../../proto';
+import { Code, Fd, v1 } from '../../proto';
+import { STDERR, STDOUT, type OutputFd } from '../call/call';
 import { MuxError, toMuxError } from '../errors';
 import type { Jobs, JobInfo } from '../jobs/jobs';
 import type { JobLogs } from '../jobs/job-logs';
-import { errorBody, type CallSink } from './session-call';
+
+/** Where a job call's answers go: the door's side, as a CallSink is for a session. */
+export interface JobCallPeer {
+  /** Whether anyone still listens. */
+  readonly alive: boolean;
+  /** Log bytes, within the window the client granted. */
+  data(fd: OutputFd, chunk: Buffer): void;
+  /** Exactly once, last: the answer, the end of a log, or the failure. */
+  end(body: { jobResult?: v1.IJobResult; exit?: v1.IExit; error?: MuxError }): void;
+  /** The client broke the call's rules. */
+  protocolError(message: string): void;
+}
 
 export class JobCall {
   private readonly abort = new AbortController();
@@ -14,10 +26,9 @@ export class JobCall {
   private ended = false;
 
   constructor(
-    private readonly sink: CallSink,
-    readonly stream: number,
+    private readonly peer: JobCallPeer,
     private readonly request: v1.JobRequest,
-    private readonly ctx: { jobs: Jobs; clientWindow: number },
+    private readonly ctx: { jobs: Jobs; outputWindow: number },
   ) {}
 
   start(): void {
@@ -38,30 +49,29 @@ export class JobCall {
         default: throw new MuxError(Code.BAD_REQUEST, `unknown job action ${r.action}`);
       }
     } catch (err) {
-      return this.end({ error: errorBody(toMuxError(err)) });
+      return this.end({ error: toMuxError(err) });
     }
-    answer.then((list) => this.end({ jobResult: { jobs: list } }), (err: unknown) => this.end({ error: errorBody(toMuxError(err)) }));
+    answer.then((list) => this.end({ jobResult: { jobs: list } }), (err: unknown) => this.end({ error: toMuxError(err) }));
   }
 
   private streamLog(): void {
     const r = this.request;
-    const fd = r.fd === Fd.STDERR ? Fd.STDERR : Fd.STDOUT;
+    const fd: OutputFd = r.fd === Fd.STDERR ? STDERR : STDOUT;
     const from = Number(r.from ?? 0);
-    if (!Number.isSafeInteger(from) || from < 0) return this.end({ error: errorBody(new MuxError(Code.BAD_REQUEST, `log offset ${r.from} is not a byte offset`)) });
-    this.reader = this.ctx.jobs.logs(r.id, fd === Fd.STDERR ? 'stderr' : 'stdout', from, r.follow, r.timeoutMs || undefined, this.ctx.clientWindow, {
+    if (!Number.isSafeInteger(from) || from < 0) return this.end({ error: new MuxError(Code.BAD_REQUEST, `log offset ${r.from} is not a byte offset`) });
+    this.reader = this.ctx.jobs.logs(r.id, fd === STDERR ? 'stderr' : 'stdout', from, r.follow, r.timeoutMs || undefined, this.ctx.outputWindow, {
       data: (chunk) => {
-        if (this.ended || !this.sink.alive) return;
-        for (let off = 0; off < chunk.length; off += DATA_CHUNK) this.sink.sendData(this.stream, fd, chunk.subarray(off, off + DATA_CHUNK));
+        if (!this.ended && this.peer.alive) this.peer.data(fd, chunk);
       },
       end: () => this.end({ exit: { code: 0 } }),
-      fail: (err) => this.end({ error: errorBody(err) }),
+      fail: (err) => this.end({ error: err }),
     });
   }
 
   // ---- frames from the client ------------------------------------------
 
   onData(): void {
-    this.sink.protocolError(`stream ${this.stream}: a job call takes no stdin`);
+    this.peer.protocolError('a job call takes no stdin');
   }
 
   onEof(): void {}
@@ -79,7 +89,7 @@ export class JobCall {
   }
 
   shutdown(): void {
-    this.stop(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is stopping; the job keeps running on its host: ask again once the daemon is back'));
+    this.stop(MuxError.shuttingDown('sshmuxd is stopping; the job keeps running on its host: ask again once the daemon is back'));
   }
 
   clientGone(): void {
@@ -90,13 +100,12 @@ export class JobCall {
     if (this.ended) return;
     this.abort.abort(reason);
     this.reader?.stop();
-    this.end({ error: errorBody(reason) });
+    this.end({ error: reason });
   }
 
-  private end(body: Omit<IFrame, 'stream'>): void {
+  private end(body: Parameters<JobCallPeer['end']>[0]): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.sink.alive) this.sink.send({ stream: this.stream, ...body });
-    this.sink.callEnded(this.stream);
+    this.peer.end(body);
   }
 }
