@@ -292,7 +292,7 @@ export class SshMux {
    */
   private async oneShot(request: Omit<IFrame, 'stream'>, answer: 'status' | 'controlResult' | 'jobResult',
     opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<unknown> {
-    if (opts.signal?.aborted) throw new SshMuxError('CANCELLED', 'aborted before it started');
+    if (opts.signal?.aborted) throw abortedEarly();
     const transport = await this.transport();
     // Keep the process alive until the answer arrives (the socket is unref'd when idle).
     transport.ref();
@@ -324,7 +324,7 @@ export class SshMux {
         backstop = setTimeout(() => {
           transport.send({ stream, cancel: { reason: 'deadline' } });
           done();
-          reject(new SshMuxError('DEADLINE_EXCEEDED', `no answer from sshmuxd within ${opts.timeoutMs} ms plus ${DEADLINE_SLACK_MS} ms`));
+          reject(noAnswer(opts.timeoutMs!));
         }, opts.timeoutMs + DEADLINE_SLACK_MS);
       }
       opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -358,7 +358,7 @@ export class SshMux {
       return proc;
     }
     if (signal?.aborted) {
-      proc.onLost(new SshMuxError('CANCELLED', 'aborted before it started'));
+      proc.onLost(abortedEarly());
       return proc;
     }
     if (opts.stdin === false) proc.stdin.end();
@@ -367,7 +367,7 @@ export class SshMux {
     // The daemon enforces the deadline; this only covers a daemon that stops answering.
     const backstop = timeoutMs ? setTimeout(() => {
       proc.cancel('deadline');
-      proc.onLost(new SshMuxError('DEADLINE_EXCEEDED', `no answer from sshmuxd within ${timeoutMs} ms plus ${DEADLINE_SLACK_MS} ms`));
+      proc.onLost(noAnswer(timeoutMs));
     }, timeoutMs + DEADLINE_SLACK_MS) : undefined;
     proc.once('end', () => {
       clearTimeout(backstop);
@@ -403,6 +403,15 @@ export class SshMux {
     }
     return this.transportPromise;
   }
+}
+
+function abortedEarly(): SshMuxError {
+  return new SshMuxError('CANCELLED', 'aborted before it started');
+}
+
+/** The daemon enforces deadlines itself; this is for one that stopped answering. */
+function noAnswer(timeoutMs: number): SshMuxError {
+  return new SshMuxError('DEADLINE_EXCEEDED', `no answer from sshmuxd within ${timeoutMs} ms plus ${DEADLINE_SLACK_MS} ms`);
 }
 
 function failedTransfer(err: SshMuxError): Transfer {

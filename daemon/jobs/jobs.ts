@@ -193,7 +193,7 @@ export class Jobs {
 
   close(): void {
     this.closed = true;
-    const err = MuxError.shuttingDown('sshmuxd is stopping; the job keeps running on its host: ask again once the daemon is back');
+    const err = jobsStopping();
     for (const h of this.hosts.values()) h.close(err);
     this.hosts.clear();
   }
@@ -236,6 +236,11 @@ export class Jobs {
   }
 }
 
+
+/** What a job's caller hears when the daemon stops: the job itself runs on. */
+export function jobsStopping(): MuxError {
+  return MuxError.shuttingDown('sshmuxd is stopping; the job keeps running on its host: ask again once the daemon is back');
+}
 
 function checkSubmit(command: string, name: string, env: Record<string, string>): void {
   const bad = (msg: string): never => {

@@ -300,7 +300,13 @@ echo "0 log $k $st $s"
   return { script, skip: offset - first * block };
 }
 
-export class ReplyError extends Error {}
+export class ReplyError extends Error {
+  override readonly name = 'ReplyError';
+}
+
+function unexpected(words: string[]): ReplyError {
+  return new ReplyError(`an unexpected line: ${JSON.stringify(words.join(' ').slice(0, 80))}`);
+}
 
 /** Splits a round's stdout into each operation's replies. */
 export function parseReplies(out: Buffer, ops: number): Reply[][] {
@@ -313,7 +319,7 @@ export function parseReplies(out: Buffer, ops: number): Reply[][] {
     at = nl + 1;
     if (w[0] === '!') throw new ReplyError(w[1] === 'date' ? 'date +%s does not print the time on this host' : `the script stopped: ${w[1]}`);
     const op = Number(w[0]);
-    if (!Number.isInteger(op) || op < 0 || op >= ops) throw new ReplyError(`an unexpected line: ${JSON.stringify(w.join(' ').slice(0, 80))}`);
+    if (!Number.isInteger(op) || op < 0 || op >= ops) throw unexpected(w);
     if (w[1] === 'detail') {
       const cl = Number(w[3]);
       const nameLength = Number(w[4]);
@@ -346,7 +352,7 @@ function parseLine(w: string[]): Reply {
     case 'removed': return { type: 'removed', key: w[2] };
     case 'reaped': return { type: 'reaped', key: w[2] };
     case 'error': return { type: 'error', reason: w[2] ?? '' };
-    default: throw new ReplyError(`an unexpected line: ${JSON.stringify(w.join(' ').slice(0, 80))}`);
+    default: throw unexpected(w);
   }
 }
 
@@ -357,7 +363,7 @@ export function parseLog(out: Buffer, skip: number, length: number):
   if (nl < 0) throw new ReplyError('no answer line');
   const w = out.toString('utf8', 0, nl).split(' ');
   if (w[1] === 'gone') return { type: 'gone', owner: w[3] && w[3] !== '-' ? w[3] : null };
-  if (w[1] !== 'log') throw new ReplyError(`an unexpected line: ${JSON.stringify(w.join(' ').slice(0, 80))}`);
+  if (w[1] !== 'log') throw unexpected(w);
   const body = out.subarray(nl + 1);
   return { type: 'log', state: w[3] as JobStateName, size: Number(w[4]), data: body.subarray(Math.min(skip, body.length), skip + length) };
 }

@@ -5,7 +5,7 @@
 import { Code, Fd, v1 } from '../../proto';
 import { STDERR, STDOUT, type OutputFd } from '../call/call';
 import { MuxError, toMuxError } from '../errors';
-import type { Jobs, JobInfo } from '../jobs/jobs';
+import { jobsStopping, type Jobs, type JobInfo } from '../jobs/jobs';
 import type { JobLogs } from '../jobs/job-logs';
 
 /** Where a job call's answers go: the door's side, as a CallSink is for a session. */
@@ -89,11 +89,11 @@ export class JobCall {
   }
 
   shutdown(): void {
-    this.stop(MuxError.shuttingDown('sshmuxd is stopping; the job keeps running on its host: ask again once the daemon is back'));
+    this.stop(jobsStopping());
   }
 
   clientGone(): void {
-    this.stop(new MuxError(Code.CANCELLED, 'the client went away'));
+    this.stop(new MuxError(Code.CANCELLED, 'the client went away; the job keeps running'));
   }
 
   private stop(reason: MuxError): void {
