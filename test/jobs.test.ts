@@ -111,8 +111,9 @@ test('300 jobs submitted at once to a MaxSessions 10 host all run at the same ti
     assert.equal(j.name, `n${i}`);
     assert.ok(j.endedAt && j.startedAt && j.endedAt >= j.startedAt);
   });
-  // One poll per 2 s for all 300 waiters (plus a sweep), not a session per job.
-  assert.ok(sessions <= Math.ceil(waitedMs / 2000) + 3, `${sessions} sessions in ${waitedMs} ms of waiting for ${N} jobs`);
+  // One poll per 2 s for all 300 waiters, not a session per job; plus the quick first polls for waiters
+  // as they arrive (a few, when a busy machine spreads their requests) and perhaps a sweep.
+  assert.ok(sessions <= Math.ceil(waitedMs / 2000) + 5, `${sessions} sessions in ${waitedMs} ms of waiting for ${N} jobs`);
 
   const logs = await Promise.all(jobs.map(async (j) => [await readLog(mux, j.id), await readLog(mux, j.id, { stream: 'stderr' })]));
   logs.forEach(([out, err], i) => {

@@ -15,6 +15,8 @@ import { logScript, parseLog, parseReplies, ReplyError, roundScript, START_WAIT_
 
 /** How often jobs someone waits for are asked about. */
 export const POLL_MS = 2000;
+/** A new waiter's first poll waits this long for others arriving with it. */
+const POLL_SOON_MS = 20;
 /** Rounds in flight per host, and log reads: together the most sessions jobs take on a host. */
 const MAX_ROUNDS = 2;
 const MAX_LOG_READS = 2;
@@ -86,6 +88,7 @@ export class HostJobs {
   private readonly watchers = new Map<string, Set<Watcher>>();
   private polling = false;
   private pollDue = false;
+  private pollTimer: NodeJS.Timeout | undefined;
   private sweeping = false;
   private nextSweepAt: number | undefined;
   private ticker: NodeJS.Timeout | undefined;
@@ -156,6 +159,7 @@ export class HostJobs {
   close(err: MuxError): void {
     this.closedBy = err;
     clearTimeout(this.ticker);
+    clearTimeout(this.pollTimer);
     for (const p of this.queue.splice(0)) this.settle(p, () => p.reject(err));
     for (const set of this.watchers.values()) for (const w of set) w.report({ type: 'failed', err });
     this.watchers.clear();
@@ -306,9 +310,13 @@ export class HostJobs {
     if (!this.ticker) this.ticker = setTimeout(() => this.tick(), POLL_MS);
   }
 
+  /** A poll within POLL_SOON_MS: waiters that arrive together (300 wait calls over a few socket reads) share it. */
   private pollSoon(): void {
     this.pollDue = true;
-    setImmediate(() => this.poll());
+    this.pollTimer ??= setTimeout(() => {
+      this.pollTimer = undefined;
+      this.poll();
+    }, POLL_SOON_MS);
   }
 
   private tick(): void {
