@@ -33,7 +33,9 @@ export interface Invocation {
 
 export interface LocalForwardSpec { bindAddress: string; port: number; host: string; hostPort: number }
 
-export class UsageError extends Error {}
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
 
 export const USAGE = 'usage: sshmux [-46AaCNnqsTtvXxY] [-e none] [-F configfile] [-i identity_file] [-J destination]\n' +
   '              [-L [bind_address:]port:host:hostport] [-l login_name] [-o option] [-p port]\n' +

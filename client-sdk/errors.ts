@@ -1,4 +1,9 @@
-import { Code, codeName } from '../proto';
+// The one error type the SDK reports, with a code from proto/sshmux.proto's
+// Code enum; the README's error table says what each means and what to do.
+import { Code, codeName, type CodeName } from '../proto';
+
+/** "THROTTLED", "AUTH_FAILED"...; a code this SDK is too old to know keeps its number ("CODE_60"). */
+export type SshMuxErrorCode = CodeName | `CODE_${number}`;
 
 /** Every failure the SDK reports. `code` is the proto Code name, e.g. "THROTTLED". */
 export class SshMuxError extends Error {
@@ -7,7 +12,7 @@ export class SshMuxError extends Error {
   readonly phase: string;
 
   constructor(
-    readonly code: string,
+    readonly code: SshMuxErrorCode,
     message: string,
     phase = '',
   ) {

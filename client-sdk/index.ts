@@ -4,6 +4,7 @@ export type { ConnectOptions, CallOptions, SpawnOptions, ExecOptions, ExecResult
 export { RemoteProcess } from './remote-process';
 export type { ExitResult, StartedInfo } from './remote-process';
 export { SshMuxError } from './errors';
+export type { SshMuxErrorCode } from './errors';
 export { Transfer } from './transfer';
 export type { TransferProgress, TransferResult } from './transfer';
 export { Jobs } from './jobs';

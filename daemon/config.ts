@@ -57,7 +57,9 @@ export interface DaemonConfig {
   jobOwner?: string;
 }
 
-export class DaemonConfigError extends Error {}
+export class DaemonConfigError extends Error {
+  override readonly name = 'DaemonConfigError';
+}
 
 const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as Array<keyof Limits>;
 const MIN: Record<keyof Limits, number> = {

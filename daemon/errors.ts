@@ -1,7 +1,9 @@
 // Typed failures inside the daemon. Every one reaches the caller as an
 // Error frame with its code (proto Code enum) and a message that says what
-// happened and what to do.
-import { Code, codeName } from '../proto';
+// happened and what to do. A message said in more than one place comes
+// from one function here (as OpenSSH's reply_error()), so the copies
+// cannot drift apart.
+import { Code, codeName, type CodeName } from '../proto';
 
 export type Phase = 'queued' | 'handshaking' | 'opening' | 'running';
 
@@ -16,7 +18,7 @@ export class MuxError extends Error {
     super(message);
   }
 
-  get codeName(): string {
+  get codeName(): CodeName | `CODE_${number}` {
     return codeName(this.code);
   }
 
@@ -38,4 +40,16 @@ export function toMuxError(err: unknown): MuxError {
 
 export function isMuxError(err: unknown): err is MuxError {
   return err instanceof MuxError;
+}
+
+// ---- messages said in more than one place -------------------------------
+
+/** The connection died before the server answered a channel open: nothing ran, so the request may go elsewhere. */
+export function lostWhileOpening(connectionId: string): MuxError {
+  return new MuxError(Code.CONNECTION_LOST, `connection ${connectionId} lost while opening a session`, 'opening');
+}
+
+/** An ssh_config file (the daemon's, an Include, or a client's -F) that cannot be read. */
+export function cannotReadSshConfig(file: string, err: unknown): string {
+  return `cannot read ssh config ${file}: ${(err as Error).message}`;
 }

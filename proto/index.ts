@@ -13,6 +13,8 @@ export const Frame = sshmux.v1.Frame;
 export type IFrame = sshmux.v1.IFrame;
 export const Code = sshmux.v1.Code;
 export type Code = sshmux.v1.Code;
+/** A Code's name, e.g. "THROTTLED": what SshMuxError.code and the README's error table say. */
+export type CodeName = keyof typeof sshmux.v1.Code;
 export const Fd = sshmux.v1.Fd;
 
 export const PROTOCOL_VERSION = 1;
@@ -77,12 +79,17 @@ function writeVarint(out: Buffer, at: number, v: number): number {
   return at;
 }
 
-/** Name of a Code value, e.g. 13 -> "THROTTLED". */
-export function codeName(code: number): string {
-  return Code[code] ?? `CODE_${code}`;
+/**
+ * Name of a Code value, e.g. 13 -> "THROTTLED". A number this build does not
+ * know (a newer daemon's code) keeps its number: "CODE_60".
+ */
+export function codeName(code: number): CodeName | `CODE_${number}` {
+  return (Code[code] as CodeName | undefined) ?? `CODE_${code}`;
 }
 
-export class FrameError extends Error {}
+export class FrameError extends Error {
+  override readonly name = 'FrameError';
+}
 
 /**
  * Splits a byte stream into frames. Holds at most one partial frame, so its

@@ -33,7 +33,7 @@ async function setup(sshd: Sshd, configText: (c: ReturnType<typeof writeClientCo
 
 async function burst(mux: SshMux, n: number): Promise<SshMuxError[]> {
   const results = await Promise.allSettled(Array.from({ length: n }, () => mux.exec('t', 'true')));
-  return results.map((r) => (r.status === 'rejected' ? r.reason : new SshMuxError('NONE', 'succeeded')));
+  return results.map((r) => (r.status === 'rejected' ? r.reason : new SshMuxError('CODE_UNSPECIFIED', 'the call succeeded')));
 }
 
 test('unknown host key: HOST_KEY_UNKNOWN with the fingerprint, one handshake for a burst', async () => {

@@ -4,7 +4,7 @@
 import { Code, v1 } from '../../proto';
 import { CLIENT_OPTIONS } from '../../proto/client-options';
 import { limitsFor, type DaemonConfig, type Limits } from '../config';
-import { MuxError } from '../errors';
+import { cannotReadSshConfig, MuxError } from '../errors';
 import type { Logger } from '../log';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -46,7 +46,7 @@ export class Agent {
 
   /** The pool for `alias` with `options`; throws MuxError(BAD_REQUEST) for a bad host or option. */
   pool(alias: string, options: Record<string, string>): HostPool {
-    if (this.closed) throw new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued');
+    if (this.closed) throw MuxError.shuttingDown();
     const at = alias.lastIndexOf('@');
     if (at > 0) {
       // "user@host", as ssh takes it; an explicit User option wins.
@@ -118,7 +118,7 @@ export class Agent {
     try {
       mtimeMs = fs.statSync(file).mtimeMs;
     } catch (err) {
-      throw new MuxError(Code.BAD_REQUEST, `cannot read ssh config ${file}: ${(err as Error).message}`);
+      throw new MuxError(Code.BAD_REQUEST, cannotReadSshConfig(file, err));
     }
     const cached = this.clientResolvers.get(file);
     if (cached && cached.mtimeMs === mtimeMs) return cached.resolver;

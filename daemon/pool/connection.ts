@@ -6,7 +6,7 @@
 import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
-import { MuxError } from '../errors';
+import { lostWhileOpening, MuxError } from '../errors';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
 import { channelOpen, roundTrip } from '../ssh/ssh2-internals';
@@ -149,7 +149,7 @@ export class Connection {
       // leaving it 'ready' would hand it the retried request again, forever.
       this.sessions--;
       this.destroy();
-      done({ ok: false, retry: true, error: new MuxError(Code.CONNECTION_LOST, `connection ${this.id} lost while opening a session`, 'opening') });
+      done({ ok: false, retry: true, error: lostWhileOpening(this.id) });
     }
   }
 
@@ -246,7 +246,7 @@ export class Connection {
     if (this.state === 'closed' || this.client === undefined) {
       // The connection died before the channel opened: nothing ran, try another.
       this.sessions--;
-      return { ok: false, retry: true, error: new MuxError(Code.CONNECTION_LOST, `connection ${this.id} lost while opening a session`, 'opening') };
+      return { ok: false, retry: true, error: lostWhileOpening(this.id) };
     }
     if (err.reason === 2 || /open failed/.test(err.message)) {
       // sshd refused the channel: its MaxSessions is lower than we assumed.

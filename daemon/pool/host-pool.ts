@@ -184,7 +184,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   /** Why a new request may not wait here, if it may not. */
   private refusal(waitMs: number): MuxError | undefined {
-    if (this.closed) return new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued');
+    if (this.closed) return MuxError.shuttingDown();
     if (this.breakerBars(waitMs)) {
       this.endpoint.noteDemand();
       return this.hostUnavailable(waitMs);
@@ -207,9 +207,13 @@ export class HostPool implements ConnectionOwner, Tunneler {
     return (this.endpoint.answered ? waitMs : 0) < this.endpoint.nextProbeIn();
   }
 
+  private nextProbe(): string {
+    return `the next probe is in ${seconds(this.endpoint.nextProbeIn())} s`;
+  }
+
   private hostUnavailable(waitMs?: number): MuxError {
     const e = this.endpoint;
-    const next = `the next probe is in ${seconds(e.nextProbeIn())} s`;
+    const next = this.nextProbe();
     const why = waitMs === undefined ? next
       : e.answered ? `${next}, after this request's deadline (${seconds(waitMs)} s); a longer deadline waits for it`
       : `${next}; requests wait for probes only to a host that has answered since sshmuxd started`;
@@ -228,7 +232,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
   /** Stops taking requests; fails the waiting ones; lets running sessions finish. */
   close(): void {
     this.closed = true;
-    this.failQueued(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down; retry once it is back', 'queued'));
+    this.failQueued(MuxError.shuttingDown());
     this.endpoint.forget(this.wake);
     this.closeConnections();
   }
@@ -278,7 +282,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     });
     this.lastUsed = this.clock.now();
     if (this.closed) {
-      waiter.reject(this.jumpFailed(new MuxError(Code.SHUTTING_DOWN, 'sshmuxd is shutting down')));
+      waiter.reject(this.jumpFailed(MuxError.shuttingDown()));
     } else if (this.breakerBars(0)) {
       // The connection behind it has its own ConnectTimeout, not a deadline to weigh.
       this.endpoint.noteDemand();
@@ -446,7 +450,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
       phase = 'handshaking';
       message = `could not connect to ${this.name} within ${waited} s` + (e.breaker !== 'closed'
         ? `: it is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ` +
-          (e.breaker === 'half-open' ? 'a probe handshake is under way' : `the next probe is in ${seconds(e.nextProbeIn())} s`)
+          (e.breaker === 'half-open' ? 'a probe handshake is under way' : this.nextProbe())
         : this.stats.lastError ? `; last handshake failure: ${this.stats.lastError}` : '; the handshake is still in progress');
     } else {
       const busy = ready.reduce((n, c) => n + c.sessions, 0);

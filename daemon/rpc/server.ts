@@ -5,7 +5,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
-export class ListenError extends Error {}
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
+}
 
 export async function listenUnix(socketPath: string, group: string | undefined, onConnection: (s: net.Socket) => void): Promise<net.Server> {
   const dir = path.dirname(socketPath);

@@ -27,6 +27,7 @@ import { globRegExp } from '../glob';
 // so callers can take everything host-related from here.
 export type { StrictHostKeyChecking } from './known-hosts';
 import type { StrictHostKeyChecking } from './known-hosts';
+import { cannotReadSshConfig } from '../errors';
 
 export interface JumpHop { user?: string; host: string; port?: number }
 
@@ -58,7 +59,9 @@ export interface ResolvedHost {
 }
 
 /** The message names the file, key or value at fault and what to do about it. */
-export class ConfigError extends Error {}
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
 
 export interface ResolverOptions {
   /** Like ssh -F: only this file is read, and it must exist. */
@@ -159,7 +162,7 @@ export class SshConfigResolver {
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (err) {
-      throw new ConfigError(`cannot read ssh config ${file}: ${(err as Error).message}`);
+      throw new ConfigError(cannotReadSshConfig(file, err));
     }
     // Parse alone first so a syntax error names the file it is in.
     try {
