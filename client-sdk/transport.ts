@@ -7,6 +7,7 @@ import { SshMuxError } from './errors';
 /** stdout+stderr bytes the daemon may send per call before we grant more. */
 export const RECEIVE_WINDOW = 1024 * 1024;
 const HELLO_TIMEOUT_MS = 10_000;
+const BACKLOG_RETRY_MS = 20;
 
 export interface StreamHandler {
   onFrame(frame: v1.Frame): void;
@@ -24,19 +25,33 @@ export class Transport {
 
   private constructor(private readonly socket: net.Socket, readonly path: string) {}
 
-  static connect(path: string, client: string): Promise<Transport> {
+  static async connect(path: string, client: string): Promise<Transport> {
+    const deadline = Date.now() + HELLO_TIMEOUT_MS;
+    for (;;) {
+      try {
+        return await Transport.dial(path, client, deadline);
+      } catch (err) {
+        // EAGAIN: the daemon's backlog of connections not yet accepted is
+        // full (a burst of clients); it drains in moments.
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, BACKLOG_RETRY_MS));
+      }
+    }
+  }
+
+  private static dial(path: string, client: string, deadline: number): Promise<Transport> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(path);
       const transport = new Transport(socket, path);
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new SshMuxError('DAEMON_UNAVAILABLE', `sshmuxd at ${path} did not answer within ${HELLO_TIMEOUT_MS / 1000} s; is it stuck? Check its log`));
-      }, HELLO_TIMEOUT_MS);
+      }, Math.max(0, deadline - Date.now()));
       let greeted = false;
       socket.once('error', (err: NodeJS.ErrnoException) => {
         if (greeted) return;
         clearTimeout(timer);
-        reject(new SshMuxError('DAEMON_UNAVAILABLE', unavailableMessage(path, err)));
+        reject(err.code === 'EAGAIN' && Date.now() < deadline ? err : new SshMuxError('DAEMON_UNAVAILABLE', unavailableMessage(path, err)));
       });
       socket.on('error', () => {
         // 'close' follows and fails the calls.
@@ -143,6 +158,11 @@ function unavailableMessage(path: string, err: NodeJS.ErrnoException): string {
       return `no sshmuxd socket at ${path}: start the daemon (sshmuxd, or systemctl start sshmuxd) or set SSHMUX_SOCKET`;
     case 'ECONNREFUSED':
       return `no sshmuxd is listening on ${path} (stale socket): start the daemon`;
+    case 'EPIPE':
+    case 'ECONNRESET':
+      return `sshmuxd at ${path} closed the connection before answering hello: it may be out of file descriptors; check its log (maxClients, ulimit -n)`;
+    case 'EAGAIN':
+      return `sshmuxd at ${path} left every connection attempt unaccepted for ${HELLO_TIMEOUT_MS / 1000} s (its backlog is full): it is overloaded or stuck; check its log`;
     case 'EACCES':
       return `permission denied opening ${path}: the socket belongs to another user; use your own daemon or join its socketGroup`;
     default:

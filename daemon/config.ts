@@ -49,6 +49,8 @@ export interface DaemonConfig {
   socketGroup?: string;
   /** Concurrent calls one client may have open. */
   maxCallsPerClient: number;
+  /** Client connections (socket and /rpc) the daemon holds at once; each is a file descriptor. */
+  maxClients: number;
   /** Let --http listen on a non-loopback address. */
   httpAllowRemote: boolean;
   /** Finished jobs nobody removed are deleted from their host this long after they ended. */
@@ -69,7 +71,7 @@ const MIN: Record<keyof Limits, number> = {
 };
 
 export function defaultDaemonConfig(): DaemonConfig {
-  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, httpAllowRemote: false, jobRetentionMs: 3 * 86_400_000 };
+  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, maxClients: 1000, httpAllowRemote: false, jobRetentionMs: 3 * 86_400_000 };
 }
 
 export function loadDaemonConfig(file: string | undefined): DaemonConfig {
@@ -99,8 +101,8 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
     } else if (key === 'httpAllowRemote') {
       if (typeof value !== 'boolean') fail('httpAllowRemote must be true or false');
       config.httpAllowRemote = value as boolean;
-    } else if (key === 'maxCallsPerClient') {
-      config.maxCallsPerClient = intValue(key, value, 1, fail);
+    } else if (key === 'maxCallsPerClient' || key === 'maxClients') {
+      config[key] = intValue(key, value, 1, fail);
     } else if (key === 'jobRetentionMs') {
       config.jobRetentionMs = intValue(key, value, 0, fail);
     } else if (key === 'jobOwner') {
@@ -120,7 +122,7 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
         config.hosts.push({ pattern, match: globRegExp(pattern, { ignoreCase: true }), limits });
       }
     } else {
-      fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'socketGroup', 'httpAllowRemote', 'jobRetentionMs', 'jobOwner', 'hosts'].join(', ')})`);
+      fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'maxClients', 'socketGroup', 'httpAllowRemote', 'jobRetentionMs', 'jobOwner', 'hosts'].join(', ')})`);
     }
   }
   return config;

@@ -8,7 +8,7 @@ import { Code, v1 } from '../proto';
 import { loadDaemonConfig, type DaemonConfig } from './config';
 import { MuxError } from './errors';
 import { startHttp, type HttpServer } from './http/server';
-import type { Logger } from './log';
+import { LogTally, type Logger } from './log';
 import { Metrics, setMetrics } from './metrics';
 import { Agent } from './pool/agent';
 import { TERMINATE_MS } from './ssh/channel';
@@ -16,7 +16,7 @@ import { dial } from './ssh/dial';
 import { checkSsh2Internals } from './ssh/ssh2-internals';
 import { jobOwner } from './jobs/job-id';
 import { Jobs } from './jobs/jobs';
-import { ClientConn } from './rpc/client-conn';
+import { ClientConn, MAX_LINGERING, sayAndClose } from './rpc/client-conn';
 import { listenUnix } from './rpc/server';
 import { SshConfigResolver } from './ssh/ssh-config';
 
@@ -24,6 +24,14 @@ export const VERSION: string = require('../../package.json').version;
 
 /** At exit, how long a slow client may take to read what is still queued for it. */
 const CLIENT_FLUSH_MS = 5000;
+/**
+ * At maxClients, a greeted client with no call open that has been quiet this
+ * long may be closed to make room (it reconnects at its next call); one
+ * quiet for less may be about to send its request.
+ */
+const IDLE_CLIENT_MS = 1000;
+const clientsRefused = new LogTally('maxClients reached: refused a new client, every one held has a call open');
+const clientsReplaced = new LogTally('maxClients reached: closed a silent or idle client to make room for a new one');
 
 export interface DaemonOptions {
   socketPath: string;
@@ -48,12 +56,15 @@ export class Daemon {
   /** The socket is open to a group: clients may not set owner-only options or stop the daemon. */
   private shared = false;
   accepting = true;
+  /** config.maxClients, held to half the open-file limit. */
+  private maxClients: number;
 
   private constructor(
     private readonly opts: DaemonOptions,
     private config: DaemonConfig,
     readonly agent: Agent,
   ) {
+    this.maxClients = clientLimit(config.maxClients, opts.log);
     this.metrics = new Metrics(() => this.agent.load().pools.map(({ name, load }) => ({
       host: this.metrics.host(name), sessions: load.sessions, queued: load.queued, connections: load.connectionsByState,
     })), () => this.agent.breakers(),
@@ -83,6 +94,8 @@ export class Daemon {
       daemon.server = await listenUnix(opts.socketPath, config.socketGroup, accept);
       daemon.shared = config.socketGroup !== undefined;
     }
+    // accept() failing (out of file descriptors) must not end the daemon.
+    daemon.server.on('error', (err) => opts.log.warn({ err: err.message }, 'accepting a client failed'));
     if (opts.http) {
       try {
         daemon.http = await startHttp({
@@ -179,6 +192,7 @@ export class Daemon {
       const { kept, replaced } = this.agent.reconfigure(resolver, config);
       this.jobs.reconfigure(jobSettings(config));
       this.config = config;
+      this.maxClients = clientLimit(config.maxClients, this.opts.log);
       this.opts.log.info({ sshConfig: resolver.files, kept, replaced }, 'configuration reloaded');
       return { ok: true, kept, replaced };
     } catch (err) {
@@ -220,6 +234,13 @@ export class Daemon {
 
   /** A client on the socket, or on /rpc (whose bearer token only the daemon's user can read: an owner). */
   private accept(socket: net.Socket, viaToken = false): void {
+    if (this.clients.size >= this.maxClients && !this.makeRoom()) {
+      clientsRefused.note(this.opts.log, { clients: this.clients.size });
+      sayAndClose(socket, Code.TOO_MANY_CLIENTS, `sshmuxd already serves ${this.clients.size} clients (its maxClients) and each `
+        + 'has a call running; retry in a moment. A program that opens an SshMux per task should share one, or close() '
+        + 'those it is done with; or raise maxClients in the daemon\'s config');
+      return;
+    }
     const owner = viaToken || !this.shared;
     const client = new ClientConn(socket, {
       agent: this.agent,
@@ -235,6 +256,59 @@ export class Daemon {
     }, (c) => this.clients.delete(c));
     const daemonAccepting = (): boolean => this.accepting;
     this.clients.add(client);
+  }
+
+  /**
+   * At maxClients: closes the client that has been doing nothing longest, so
+   * one program that leaks connections cannot lock the others out. Silent
+   * ones (no hello yet) go first, oldest first; then greeted ones with no
+   * call open, quiet for IDLE_CLIENT_MS at least. False if every client is busy.
+   */
+  private makeRoom(): boolean {
+    let silent: ClientConn | undefined;
+    let idle: ClientConn | undefined;
+    for (const c of this.clients) {
+      if (!c.greeted) {
+        if (!silent || c.quietForMs > silent.quietForMs) silent = c;
+      } else if (c.activeCalls === 0 && c.quietForMs >= IDLE_CLIENT_MS && (!idle || c.quietForMs > idle.quietForMs)) {
+        idle = c;
+      }
+    }
+    const victim = silent ?? idle;
+    if (!victim) return false;
+    clientsReplaced.note(this.opts.log, { clients: this.clients.size, silent: victim === silent });
+    victim.closeWith(Code.TOO_MANY_CLIENTS, victim === silent
+      ? `sshmuxd already serves its maxClients (${this.maxClients} clients) and closed this connection, which had not said hello, to make room`
+      : `sshmuxd already serves its maxClients (${this.maxClients} clients) and closed this connection, idle for ${Math.round(victim.quietForMs / 1000)} s, `
+        + 'to make room for another; nothing of it was running. An SshMux reconnects at its next call; a program that opens '
+        + 'one per task should share one, or close() those it is done with');
+    return true;
+  }
+}
+
+/**
+ * maxClients, but within half the daemon's open-file limit: every client is
+ * a file descriptor (and so is each of the MAX_LINGERING closed ones still
+ * reading why), and the other half is for the SSH connections (one each)
+ * and everything else.
+ */
+function clientLimit(maxClients: number, log: Logger): number {
+  const fds = openFileLimit();
+  if (fds === undefined || maxClients + MAX_LINGERING <= fds / 2) return maxClients;
+  const limit = Math.max(1, Math.floor(fds / 2) - MAX_LINGERING);
+  log.warn({ maxClients, openFileLimit: fds, holding: limit },
+    `maxClients ${maxClients} would leave too few of the ${fds} file descriptors for SSH connections; holding at most ${limit} clients. `
+    + 'Raise the limit (ulimit -n, or LimitNOFILE= in the unit) or lower maxClients');
+  return limit;
+}
+
+/** RLIMIT_NOFILE (soft), as /proc says; undefined where it cannot tell or it is unlimited. */
+function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -25,3 +25,32 @@ export function createLogger(level = process.env.SSHMUX_LOG_LEVEL ?? 'info'): Lo
   });
   return logger;
 }
+
+/**
+ * One log line for a burst of the same event: the first at once, then one
+ * per window saying how many followed, so a flood of misbehaving clients
+ * cannot flood the log.
+ */
+export class LogTally {
+  private more = 0;
+  private window: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly msg: string,
+    private readonly windowMs = 10_000,
+  ) {}
+
+  note(log: Logger, fields: Record<string, unknown> = {}): void {
+    if (this.window) {
+      this.more++;
+      return;
+    }
+    log.warn(fields, this.msg);
+    this.window = setTimeout(() => {
+      this.window = undefined;
+      if (this.more > 0) log.warn({ count: this.more }, `${this.msg} (${this.more} more in the last ${this.windowMs / 1000} s)`);
+      this.more = 0;
+    }, this.windowMs);
+    this.window.unref();
+  }
+}

@@ -1,7 +1,8 @@
 // One connected client: splits its byte stream into frames, checks the
-// protocol (hello first, increasing stream ids, windows respected) and
-// routes frames to its calls. Any violation ends this client only, with an
-// Error frame saying why; other clients never notice.
+// protocol (hello first, within HELLO_TIMEOUT_MS; increasing stream ids,
+// windows respected) and routes frames to its calls. Any violation ends
+// this client only, with an Error frame saying why; other clients never
+// notice.
 import type * as net from 'node:net';
 import { Code, DATA_CHUNK, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
 import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink } from '../call/call';
@@ -9,13 +10,24 @@ import { FileTransfer } from '../call/transfer';
 import { SessionCall } from '../call/session';
 import type { Jobs } from '../jobs/jobs';
 import { JobCall, type JobCallPeer } from './job-call';
-import type { Logger } from '../log';
+import { LogTally, type Logger } from '../log';
 import { MuxError, toMuxError } from '../errors';
 
 /** Initial stdin grant per call, announced in Welcome. */
 export const STDIN_WINDOW = 256 * 1024;
 /** The most a client may grant us per call; bounds what we buffer for it. */
 const MAX_CLIENT_WINDOW = 16 * 1024 * 1024;
+/**
+ * A client has this long after connecting to say hello; every sshmux client
+ * sends it at once. Without a deadline, programs that open the socket and
+ * say nothing hold the daemon's file descriptors for ever.
+ */
+export const HELLO_TIMEOUT_MS = 5000;
+/** How long a closed client may take to read why, and how many may be reading at once (each holds an fd). */
+const LINGER_MS = 1000;
+export const MAX_LINGERING = 64;
+let lingering = 0;
+const helloTimeouts = new LogTally(`clients that sent no hello within ${HELLO_TIMEOUT_MS / 1000} s closed`);
 
 export interface ClientContext extends Omit<CallContext, 'outputWindow' | 'stdinCredit'> {
   version: string;
@@ -31,16 +43,20 @@ export class ClientConn {
   alive = true;
   private readonly decoder = new FrameDecoder(MAX_FRAME);
   private readonly calls = new Map<number, Call | JobCall>();
-  private greeted = false;
+  private greetedYet = false;
   private goneReported = false;
   private clientWindow = 0;
   private highestStream = 0;
+  private helloTimer: NodeJS.Timeout | undefined;
+  /** When the client last sent anything (or connected): how long an idle client has been quiet. */
+  private heardAt = Date.now();
 
   constructor(
     private readonly socket: net.Socket,
     private readonly ctx: ClientContext,
     private readonly onGone: (c: ClientConn) => void,
   ) {
+    this.helloTimer = setTimeout(() => setImmediate(() => this.helloOverdue()), HELLO_TIMEOUT_MS).unref();
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', () => {
       // 'close' follows; a client resetting its socket is routine.
@@ -50,6 +66,15 @@ export class ClientConn {
 
   get activeCalls(): number {
     return this.calls.size;
+  }
+
+  /** It has said hello. */
+  get greeted(): boolean {
+    return this.greetedYet;
+  }
+
+  get quietForMs(): number {
+    return Date.now() - this.heardAt;
   }
 
   send(frame: IFrame): void {
@@ -76,10 +101,14 @@ export class ClientConn {
   protocolError(message: string): void {
     if (!this.alive) return;
     this.ctx.log.warn({ err: message }, 'client protocol error; closing that client');
-    this.send({ stream: 0, error: { code: Code.PROTOCOL_ERROR, message: `protocol error: ${message}` } });
+    this.closeWith(Code.PROTOCOL_ERROR, `protocol error: ${message}`);
+  }
+
+  /** Closes this client, telling it why in an Error frame on stream 0 (e.g. to make room for another). */
+  closeWith(code: Code, message: string): void {
+    if (!this.alive) return;
     this.alive = false;
-    this.socket.end();
-    setTimeout(() => this.socket.destroy(), 1000).unref();
+    sayAndClose(this.socket, code, message);
     this.gone();
   }
 
@@ -105,6 +134,7 @@ export class ClientConn {
   }
 
   private receive(chunk: Buffer): void {
+    this.heardAt = Date.now();
     let frames: v1.Frame[];
     try {
       frames = this.decoder.push(chunk);
@@ -121,7 +151,7 @@ export class ClientConn {
   private dispatch(frame: v1.Frame): void {
     const stream = frame.stream;
     const kind = frame.body;
-    if (!this.greeted) {
+    if (!this.greetedYet) {
       if (kind !== 'hello' || stream !== 0) return this.protocolError('the first frame must be hello on stream 0');
       return this.greet(frame.hello!);
     }
@@ -172,7 +202,8 @@ export class ClientConn {
     }
     const window = hello.window ?? 0;
     if (window < 1024 || window > MAX_CLIENT_WINDOW) return this.protocolError(`hello.window ${window} outside 1 KiB..16 MiB`);
-    this.greeted = true;
+    this.greetedYet = true;
+    clearTimeout(this.helloTimer);
     this.clientWindow = window;
     this.send({ stream: 0, welcome: { version: PROTOCOL_VERSION, daemon: this.ctx.version, maxFrame: MAX_FRAME, window: STDIN_WINDOW, pid: process.pid } });
   }
@@ -254,7 +285,16 @@ export class ClientConn {
     };
   }
 
+  /** Run after a poll phase, so a hello that arrived while the event loop was busy is read before this judges. */
+  private helloOverdue(): void {
+    if (this.greetedYet || !this.alive) return;
+    helloTimeouts.note(this.ctx.log);
+    this.closeWith(Code.PROTOCOL_ERROR, `protocol error: no hello within ${HELLO_TIMEOUT_MS / 1000} s of connecting; `
+      + 'sshmuxd closes connections that say nothing. Connect with the sshmux SDK, sshmux or sshmuxctl');
+  }
+
   private gone(): void {
+    clearTimeout(this.helloTimer);
     this.alive = false;
     for (const call of [...this.calls.values()]) call.clientGone();
     if (!this.goneReported) {
@@ -296,4 +336,27 @@ function terminalFrame(outcome: CallOutcome): Pick<IFrame, 'exit' | 'error'> {
 
 export function errorBody(err: MuxError): v1.IError {
   return { code: err.code, message: err.message, phase: err.phase ?? '' };
+}
+
+/**
+ * Sends an Error frame on stream 0 and closes: the client reads why before
+ * it sees the end. Whatever it still sends is read and dropped meanwhile,
+ * so its own writes do not fail before it has read ours; after LINGER_MS,
+ * or at once when MAX_LINGERING sockets already wait, the socket goes.
+ */
+export function sayAndClose(socket: net.Socket, code: Code, message: string): void {
+  if (socket.destroyed) return;
+  socket.resume();
+  socket.end(encodeFrame({ stream: 0, error: { code, message } }));
+  if (lingering >= MAX_LINGERING) {
+    socket.once('finish', () => socket.destroy());
+    return;
+  }
+  lingering++;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => {
+    clearTimeout(timer);
+    lingering--;
+  });
 }

@@ -22,7 +22,9 @@ export async function listenUnix(socketPath: string, group: string | undefined, 
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(socketPath, () => {
+      // A burst of clients waits in the kernel's backlog until accepted; the
+      // default 511 overflows (the client's connect fails with EAGAIN).
+      server.listen({ path: socketPath, backlog: 4096 }, () => {
         server.off('error', reject);
         resolve();
       });

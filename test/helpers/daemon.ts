@@ -29,6 +29,8 @@ export interface DaemonOptions {
   args?: string[];
   env?: NodeJS.ProcessEnv;
   socket?: string;
+  /** Run under this open-file limit (soft and hard, so Node cannot raise it). */
+  openFileLimit?: number;
 }
 
 const running = new Set<ChildProcess>();
@@ -45,7 +47,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonProc> {
     fs.writeFileSync(configPath, JSON.stringify(opts.config));
     args.push('--config', configPath);
   }
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // sh execs node in place: the pid is the daemon's.
+  const child = opts.openFileLimit === undefined
+    ? spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn('/bin/sh', ['-c', `ulimit -n ${opts.openFileLimit} && exec "$0" "$@"`, process.execPath, ...args],
+      { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const keep = (d: Buffer): void => {
     log += d.toString();
