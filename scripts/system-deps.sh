@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The system packages that `npm run demo` and `npm test` need, in the one
+# list that they and .ci/run share, so that the README's two commands work on
+# a fresh Debian or Ubuntu machine. As root it installs what is missing with
+# apt-get (as CI does); otherwise it prints the apt-get line to run and exits
+# 1, without a stack trace. Silent when nothing is missing: it costs
+# `npm test` a few milliseconds of `command -v`.
+#
+# Usage: scripts/system-deps.sh [--check] demo|test
+#   demo     what the demo needs (sshd and ssh)
+#   test     what the tests and benchmarks need (a superset)
+#   --check  only report: never install, even as root
+set -euo pipefail
+
+usage="usage: scripts/system-deps.sh [--check] demo|test"
+check_only=0
+scope=
+for arg in "$@"; do
+  case "$arg" in
+    --check) check_only=1 ;;
+    demo|test) scope=$arg ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+done
+[ -n "$scope" ] || { echo "$usage" >&2; exit 2; }
+
+# scope  package  what shows it is there: an absolute path, or a program
+# looked up on PATH (and in /usr/sbin and /sbin, where root's tools live).
+DEPS=(
+  # The throwaway sshd and the ssh it is compared with.
+  "demo openssh-server /usr/sbin/sshd"
+  "demo openssh-client ssh"
+  "demo openssh-client ssh-keygen"
+  # Run as root, the tests log in as a throwaway /bin/sh user.
+  "demo passwd useradd"
+  "demo passwd usermod"
+  "test openssh-client scp"
+  "test openssh-client sftp"
+  # Real clients run through the sshmux wrapper.
+  "test rsync rsync"
+  "test git git"
+  "test pdsh pdsh"
+  "test pssh parallel-ssh"
+  "test restic restic"
+  "test borgbackup borg"
+  "test curl curl"
+  # A pty for the wrapper's -t tests; helpers (datagram sockets, slow readers).
+  "test bsdutils script"
+  "test python3 python3"
+  # Python SSH libraries against the daemon, with Debian's /usr/bin/python3.
+  "test python3-paramiko /usr/lib/python3/dist-packages/paramiko"
+  "test python3-asyncssh /usr/lib/python3/dist-packages/asyncssh"
+  # sd_notify goes through systemd-notify; the unit tests run systemd-analyze.
+  "test systemd systemd-notify"
+  "test systemd systemd-analyze"
+  # The status page, rendered in headless Chromium.
+  "test chromium chromium"
+  # The network-loss test's namespaces and veth link.
+  "test iproute2 ip"
+  # The daemon fleet's shared state.
+  "test redis-server redis-server"
+)
+
+# Sets `missing` (packages, each once, in list order) and `lacks` (package -> what was not found).
+scan() {
+  missing=()
+  declare -gA lacks=()
+  local entry want package what
+  for entry in "${DEPS[@]}"; do
+    read -r want package what <<<"$entry"
+    [ "$scope" = test ] || [ "$want" = demo ] || continue
+    if [[ "$what" == /* ]]; then
+      [ -e "$what" ] && continue
+    else
+      PATH="$PATH:/usr/sbin:/sbin" command -v "$what" >/dev/null && continue
+    fi
+    [ -n "${lacks[$package]:-}" ] || missing+=("$package")
+    lacks[$package]="${lacks[$package]:+${lacks[$package]}, }$what"
+  done
+}
+
+report() {
+  local who="the tests need" package
+  [ "$scope" = demo ] && who="the demo needs"
+  echo "sshmux: $who system packages that are not installed:" >&2
+  for package in "${missing[@]}"; do echo "  $package (no ${lacks[$package]})" >&2; done
+  if command -v apt-get >/dev/null; then
+    echo "Install them as root, then run this again:" >&2
+    echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  else
+    echo "This machine has no apt-get: install your system's packages for them." >&2
+  fi
+}
+
+scan
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$check_only" = 1 ] || [ "$EUID" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  report
+  exit 1
+fi
+echo "sshmux: installing ${missing[*]} (apt-get) ..." >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+scan
+[ ${#missing[@]} -eq 0 ] && exit 0
+report
+exit 1
