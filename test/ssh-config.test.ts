@@ -365,13 +365,11 @@ test('a syntax error names the file', () => {
     isConfigError(/bad\.conf/));
 });
 
-test('resolve does not re-read the files and is fast', () => {
+test('resolve does not re-read the files: only load() does', () => {
   const { r, home } = resolver('Host a*\n  Port 2022\n'.repeat(50));
+  // With the file gone, every resolve still answers from what load() read (how fast is the bench's business, not a test's).
   fs.rmSync(path.join(home, '.ssh', 'config'));
-  const started = process.hrtime.bigint();
   for (let i = 0; i < 2000; i++) assert.equal(r.resolve(`a${i}`).port, 2022);
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  assert.ok(ms < 2000, `2000 resolves took ${ms} ms`);
   r.load();
   assert.equal(r.resolve('a').port, 22, 'load() reads the files again');
 });
