@@ -137,7 +137,7 @@ import os, pty, subprocess, termios, fcntl, struct, time, signal, select, sys
 master, slave = pty.openpty()
 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 100, 0, 0))
 before = termios.tcgetattr(slave)
-p = subprocess.Popen([sys.argv[1], sys.argv[2], '-t', 't', 'tty; stty size; trap "stty size; exit 0" WINCH; sleep 10'],
+p = subprocess.Popen([sys.argv[1], sys.argv[2], '-t', 't', 'tty; stty size; trap "stty size; exit 0" WINCH; echo armed; sleep 10'],
     stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
 out = b''
@@ -146,7 +146,8 @@ resized = False
 while p.poll() is None and time.time() < deadline:
     r, _, _ = select.select([master], [], [], 0.1)
     if r: out += os.read(master, 65536)
-    if not resized and b'30 100' in out:
+    # Resize only once the remote shell has its trap: a WINCH before it is ignored.
+    if not resized and b'armed' in out:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
         os.killpg(p.pid, signal.SIGWINCH)
         resized = True
