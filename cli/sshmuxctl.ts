@@ -173,6 +173,8 @@ function toJson(s: Status): unknown {
       })),
     })),
     jobs: (s.jobs ?? []).map((j) => ({ host: j.host ?? '', states: { ...j.states }, stale: j.stale ?? '' })),
+    gateway: s.gateway ? { address: s.gateway.address ?? '', connections: s.gateway.connections ?? 0, sessions: s.gateway.sessions ?? 0,
+      authFailures: Number(s.gateway.authFailures ?? 0) } : undefined,
   };
 }
 

@@ -144,9 +144,11 @@ export class Daemon {
   /** The status page's view: host names and counts, no commands. */
   snapshot(): unknown {
     const s = this.status();
+    const g = s.gateway;
     return {
       ...s,
       hosts: (s.hosts ?? []).map((h) => ({ ...h, recentErrors: this.agent.recentErrors(h.name!) })),
+      gateway: g && { address: g.address, connections: g.connections, sessions: g.sessions, authFailures: g.authFailures },
     };
   }
 

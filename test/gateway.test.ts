@@ -11,6 +11,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { once } from 'node:events';
+import WebSocket from 'ws';
 import { SshMux } from '../client-sdk';
 import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type ClientHost, type Sshd } from './helpers/sshd';
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
@@ -502,8 +503,27 @@ test('status and metrics count front-door connections and their sessions; sshmux
   }).on('error', reject));
   assert.match(metrics, /^sshmux_gateway_connections 1$/m);
   assert.match(metrics, /^sshmux_gateway_sessions 3$/m);
+  // The status page's feed: counts, no key paths.
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/status`);
+  const [snapshot] = await once(ws, 'message');
+  ws.close();
+  const g = JSON.parse(snapshot.toString()).gateway;
+  assert.deepEqual({ ...g, authFailures: typeof g.authFailures }, { address: `127.0.0.1:${door.port}`, connections: 1, sessions: 3, authFailures: 'number' });
   holder.kill('SIGKILL');
   assert.ok(await waitFor(async () => (await door.mux.status()).gateway!.connections === 0 && remoteProcesses(m).length === 0, 5000));
+});
+
+test('the daemon stopping: a running command gets the grace period, then TERM, and its client SHUTTING_DOWN on stderr with 255', async () => {
+  const d = await startDoor({ sshd: door.sshd, args: ['--grace', '1'] });
+  const m = `sleep 93${Math.floor(Math.random() * 1e5)}`;
+  const run = sshAsync(d, 't', [`exec ${m}`], '');
+  assert.ok(await waitFor(() => remoteProcesses(m).length === 1, 5000), 'the remote command did not start');
+  const stopped = d.daemon.stop();
+  const r = await run;
+  assert.equal(r.status, 255);
+  assert.match(r.stderr.toString(), /^sshmux: SHUTTING_DOWN: sshmuxd stopped and its grace period ran out; the command was sent TERM, then KILL/);
+  assert.equal(await stopped, 0);
+  assert.equal(remoteProcesses(m).length, 0);
 });
 
 async function freePort(): Promise<number> {

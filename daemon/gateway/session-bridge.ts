@@ -93,6 +93,7 @@ export class ChannelCall implements CallSink {
   /** A TCP stream's far end sent EOF: pass it on once the output before it is out. */
   private eofPending = false;
   private started = false;
+  private callOver = false;
   private size: v1.IResize | undefined;
   private readonly log: Logger;
 
@@ -136,7 +137,7 @@ export class ChannelCall implements CallSink {
   gone(): void {
     if (this.closed) return;
     this.closed = true;
-    this.call.clientGone();
+    if (!this.callOver) this.call.clientGone();
   }
 
   // ---- CallSink: what the call sends --------------------------------------
@@ -166,7 +167,8 @@ export class ChannelCall implements CallSink {
   }
 
   callEnded(): void {
-    // The call's last frame (exit or error) has been handled by send().
+    // Its last frame (exit or error) went through send(); a later close has nothing to end.
+    this.callOver = true;
   }
 
   protocolError(message: string): void {
