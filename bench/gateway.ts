@@ -2,7 +2,9 @@
 // SSH front door against paramiko straight to sshd, side by side in one run
 // against one sshd (MaxSessions 10, MaxStartups 10:30:100):
 //   - exec with a new connection per command, sequentially (wall time and CPU per exec);
-//   - exec on one warm connection, sequentially;
+//   - exec on one warm connection, sequentially, as paramiko comes and with
+//     TCP_NODELAY on its socket (paramiko leaves Nagle on, and the 40 ms
+//     that costs per command hides the server's own latency);
 //   - a fan-out of threads, each with a new connection per command (Airflow's old pattern).
 // CPU per exec counts every process involved: the client, sshd and all it
 // forked (reaped children included), and the daemon when the door is used.
@@ -45,6 +47,7 @@ async function main(): Promise<void> {
     for (const [scenario, count, extra] of [
       [`exec, new connection each (${n.fresh} in a row)`, n.fresh, ['--fresh']],
       [`exec, one warm connection (${n.warm} in a row)`, n.warm, []],
+      [`exec, one warm connection, TCP_NODELAY set on paramiko's socket (${n.warm} in a row)`, n.warm, ['--nodelay']],
     ] as const) {
       for (const t of [direct, door]) {
         const sshdTicks = (): number => [sshd.pid, ...sshd.connectionPids().map((p) => p.pid)].reduce((sum, pid) => sum + cpuTicks(pid), 0);

@@ -17,8 +17,7 @@ import { closeUnstartedSession, rejectWithMessage, sendAuthBanner, whenClientClo
 const OPEN_PROHIBITED = 1;
 const OPEN_CONNECT_FAILED = 2;
 const OPEN_RESOURCE_SHORTAGE = 4;
-/** As sshd's LoginGraceTime and MaxAuthTries: an unauthenticated client is not kept for long. */
-const LOGIN_GRACE_MS = 30_000;
+/** As sshd's MaxAuthTries. */
 const MAX_AUTH_TRIES = 6;
 
 export type AuthFailure = 'key_not_authorized' | 'bad_signature' | 'method_refused' | 'destination' | 'too_many_tries';
@@ -43,18 +42,12 @@ export class FrontConn {
   private failures = 0;
   /** The destination was refused: the connection is ending, later attempts are not counted. */
   private refused = false;
-  private readonly graceTimer: NodeJS.Timeout;
   private readonly log: Logger;
 
   constructor(private readonly conn: Connection, info: ClientInfo, private readonly ctx: FrontContext, onGone: (c: FrontConn) => void) {
     this.log = ctx.log.child({ gatewayClient: info.ip ? `${info.ip}:${info.port}` : 'unix' });
-    this.graceTimer = setTimeout(() => this.conn.end(), LOGIN_GRACE_MS);
-    this.graceTimer.unref();
     conn.on('authentication', (auth) => this.authenticate(auth));
-    conn.once('ready', () => {
-      clearTimeout(this.graceTimer);
-      this.log.debug({ destination: this.destination }, 'gateway: client authenticated');
-    });
+    conn.once('ready', () => this.log.debug({ destination: this.destination }, 'gateway: client authenticated'));
     conn.on('session', (accept, reject) => this.openSession(accept, reject));
     conn.on('tcpip', (accept, reject, req) => this.openTcp(accept, reject, req));
     conn.on('openssh.streamlocal', (_accept, reject) => this.refuse(reject, OPEN_PROHIBITED,
@@ -68,7 +61,6 @@ export class FrontConn {
     conn.on('error', (err: Error) => this.log.debug({ err: err.message }, 'gateway: client connection error'));
     conn.once('close', () => {
       this.alive = false;
-      clearTimeout(this.graceTimer);
       for (const cancel of this.checks) cancel();
       for (const call of this.calls) call.gone();
       onGone(this);

@@ -16,7 +16,7 @@ import { listenUnix } from '../rpc/server';
 import { FrontConn, type AuthFailure } from './front-conn';
 import { AuthorizedKeys, CLIENT_KEY_FILE, HOST_KEY_FILE, loadOrCreateKey, type KeyFile } from './keys';
 import type { BridgeContext } from './session-bridge';
-import { checkServerInternals } from './ssh2-server-internals';
+import { checkServerInternals, socketOf } from './ssh2-server-internals';
 
 export interface GatewayOptions {
   /** host:port (loopback unless allowRemote), or an absolute Unix socket path. */
@@ -49,6 +49,9 @@ export interface Gateway {
   close(): void;
 }
 
+/** As sshd's LoginGraceTime: a client that has not logged in by then is dropped, whatever stage it stalled in. */
+const LOGIN_GRACE_MS = 30_000;
+
 /** The name to put in known_hosts for a Unix-socket front door: clients connect to it under this name (HostKeyAlias). */
 export const UNIX_HOST_ALIAS = 'sshmux-gateway';
 
@@ -74,8 +77,17 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   authorize(opts.authorizedKeysFile);
 
   const clients = new Set<FrontConn>();
+  const loginTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
   let authFailures = 0;
   const ssh = new Server({ hostKeys: [hostKey.privateKey], ident: `sshmuxd_${opts.version}` }, (conn: Connection, info: ClientInfo) => {
+    const loginTimer = loginTimers.get(socketOf(conn));
+    if (!loginTimer) {
+      // Fail closed and loudly: without its timer a connection could not be told apart once logged in.
+      opts.log.error('gateway: ssh2 no longer exposes a connection\'s socket (see ssh2-server-internals.ts); refusing the connection');
+      conn.end();
+      return;
+    }
+    conn.once('ready', () => clearTimeout(loginTimer));
     clients.add(new FrontConn(conn, info, {
       bridge: opts.bridge,
       keys: () => keys,
@@ -94,6 +106,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       // ssh2 reports it on the connection; a client resetting is routine.
     });
     if (!unix) socket.setNoDelay(true); // as on the pooled side: no Nagle delay on small packets
+    const timer = setTimeout(() => socket.destroy(), LOGIN_GRACE_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+    loginTimers.set(socket, timer);
     ssh.injectSocket(socket);
   };
   const listener = unix ? await listenUnix(opts.address, opts.socketGroup, inject) : await listenTcp(tcp!.host, tcp!.port, inject);

@@ -1,12 +1,13 @@
-// What the front door needs from ssh2's Server that its public
-// API does not offer, in one place, checked at start-up so that an ssh2
-// upgrade that moves them fails loudly instead of silently sending blank
-// errors: a channel-open failure with a description (reject() always sends
-// an empty one, and the description is what paramiko's ChannelException and
-// OpenSSH's "open failed" show), a user-authentication banner in the middle
-// of authentication (the only text a client shows before it is logged in),
-// and the close reply for a session closed before it started (ssh2 sends
-// none and keeps the channel number).
+// What the front door needs from ssh2's Server that its public API does not
+// offer, in one place, checked at start-up so that an ssh2 upgrade that
+// moves them fails loudly instead of silently sending blank errors: a
+// channel-open failure with a description (reject() always sends an empty
+// one, and the description is what asyncssh's ChannelOpenError and OpenSSH's
+// "open failed" show), a user-authentication banner in the middle of
+// authentication (the only text a client shows before it is logged in), the
+// close reply for a session closed before it started (ssh2 sends none and
+// keeps the channel number), and the socket under a connection.
+import type { Socket } from 'node:net';
 import type { Connection, RejectConnection, ServerChannel, Session } from 'ssh2';
 
 // Private modules: their shape is ssh2's to change, hence the check below.
@@ -30,6 +31,7 @@ interface Protocol {
 interface Internals {
   _protocol: Protocol;
   _chanMgr: { remove(id: number): void };
+  _sock: Socket;
 }
 
 interface SessionInternals {
@@ -49,6 +51,11 @@ export function checkServerInternals(): void {
 
 function internals(conn: Connection): Internals {
   return conn as unknown as Internals;
+}
+
+/** The socket a connection runs on (ssh2 creates the connection from it and does not say which). */
+export function socketOf(conn: Connection): Socket {
+  return internals(conn)._sock;
 }
 
 /**

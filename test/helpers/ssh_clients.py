@@ -22,6 +22,11 @@ def paramiko_client(args, user=None):
     client.load_host_keys(args.known_hosts)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     sock = None
+    if args.nodelay:
+        # paramiko leaves Nagle's algorithm on; with it off, a warm exec shows the server's own latency.
+        import socket
+        sock = socket.create_connection((args.host, args.port), timeout=60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if args.unix:
         # paramiko takes an open socket: the gateway's Unix socket, known under its alias.
         import socket
@@ -270,6 +275,7 @@ def main():
     p.add_argument('--read-size', type=int, default=4096)
     p.add_argument('--delay', type=float, default=0.001)
     p.add_argument('--fresh', action='store_true')
+    p.add_argument('--nodelay', action='store_true')
     args = p.parse_args()
     fn = globals().get('mode_' + args.mode.replace('-', '_'))
     if not fn:
