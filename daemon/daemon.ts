@@ -258,7 +258,7 @@ export class Daemon {
       while (sessions() > 0 && Date.now() < killed) await new Promise((r) => setTimeout(r, 50));
     }
     this.agent.destroy();
-    await Promise.all([...[...this.clients].map((client) => client.close(CLIENT_FLUSH_MS)), this.gateway?.close()]);
+    await Promise.all([...[...this.clients].map((client) => client.close(CLIENT_FLUSH_MS)), this.gateway?.close(CLIENT_FLUSH_MS)]);
   }
 
   /** A client on the socket, or on /rpc (whose bearer token only the daemon's user can read: an owner). */

@@ -11,7 +11,7 @@ import { fingerprint } from '../known-hosts';
 import type { Logger } from '../log';
 import type { AuthorizedKeys } from './keys';
 import { ChannelCall, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
-import { closeUnstartedSession, rejectWithMessage, sendAuthBanner, whenClientCloses } from './ssh2-server-internals';
+import { closeUnstartedSession, rejectWithMessage, sendAuthBanner, socketOf, whenClientCloses } from './ssh2-server-internals';
 
 /** RFC 4254 section 5.1 reason codes. */
 const OPEN_PROHIBITED = 1;
@@ -40,6 +40,8 @@ export class FrontConn {
   private readonly calls = new Set<ChannelCall>();
   private readonly checks = new Set<() => void>();
   private failures = 0;
+  /** The daemon is exiting: end the connection once its last channel has closed. */
+  private closing = false;
   /** The destination was refused: the connection is ending, later attempts are not counted. */
   private refused = false;
   private readonly log: Logger;
@@ -72,8 +74,23 @@ export class FrontConn {
     for (const call of this.calls) call.shutdown();
   }
 
-  close(): void {
-    this.conn.end();
+  /**
+   * The daemon is exiting: once every channel has said how it ended (within
+   * `ms`), the connection closes, so the client reads its last output and
+   * exit status rather than a dropped connection.
+   */
+  close(ms: number): Promise<void> {
+    if (!this.alive) return Promise.resolve();
+    this.closing = true;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => socketOf(this.conn).destroy(), ms);
+      timer.unref();
+      this.conn.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      if (this.channels === 0) this.conn.end();
+    });
   }
 
   // ---- authentication -------------------------------------------------------
@@ -140,7 +157,7 @@ export class FrontConn {
     return () => {
       if (released) return;
       released = true;
-      this.channels--;
+      if (--this.channels === 0 && this.closing) this.conn.end();
     };
   }
 

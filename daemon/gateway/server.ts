@@ -45,8 +45,8 @@ export interface Gateway {
   reconfigure(authorizedKeysFile: string | undefined, maxChannelsPerConnection: number): void;
   /** The grace period is over: running commands get TERM, then KILL. */
   shutdown(): void;
-  /** Stops listening and closes every client connection. */
-  close(): void;
+  /** Stops listening; closes each client connection once its channels have ended, or after `ms`. */
+  close(ms: number): Promise<void>;
 }
 
 /** As sshd's LoginGraceTime: a client that has not logged in by then is dropped, whatever stage it stalled in. */
@@ -141,10 +141,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     shutdown() {
       for (const c of clients) c.shutdown();
     },
-    close() {
+    async close(ms) {
       listener.close();
       if (unix) fs.rmSync(address, { force: true });
-      for (const c of clients) c.close();
+      await Promise.all([...clients].map((c) => c.close(ms)));
     },
   };
 }
