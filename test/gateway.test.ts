@@ -15,6 +15,7 @@ import WebSocket from 'ws';
 import { SshMux } from '../client-sdk';
 import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type ClientHost, type Sshd } from './helpers/sshd';
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
+import { slowReader, underCpuLoad } from './helpers/load';
 
 const PYTHON = '/usr/bin/python3';
 const CLIENTS = path.join(__dirname, '..', '..', 'test', 'helpers', 'ssh_clients.py');
@@ -419,21 +420,29 @@ test('a client SIGKILLed while its commands run, and a channel the client closes
   assert.equal((await door.mux.status()).gateway!.sessions, 0);
 });
 
-test('slow readers: 8 MiB read in 4 KiB pieces arrives whole, 3 at once, under CPU load', async () => {
+test('slow readers: 8 MiB arrives whole through paramiko reading 4 KiB at a time and through ssh into a slow pipe, 3 at once, twice, under CPU load', async () => {
   const file = path.join(remoteDir, 'eight');
   fs.writeFileSync(file, randomBytes(8 * 1024 * 1024));
   fs.chmodSync(file, 0o644);
-  const want = sha256(file);
-  const busy = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
-  closers.push(() => busy.kill('SIGKILL'));
-  try {
+  const want = { bytes: 8 * 1024 * 1024, sha256: sha256(file) };
+  const viaSsh = async (): Promise<{ bytes: number; sha256: string }> => {
+    const reader = slowReader(0.5, 16 * 1024, 0.001);
+    const child = spawn('ssh', [...sshOptions(door), '-p', String(door.port), 't@127.0.0.1', `cat ${file}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.pipe(reader.stdin as NodeJS.WritableStream);
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0);
+    return reader.result;
+  };
+  await underCpuLoad(async () => {
     for (let round = 0; round < 2; round++) {
-      const runs = await Promise.all(Array.from({ length: 3 }, () => py(door, 'slow', ['--command', `cat ${file}`, '--read-size', '4096', '--delay', '0.0005'])));
-      for (const r of runs) assert.deepEqual(r, { bytes: 8 * 1024 * 1024, sha256: want, status: 0 });
+      const runs = await Promise.all([
+        py(door, 'slow', ['--command', `cat ${file}`, '--read-size', '4096', '--delay', '0.0005']),
+        py(door, 'slow', ['--command', `cat ${file}`, '--read-size', '4096', '--delay', '0.0005']),
+        viaSsh(),
+      ]);
+      for (const r of runs) assert.deepEqual({ bytes: r.bytes, sha256: r.sha256, status: (r as { status?: number }).status ?? 0 }, { ...want, status: 0 });
     }
-  } finally {
-    busy.kill('SIGKILL');
-  }
+  });
   // Flow control held the output at the remote writer, not in the daemon.
   assert.ok(door.daemon.peakRssMiB() < 400, `daemon peak RSS ${door.daemon.peakRssMiB()} MiB`);
 });
