@@ -176,6 +176,43 @@ test('OpenSSH ssh: exit status, stderr apart, 3 MB of random bytes through cat u
   assert.equal(ssh(door, `${door.sshd.user.name}@t`, ['id -un']).stdout.toString(), `${door.sshd.user.name}\n`);
 });
 
+test('signals: one sent to a running command reaches it, and a command killed by one reports exit-signal', async () => {
+  const r = await py(door, 'asyncssh-signal', ['--command', 'echo started; exec sleep 30']);
+  assert.deepEqual(r.sent, [-1, 'TERM']); // asyncssh's exit_status when a signal ended it
+  assert.deepEqual(r.killed, [-1, 'KILL']);
+  // OpenSSH reports a command killed by a signal as 255, as it does with sshd.
+  assert.equal(ssh(door, 't', ['kill -KILL $$']).status, 255);
+});
+
+test('what the door does not carry is refused, each as the client expects: -R, -X, -A, Unix-socket forwards', async () => {
+  const r = spawnSync('ssh', [...sshOptions(door), '-o', 'ExitOnForwardFailure=yes', '-N', '-R', '0:127.0.0.1:1', '-p', String(door.port), 't@127.0.0.1'], { timeout: 20_000 });
+  assert.equal(r.status, 255);
+  assert.match(r.stderr.toString(), /remote port forwarding failed/);
+  const x = spawnSync('ssh', [...sshOptions(door), '-X', '-p', String(door.port), 't@127.0.0.1', 'echo still runs'], { env: { ...process.env, DISPLAY: ':9' }, timeout: 20_000 });
+  assert.equal(x.stdout.toString(), 'still runs\n');
+  assert.match(x.stderr.toString(), /X11 forwarding request failed/);
+  // Agent forwarding: OpenSSH asks without wanting a reply; the remote sees no agent.
+  const agentSock = path.join(tempDir(), 'agent.sock');
+  const agent = spawn('ssh-agent', ['-D', '-a', agentSock], { stdio: 'ignore' });
+  closers.push(() => agent.kill('SIGKILL'));
+  assert.ok(await waitFor(() => fs.existsSync(agentSock), 5000));
+  const a = spawnSync('ssh', [...sshOptions(door), '-A', '-p', String(door.port), 't@127.0.0.1', 'echo "agent:${SSH_AUTH_SOCK:-none}"'], { env: { ...process.env, SSH_AUTH_SOCK: agentSock }, timeout: 20_000 });
+  agent.kill('SIGKILL');
+  assert.equal(a.stdout.toString(), 'agent:none\n');
+  const unixFwd = path.join(tempDir(), 'fwd.sock');
+  const l = spawn('ssh', [...sshOptions(door), '-N', '-L', `${unixFwd}:/run/nothing.sock`, '-p', String(door.port), 't@127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  closers.push(() => l.kill('SIGKILL'));
+  let lErr = '';
+  l.stderr.on('data', (b: Buffer) => (lErr += b));
+  assert.ok(await waitFor(() => fs.existsSync(unixFwd), 10_000));
+  net.connect(unixFwd).on('error', () => {});
+  assert.ok(await waitFor(() => /open failed: administratively prohibited: forwarding to Unix sockets is refused/.test(lErr), 10_000), lErr);
+  l.kill('SIGTERM');
+  assert.ok(await logged(door, /"request":"tcpip-forward".*remote forwarding refused/));
+  assert.ok(await logged(door, /agent forwarding refused/));
+  assert.ok(await logged(door, /X11 forwarding refused/));
+});
+
 test('a pty session under a real terminal: the remote sees a tty and a window-size change', () => {
   const script = `
 import os, pty, subprocess, termios, fcntl, struct, time, signal, select, sys
@@ -326,7 +363,8 @@ test('errors reach each client in its own form: open failures carry the code and
   assert.ok(await logged(door, /"reason":"destination".*"msg":"gateway: authentication refused"/));
 });
 
-test('who may log in: an unlisted key and passwords are refused; another local user cannot get in without a listed key', async () => {
+test('who may log in: an unlisted key and passwords are refused; another local user cannot get in without a listed key',
+  { skip: process.getuid!() !== 0 && 'needs root, to run a client as another local user' }, async () => {
   const keysFile = path.join(tempDir(), 'gateway_authorized_keys');
   fs.writeFileSync(keysFile, '# nobody yet\n', { mode: 0o644 });
   const d = await startDoor({ sshd: door.sshd, config: { gatewayAuthorizedKeys: keysFile }, args: ['--http', '127.0.0.1:0'] });

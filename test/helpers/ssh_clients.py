@@ -213,6 +213,25 @@ def mode_asyncssh(args):
     return {'ok': results.count('ok'), 'failures': [r for r in results if r != 'ok']}
 
 
+def mode_asyncssh_signal(args):
+    """A signal sent to a running command, and a command killed by one: asyncssh's exit_signal for each."""
+    import asyncio
+    import asyncssh
+
+    async def main():
+        async with asyncssh.connect(args.host, args.port, username=args.user, client_keys=[args.key],
+                                    known_hosts=args.known_hosts, agent_path=None) as conn:
+            proc = await conn.create_process(args.command)
+            await proc.stdout.readline()  # it has started
+            proc.send_signal('TERM')
+            sent = await proc.wait(check=False)
+            killed = await conn.run('kill -KILL $$', check=False)
+            return {'sent': [sent.exit_status, sent.exit_signal and sent.exit_signal[0]],
+                    'killed': [killed.exit_status, killed.exit_signal and killed.exit_signal[0]]}
+
+    return asyncio.run(main())
+
+
 def mode_asyncssh_error(args):
     """One asyncssh command whose channel the gateway refuses: the exception as asyncssh raises it."""
     import asyncio
