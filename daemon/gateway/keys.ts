@@ -55,16 +55,19 @@ export function publicLine(key: ParsedKey): string {
 
 function create(file: string, comment: string): void {
   const pair = utils.generateKeyPairSync('ed25519', { comment });
-  // Written under a random name and renamed: a reader never sees half a key.
+  // Written under a random name, then linked into place: a reader never sees
+  // half a key, and a daemon starting at the same moment keeps its own key
+  // rather than having it replaced (link, unlike rename, refuses to overwrite).
   const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   fs.writeFileSync(tmp, pair.private, { mode: 0o600, flag: 'wx' });
   try {
-    fs.renameSync(tmp, file);
+    fs.linkSync(tmp, file);
+    fs.writeFileSync(`${file}.pub`, `${pair.public}\n`, { mode: 0o644 });
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
     fs.rmSync(tmp, { force: true });
-    throw err;
   }
-  fs.writeFileSync(`${file}.pub`, `${pair.public}\n`, { mode: 0o644 });
 }
 
 function checkPrivate(file: string): void {

@@ -167,8 +167,11 @@ export class ChannelCall implements CallSink {
   }
 
   callEnded(): void {
-    // Its last frame (exit or error) went through send(); a later close has nothing to end.
+    // Its last frame (exit or error) went through send(); a later close has
+    // nothing to end, and stdin the command never read has nowhere to go.
     this.callOver = true;
+    this.stdinQueue.length = 0;
+    this.channel?.resume();
   }
 
   protocolError(message: string): void {
@@ -209,6 +212,7 @@ export class ChannelCall implements CallSink {
   }
 
   private stdin(chunk: Buffer): void {
+    if (this.callOver) return;
     if (this.stdinQueue.length === 0 && chunk.length <= this.stdinCredit) {
       this.stdinCredit -= chunk.length;
       this.call.onData(Fd.STDIN, chunk);
@@ -226,6 +230,7 @@ export class ChannelCall implements CallSink {
 
   /** Passes queued stdin within the credit; resumes the channel once the queue is empty. */
   private flushStdin(): void {
+    if (this.callOver) return;
     while (this.stdinQueue.length > 0 && this.stdinCredit > 0) {
       const head = this.stdinQueue[0];
       const n = Math.min(head.length, this.stdinCredit);
