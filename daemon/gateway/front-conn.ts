@@ -7,11 +7,11 @@
 import type { AuthContext, ClientInfo, Connection, RejectConnection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
 import { codeName } from '../../proto';
 import type { MuxError } from '../errors';
-import { fingerprint } from '../known-hosts';
+import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
 import type { AuthorizedKeys } from './keys';
 import { ChannelCall, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
-import { closeUnstartedSession, rejectWithMessage, sendAuthBanner, socketOf, whenClientCloses } from './ssh2-server-internals';
+import { closeUnstartedSession, rejectWithMessage, sendAuthBanner, socketOf } from '../ssh/ssh2-internals';
 
 /** RFC 4254 section 5.1 reason codes. */
 const OPEN_PROHIBITED = 1;
@@ -83,7 +83,7 @@ export class FrontConn {
     if (!this.alive) return Promise.resolve();
     this.closing = true;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => socketOf(this.conn).destroy(), ms);
+      const timer = setTimeout(() => socketOf(this.conn)?.destroy(), ms);
       timer.unref();
       this.conn.once('close', () => {
         clearTimeout(timer);
@@ -263,4 +263,22 @@ export class FrontConn {
       call.start();
     });
   }
+}
+
+/**
+ * Calls `closed` once the client has closed a non-session channel (or its
+ * connection died). ssh2 emits 'close' only after the readable side ended,
+ * which never happens while we hold the channel paused for lack of stdin
+ * credit; but it ends the channel's stderr writer as soon as the close
+ * arrives, and the front door never writes stderr on such a channel.
+ */
+function whenClientCloses(channel: ServerChannel, closed: () => void): void {
+  let done = false;
+  const once = (): void => {
+    if (done) return;
+    done = true;
+    closed();
+  };
+  channel.once('close', once);
+  channel.stderr.once('finish', once);
 }

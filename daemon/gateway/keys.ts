@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { utils, type ParsedKey } from 'ssh2';
-import { fingerprint } from '../known-hosts';
+import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
 
 export class GatewayKeyError extends Error {}

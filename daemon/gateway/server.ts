@@ -16,7 +16,7 @@ import { listenUnix } from '../rpc/server';
 import { FrontConn, type AuthFailure } from './front-conn';
 import { AuthorizedKeys, CLIENT_KEY_FILE, HOST_KEY_FILE, loadOrCreateKey, type KeyFile } from './keys';
 import type { BridgeContext } from './session-bridge';
-import { checkServerInternals, socketOf } from './ssh2-server-internals';
+import { socketOf } from '../ssh/ssh2-internals';
 
 export interface GatewayOptions {
   /** host:port (loopback unless allowRemote), or an absolute Unix socket path. */
@@ -56,7 +56,6 @@ const LOGIN_GRACE_MS = 30_000;
 export const UNIX_HOST_ALIAS = 'sshmux-gateway';
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
-  checkServerInternals();
   const unix = opts.address.startsWith('/');
   const tcp = unix ? undefined : parseListenAddress('--gateway', opts.address, opts.allowRemote, 'gatewayAllowRemote', '127.0.0.1:2222');
   const hostKey = loadOrCreateKey(path.join(opts.stateDir, HOST_KEY_FILE), 'sshmux gateway host key');
@@ -80,10 +79,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const loginTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
   let authFailures = 0;
   const ssh = new Server({ hostKeys: [hostKey.privateKey], ident: `sshmuxd_${opts.version}` }, (conn: Connection, info: ClientInfo) => {
-    const loginTimer = loginTimers.get(socketOf(conn));
+    const socket = socketOf(conn);
+    const loginTimer = socket && loginTimers.get(socket);
     if (!loginTimer) {
       // Fail closed and loudly: without its timer a connection could not be told apart once logged in.
-      opts.log.error('gateway: ssh2 no longer exposes a connection\'s socket (see ssh2-server-internals.ts); refusing the connection');
+      opts.log.error('gateway: ssh2 no longer exposes a connection\'s socket (see daemon/ssh/ssh2-internals.ts); refusing the connection');
       conn.end();
       return;
     }

@@ -1,8 +1,8 @@
-// The one place where the SSH front door meets the call layer: it runs a
-// front-door channel as the same call an RPC client gets (queueing,
-// deadlines, flow control, TERM -> KILL -> close when the client goes), and
-// asks the pool whether a destination is reachable before a channel is
-// accepted. Everything else in daemon/gateway/ speaks only SSH.
+// The one place where the SSH front door meets the call core (daemon/call/):
+// it runs a front-door channel as the same call an RPC client gets
+// (queueing, deadlines, flow control, TERM -> KILL -> close when the client
+// goes), and asks the pool whether a destination is reachable before a
+// channel is accepted. Everything else in daemon/gateway/ speaks only SSH.
 //
 // Flow control is mapped both ways, so memory stays bounded whatever the
 // client does: output is granted to the call as the SSH channel takes it
@@ -11,11 +11,12 @@
 // call only within the credit it grants back, the front channel being paused
 // (no window adjust to the client) while it has none.
 import type { ServerChannel } from 'ssh2';
-import { Code, codeName, Fd, type IFrame, v1 } from '../../proto';
+import { STDERR, type CallOutcome, type CallSink, type OutputFd, type StartedInfo } from '../call/call';
+import { SessionCall } from '../call/session';
+import { Code } from '../../proto';
 import { MuxError, toMuxError } from '../errors';
 import type { Logger } from '../log';
 import type { Agent } from '../pool/agent';
-import { SessionCall, type CallSink } from '../rpc/session-call';
 
 /** Output a call may have handed to the SSH channel beyond what the client's window took: the SDK's grant. */
 const OUTPUT_WINDOW = 1 << 20;
@@ -34,12 +35,8 @@ export type ChannelRequest =
   | { kind: 'exec' | 'shell' | 'subsystem'; command: string; env: Record<string, string>; pty?: PtyRequest }
   | { kind: 'tcpip'; host: string; port: number };
 
-const KIND = {
-  exec: v1.SessionRequest.Kind.EXEC,
-  shell: v1.SessionRequest.Kind.SHELL,
-  subsystem: v1.SessionRequest.Kind.SUBSYSTEM,
-  tcpip: v1.SessionRequest.Kind.TCPIP,
-};
+/** stdin, as the call numbers file descriptors. */
+const STDIN = 0;
 
 /** Why `destination` (an SSH user name: alias or user@alias) cannot be used, resolved as the RPC resolves hosts. */
 export function destinationProblem(agent: Agent, destination: string): MuxError | undefined {
@@ -72,14 +69,16 @@ export interface ChannelCallHooks {
   refuse?(err: MuxError): void;
 }
 
+type Size = { cols: number; rows: number; width: number; height: number };
+
 /**
  * One front-door channel running as a call. A session channel is attached
  * before the call starts (stdin may follow the exec request at once); a TCP
  * channel only once its stream is open, so a refusal is its open failure.
  */
 export class ChannelCall implements CallSink {
-  private static nextStream = 1;
   private readonly call: SessionCall;
+  private readonly log: Logger;
   private channel: ServerChannel | undefined;
   /** Writes the SSH channel has not yet fitted into the client's window. */
   private inFlight = 0;
@@ -87,29 +86,23 @@ export class ChannelCall implements CallSink {
   private readonly stdinQueue: Buffer[] = [];
   private stdinEnded = false;
   private eofSent = false;
-  private outcome: v1.IExit | MuxError | undefined;
-  private finished = false;
-  private closed = false;
   /** A TCP stream's far end sent EOF: pass it on once the output before it is out. */
   private eofPending = false;
-  private started = false;
-  private callOver = false;
-  private size: v1.IResize | undefined;
-  private readonly log: Logger;
+  private running = false;
+  private size: Size | undefined;
+  /** How the call ended, reported once the output before it is out. */
+  private outcome: CallOutcome | undefined;
+  private finished = false;
+  /** The client closed the channel or went away. */
+  private closed = false;
 
-  constructor(
-    ctx: BridgeContext,
-    destination: string,
-    private readonly request: ChannelRequest,
-    private readonly hooks: ChannelCallHooks = {},
-  ) {
+  constructor(ctx: BridgeContext, destination: string, private readonly request: ChannelRequest, private readonly hooks: ChannelCallHooks = {}) {
     this.log = ctx.log;
     const r = request;
-    const session = r.kind === 'tcpip'
-      ? { host: destination, kind: KIND.tcpip, forwardHost: r.host, forwardPort: r.port, stdin: true }
-      : { host: destination, kind: KIND[r.kind], command: r.command, env: r.env, pty: r.pty, stdin: true };
-    this.call = new SessionCall(this, ChannelCall.nextStream++, v1.SessionRequest.create(session),
-      { agent: ctx.agent, log: ctx.log, clientWindow: OUTPUT_WINDOW, stdinWindow: STDIN_WINDOW });
+    this.call = new SessionCall(this, r.kind === 'tcpip'
+      ? { kind: 'tcpip', host: destination, forwardHost: r.host, forwardPort: r.port, stdin: true }
+      : { kind: r.kind, host: destination, command: r.command, env: r.env, pty: r.pty, stdin: true },
+    { agent: ctx.agent, log: ctx.log, outputWindow: OUTPUT_WINDOW, stdinCredit: STDIN_WINDOW });
   }
 
   /** Starts the call; a session passes its already accepted channel. */
@@ -121,7 +114,7 @@ export class ChannelCall implements CallSink {
   resize(cols: number, rows: number, width: number, height: number): void {
     // Before the remote side opens, a resize would be lost: keep the last one for then.
     this.size = { cols, rows, width, height };
-    if (this.started) this.call.onResize(this.size);
+    if (this.running) this.call.onResize(this.size);
   }
 
   signal(name: string): void {
@@ -137,7 +130,7 @@ export class ChannelCall implements CallSink {
   gone(): void {
     if (this.closed) return;
     this.closed = true;
-    if (!this.callOver) this.call.clientGone();
+    if (!this.outcome) this.call.clientGone();
   }
 
   // ---- CallSink: what the call sends --------------------------------------
@@ -146,32 +139,56 @@ export class ChannelCall implements CallSink {
     return !this.closed;
   }
 
-  send(frame: IFrame): void {
-    if (frame.started) this.onStarted();
-    else if (frame.window) this.credit(frame.window.bytes ?? 0);
-    else if (frame.eof) this.outputEnded();
-    else if (frame.exit) this.finish(frame.exit);
-    else if (frame.error) this.finish(new MuxError(frame.error.code ?? Code.INTERNAL, frame.error.message ?? ''));
+  started(info: StartedInfo): void {
+    this.running = true;
+    if (!this.channel) this.attach(this.hooks.accept!());
+    if (this.size) this.call.onResize(this.size);
+    // What ssh prints about a host key (a changed one accepted, one newly added), where ssh prints it.
+    if (this.request.kind !== 'tcpip') for (const w of info.warnings ?? []) this.writeLine(`Warning: ${w}`);
   }
 
-  sendData(_stream: number, fd: number, data: Buffer): void {
+  data(fd: OutputFd, chunk: Buffer): void {
     if (this.closed || !this.channel) return;
-    const target = fd === Fd.STDERR ? this.channel.stderr : this.channel;
+    const target = fd === STDERR ? this.channel.stderr : this.channel;
     this.inFlight++;
-    target.write(data, () => {
+    target.write(chunk, () => {
       this.inFlight--;
-      this.call.onWindow(data.length);
+      this.call.onWindow(chunk.length);
       this.maybeEof();
       this.maybeFinish();
     });
   }
 
-  callEnded(): void {
-    // Its last frame (exit or error) went through send(); a later close has
-    // nothing to end, and stdin the command never read has nowhere to go.
-    this.callOver = true;
+  stdinWritten(bytes: number): void {
+    this.stdinCredit += bytes;
+    this.flushStdin();
+  }
+
+  /**
+   * The remote sent EOF. A TCP stream's reader may be waiting for it (a
+   * half-close); a session's EOF goes with its exit status at the end, since
+   * ssh2 sends no exit status on a channel it has sent EOF on.
+   */
+  eof(): void {
+    if (this.request.kind !== 'tcpip') return;
+    this.eofPending = true;
+    this.maybeEof();
+  }
+
+  end(outcome: CallOutcome): void {
+    this.outcome = outcome;
+    // Stdin the command never read has nowhere to go now.
     this.stdinQueue.length = 0;
     this.channel?.resume();
+    if (!this.channel) {
+      if (this.closed) return;
+      this.closed = true;
+      this.hooks.refuse?.(outcome.error ?? new MuxError(Code.INTERNAL, 'internal error: the stream ended before it opened'));
+      return;
+    }
+    // What OpenSSH users know from a failed ssh: a message on stderr, exit status 255.
+    if (outcome.error && this.request.kind !== 'tcpip') this.writeLine(`sshmux: ${outcome.error.codeName}: ${outcome.error.message}`);
+    this.maybeFinish();
   }
 
   protocolError(message: string): void {
@@ -181,23 +198,6 @@ export class ChannelCall implements CallSink {
   }
 
   // ---- the front channel ----------------------------------------------------
-
-  /**
-   * The remote sent EOF. A TCP stream's reader may be waiting for it (a
-   * half-close); a session's EOF goes with its exit status at the end, since
-   * ssh2 sends no exit status on a channel it has sent EOF on.
-   */
-  private outputEnded(): void {
-    if (this.request.kind !== 'tcpip') return;
-    this.eofPending = true;
-    this.maybeEof();
-  }
-
-  private onStarted(): void {
-    this.started = true;
-    if (!this.channel) this.attach(this.hooks.accept!());
-    if (this.size) this.call.onResize(this.size);
-  }
 
   private attach(channel: ServerChannel): void {
     this.channel = channel;
@@ -212,10 +212,10 @@ export class ChannelCall implements CallSink {
   }
 
   private stdin(chunk: Buffer): void {
-    if (this.callOver) return;
+    if (this.outcome) return;
     if (this.stdinQueue.length === 0 && chunk.length <= this.stdinCredit) {
       this.stdinCredit -= chunk.length;
-      this.call.onData(Fd.STDIN, chunk);
+      this.call.onData(STDIN, chunk);
       return;
     }
     this.stdinQueue.push(chunk);
@@ -223,21 +223,16 @@ export class ChannelCall implements CallSink {
     this.flushStdin();
   }
 
-  private credit(bytes: number): void {
-    this.stdinCredit += bytes;
-    this.flushStdin();
-  }
-
   /** Passes queued stdin within the credit; resumes the channel once the queue is empty. */
   private flushStdin(): void {
-    if (this.callOver) return;
+    if (this.outcome) return;
     while (this.stdinQueue.length > 0 && this.stdinCredit > 0) {
       const head = this.stdinQueue[0];
       const n = Math.min(head.length, this.stdinCredit);
       if (n === head.length) this.stdinQueue.shift();
       else this.stdinQueue[0] = head.subarray(n);
       this.stdinCredit -= n;
-      this.call.onData(Fd.STDIN, n === head.length ? head : head.subarray(0, n));
+      this.call.onData(STDIN, n === head.length ? head : head.subarray(0, n));
     }
     if (this.stdinQueue.length > 0) return;
     if (this.stdinEnded && !this.eofSent) {
@@ -248,22 +243,10 @@ export class ChannelCall implements CallSink {
     }
   }
 
-  /** The call is over: once every byte is in the client's window, report how it ended. */
-  private finish(outcome: v1.IExit | MuxError): void {
-    if (!this.channel) {
-      if (this.closed) return;
-      this.closed = true;
-      this.hooks.refuse?.(outcome instanceof MuxError ? outcome
-        : new MuxError(Code.INTERNAL, 'internal error: the stream ended before it opened'));
-      return;
-    }
-    if (outcome instanceof MuxError && this.request.kind !== 'tcpip' && !this.closed) {
-      // What OpenSSH users know from a failed ssh: a message on stderr, exit status 255.
-      const eol = this.request.pty ? '\r\n' : '\n';
-      this.sendData(0, Fd.STDERR, Buffer.from(`sshmux: ${codeName(outcome.code)}: ${outcome.message}${eol}`));
-    }
-    this.outcome = outcome;
-    this.maybeFinish();
+  /** A line of ours on the session's stderr, ended as the terminal expects. */
+  private writeLine(text: string): void {
+    const pty = this.request.kind !== 'tcpip' && this.request.pty;
+    this.data(STDERR, Buffer.from(`${text}${pty ? '\r\n' : '\n'}`));
   }
 
   private maybeEof(): void {
@@ -281,11 +264,12 @@ export class ChannelCall implements CallSink {
   }
 }
 
-function sendExit(channel: ServerChannel, outcome: v1.IExit | MuxError): void {
-  if (outcome instanceof MuxError) return channel.exit(255);
-  if (!outcome.signal) return channel.exit(outcome.code ?? 0);
+function sendExit(channel: ServerChannel, outcome: CallOutcome): void {
+  if (outcome.error) return channel.exit(255);
+  const { code, signal, coreDumped, message } = outcome.exit;
+  if (!signal) return channel.exit(code ?? 0);
   try {
-    channel.exit(outcome.signal, !!outcome.coreDumped, outcome.message ?? '');
+    channel.exit(signal, !!coreDumped, message ?? '');
   } catch {
     channel.exit(255); // a signal name ssh2 does not know; OpenSSH reports 255 for a killed command too
   }
