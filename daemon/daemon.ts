@@ -120,7 +120,7 @@ export class Daemon {
         daemon.gateway = await startGateway({
           address: gatewayAddress, allowRemote: config.gatewayAllowRemote, stateDir: opts.stateDir ?? defaultStateDir(),
           authorizedKeysFile: config.gatewayAuthorizedKeys, socketGroup: config.socketGroup,
-          maxChannelsPerConnection: config.maxCallsPerClient, bridge: { agent: daemon.agent, log: opts.log },
+          maxChannelsPerConnection: config.maxCallsPerClient, maxConnections: daemon.maxClients, bridge: { agent: daemon.agent, log: opts.log },
           metrics: daemon.metrics, accepting: () => daemon.accepting, log: opts.log, version: VERSION,
         });
       } catch (err) {
@@ -217,10 +217,10 @@ export class Daemon {
       config.socketGroup = this.config.socketGroup;
       const { kept, replaced } = this.agent.reconfigure(resolver, config);
       this.jobs.reconfigure(jobSettings(config));
-      // The gateway's address, like the socket, stays until a restart; its keys file follows the config.
-      this.gateway?.reconfigure(config.gatewayAuthorizedKeys, config.maxCallsPerClient);
       this.config = config;
       this.maxClients = clientLimit(config.maxClients, this.opts.log);
+      // The gateway's address, like the socket, stays until a restart; its keys file and limits follow the config.
+      this.gateway?.reconfigure(config.gatewayAuthorizedKeys, config.maxCallsPerClient, this.maxClients);
       this.opts.log.info({ sshConfig: resolver.files, kept, replaced }, 'configuration reloaded');
       return { ok: true, kept, replaced };
     } catch (err) {

@@ -560,6 +560,21 @@ test('status and metrics count front-door connections and their sessions; sshmux
   assert.ok(await waitFor(async () => (await door.mux.status()).gateway!.connections === 0 && remoteProcesses(m).length === 0, 5000));
 });
 
+test('at most maxClients front-door connections, logged in or not: a newcomer beyond is refused and logged; one closing makes room', async () => {
+  const d = await startDoor({ sshd: door.sshd, config: { maxClients: 3 } });
+  const idle = await Promise.all([1, 2, 3].map(() => new Promise<net.Socket>((resolve) => {
+    const s = net.connect(d.port, '127.0.0.1', () => resolve(s));
+  })));
+  closers.push(() => idle.forEach((s) => s.destroy()));
+  const refused = await py(d, 'exec', ['--command', 'echo in']);
+  assert.ok(refused.error, `a fourth connection got in: ${JSON.stringify(refused)}`);
+  assert.ok(await logged(d, /gateway: maxClients reached: refused a new connection/));
+  idle[0].destroy();
+  await waitFor(() => false, 200);
+  const admitted = await py(d, 'exec', ['--command', 'echo in']);
+  assert.equal(Buffer.from(admitted.stdout ?? '', 'base64').toString(), 'in\n', JSON.stringify(admitted));
+});
+
 test('the daemon stopping: a running command gets the grace period, then TERM, and its client SHUTTING_DOWN on stderr with 255', async () => {
   const d = await startDoor({ sshd: door.sshd, args: ['--grace', '1'] });
   const m = `sleep 93${Math.floor(Math.random() * 1e5)}`;

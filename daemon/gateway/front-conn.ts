@@ -6,7 +6,7 @@
 // refuses what it does not allow, and logged with the reason.
 import type { AuthContext, ClientInfo, Connection, RejectConnection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
 import { codeName } from '../../proto';
-import type { MuxError } from '../errors';
+import { MuxError } from '../errors';
 import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
 import type { AuthorizedKeys } from './keys';
@@ -144,7 +144,8 @@ export class FrontConn {
   /** Counts a channel in, or refuses it when the daemon stops or the client holds too many. */
   private admit(reject: RejectConnection): (() => void) | undefined {
     if (!this.ctx.accepting()) {
-      this.refuse(reject, OPEN_CONNECT_FAILED, 'SHUTTING_DOWN: sshmuxd is shutting down; retry once it is back');
+      const stopping = MuxError.shuttingDown();
+      this.refuse(reject, OPEN_CONNECT_FAILED, `${stopping.codeName}: ${stopping.message}`);
       return undefined;
     }
     if (this.channels >= this.ctx.maxChannels()) {

@@ -12,7 +12,9 @@ import { utils, type ParsedKey } from 'ssh2';
 import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
 
-export class GatewayKeyError extends Error {}
+export class GatewayKeyError extends Error {
+  override readonly name = 'GatewayKeyError';
+}
 
 export interface KeyFile {
   path: string;

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { Server, type ClientInfo, type Connection } from 'ssh2';
 import type { v1 } from '../../proto';
 import { parseListenAddress } from '../listen-address';
-import type { Logger } from '../log';
+import { LogTally, type Logger } from '../log';
 import { countGatewayAuthFailure, type Metrics } from '../metrics';
 import { listenUnix } from '../rpc/server';
 import { FrontConn, type AuthFailure } from './front-conn';
@@ -29,6 +29,8 @@ export interface GatewayOptions {
   /** The Unix socket is opened to this group, as the RPC socket is. */
   socketGroup?: string;
   maxChannelsPerConnection: number;
+  /** Client connections held at once, logged in or not: the daemon's maxClients, so they cannot exhaust its files. */
+  maxConnections: number;
   bridge: BridgeContext;
   metrics: Metrics;
   accepting(): boolean;
@@ -41,8 +43,8 @@ export interface Gateway {
   readonly address: string;
   status(): v1.IGatewayStatus;
   readonly connections: number;
-  /** A reload: the authorized keys file may have changed, and the channel limit. */
-  reconfigure(authorizedKeysFile: string | undefined, maxChannelsPerConnection: number): void;
+  /** A reload: the authorized keys file may have changed, and the limits. */
+  reconfigure(authorizedKeysFile: string | undefined, maxChannelsPerConnection: number, maxConnections: number): void;
   /** The grace period is over: running commands get TERM, then KILL. */
   shutdown(): void;
   /** Stops listening; closes each client connection once its channels have ended, or after `ms`. */
@@ -51,6 +53,8 @@ export interface Gateway {
 
 /** As sshd's LoginGraceTime: a client that has not logged in by then is dropped, whatever stage it stalled in. */
 const LOGIN_GRACE_MS = 30_000;
+
+const refusedTally = new LogTally('gateway: maxClients reached: refused a new connection; clients that never close theirs hold them');
 
 /** The name to put in known_hosts for a Unix-socket front door: clients connect to it under this name (HostKeyAlias). */
 export const UNIX_HOST_ALIAS = 'sshmux-gateway';
@@ -62,6 +66,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   let clientKey: KeyFile | undefined;
   let keys: AuthorizedKeys;
   let maxChannels = opts.maxChannelsPerConnection;
+  let maxConnections = opts.maxConnections;
+  let sockets = 0;
   const authorize = (file: string | undefined): void => {
     if (file) {
       clientKey = undefined;
@@ -105,6 +111,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     socket.on('error', () => {
       // ssh2 reports it on the connection; a client resetting is routine.
     });
+    if (sockets >= maxConnections) {
+      refusedTally.note(opts.log, { maxConnections });
+      socket.destroy();
+      return;
+    }
+    sockets++;
+    socket.once('close', () => sockets--);
     if (!unix) socket.setNoDelay(true); // as on the pooled side: no Nagle delay on small packets
     const timer = setTimeout(() => socket.destroy(), LOGIN_GRACE_MS);
     timer.unref();
@@ -134,8 +147,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       sessions: channelsOf(clients),
       authFailures,
     }),
-    reconfigure(file, maxChannelsPerConnection) {
+    reconfigure(file, maxChannelsPerConnection, maxClients) {
       maxChannels = maxChannelsPerConnection;
+      maxConnections = maxClients;
       if ((file && path.resolve(file)) !== keys.file) authorize(file);
     },
     shutdown() {

@@ -525,7 +525,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     const e = this.endpoint;
     return `could not connect to ${this.name} within ${waitedS} s` + (e.breaker !== 'closed'
       ? `: it is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ` +
-        (e.breaker === 'half-open' ? 'a probe handshake is under way' : `the next probe is in ${seconds(e.nextProbeIn())} s`)
+        (e.breaker === 'half-open' ? 'a probe handshake is under way' : this.nextProbe())
       : this.stats.lastError ? `; last handshake failure: ${this.stats.lastError}` : '; the handshake is still in progress');
   }
 
