@@ -16,6 +16,9 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
   reload            re-read ssh_config and the daemon config (as SIGHUP);
                     unchanged hosts keep their connections
   stop              finish running sessions (the grace period) and exit
+  gateway           the SSH front door (sshmuxd --gateway): its address, a
+                    known_hosts line for it, the key to log in with, and its
+                    connections and sessions now
 ${JOB_USAGE}`;
 
 const HOST_COMMANDS = new Set(['check', 'drain']);
@@ -68,7 +71,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const wantsHost = HOST_COMMANDS.has(command);
-  const known = command === 'status' || command === 'reload' || command === 'stop' || wantsHost;
+  const known = ['status', 'reload', 'stop', 'gateway'].includes(command) || wantsHost;
   if (!known || rest.length !== (wantsHost ? 1 : 0)) {
     const why = !command ? 'missing command' : !known ? `unknown command "${command}"`
       : wantsHost ? `${command} needs one HOST` : `${command} takes no arguments`;
@@ -82,6 +85,7 @@ async function main(): Promise<number> {
       process.stdout.write(values.json ? `${JSON.stringify(toJson(status), null, 2)}\n` : table(status));
       return 0;
     }
+    if (command === 'gateway') return gateway(await mux.status(), values.json ?? false);
     const host = rest[0] ?? '';
     try {
       const r = await mux.control(command as ControlAction, host);
@@ -97,6 +101,34 @@ async function main(): Promise<number> {
   } finally {
     mux.close();
   }
+}
+
+/** sshmuxctl gateway: what an SSH client needs to use the front door. */
+function gateway(s: Status, json: boolean): number {
+  const g = s.gateway;
+  if (!g) {
+    process.stderr.write('sshmuxctl: this sshmuxd has no gateway; start it with --gateway 127.0.0.1:PORT (or "gateway" in its config)\n');
+    return 1;
+  }
+  const info = {
+    address: g.address ?? '', knownHosts: g.knownHosts ?? '', authorizedKeys: g.authorizedKeys ?? '', clientKey: g.clientKey ?? '',
+    connections: g.connections ?? 0, sessions: g.sessions ?? 0, authFailures: Number(g.authFailures ?? 0),
+  };
+  if (json) {
+    process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+    return 0;
+  }
+  const keys = info.clientKey ? `log in with ${info.clientKey} (generated; readable by the daemon's user only)`
+    : `keys listed in ${info.authorizedKeys}`;
+  process.stdout.write([
+    `address          ${info.address}`,
+    `known_hosts      ${info.knownHosts}`,
+    `authentication   ${keys}`,
+    `user name        the destination: alias or user@alias`,
+    `now              ${info.connections} connections, ${info.sessions} sessions, ${info.authFailures} refused logins since start`,
+    '',
+  ].join('\n'));
+  return 0;
 }
 
 /** Plain JSON with every field present (protobuf leaves zero values out). */
@@ -141,6 +173,8 @@ function toJson(s: Status): unknown {
       })),
     })),
     jobs: (s.jobs ?? []).map((j) => ({ host: j.host ?? '', states: { ...j.states }, stale: j.stale ?? '' })),
+    gateway: s.gateway ? { address: s.gateway.address ?? '', connections: s.gateway.connections ?? 0, sessions: s.gateway.sessions ?? 0,
+      authFailures: Number(s.gateway.authFailures ?? 0) } : undefined,
   };
 }
 

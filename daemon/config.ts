@@ -57,6 +57,12 @@ export interface DaemonConfig {
   jobRetentionMs: number;
   /** This daemon user's jobs root on hosts (~/.sshmux/jobs/OWNER); default user@hostname. */
   jobOwner?: string;
+  /** The SSH front door's address (host:port or a Unix socket path), as --gateway; the flag wins. */
+  gateway?: string;
+  /** The public keys the front door accepts, authorized_keys format; none: a key the daemon generates for its own user. */
+  gatewayAuthorizedKeys?: string;
+  /** Let the front door listen on a non-loopback address. */
+  gatewayAllowRemote: boolean;
 }
 
 export class DaemonConfigError extends Error {
@@ -71,7 +77,7 @@ const MIN: Record<keyof Limits, number> = {
 };
 
 export function defaultDaemonConfig(): DaemonConfig {
-  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, maxClients: 1000, httpAllowRemote: false, jobRetentionMs: 3 * 86_400_000 };
+  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, maxClients: 1000, httpAllowRemote: false, jobRetentionMs: 3 * 86_400_000, gatewayAllowRemote: false };
 }
 
 export function loadDaemonConfig(file: string | undefined): DaemonConfig {
@@ -98,9 +104,12 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
     } else if (key === 'socketGroup') {
       if (typeof value !== 'string' || value === '') fail('socketGroup must be a group name');
       config.socketGroup = value as string;
-    } else if (key === 'httpAllowRemote') {
-      if (typeof value !== 'boolean') fail('httpAllowRemote must be true or false');
-      config.httpAllowRemote = value as boolean;
+    } else if (key === 'httpAllowRemote' || key === 'gatewayAllowRemote') {
+      if (typeof value !== 'boolean') fail(`${key} must be true or false`);
+      config[key] = value as boolean;
+    } else if (key === 'gateway' || key === 'gatewayAuthorizedKeys') {
+      if (typeof value !== 'string' || value === '') fail(`${key} must be a non-empty string`);
+      config[key] = value as string;
     } else if (key === 'maxCallsPerClient' || key === 'maxClients') {
       config[key] = intValue(key, value, 1, fail);
     } else if (key === 'jobRetentionMs') {
@@ -122,7 +131,8 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
         config.hosts.push({ pattern, match: globRegExp(pattern, { ignoreCase: true }), limits });
       }
     } else {
-      fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'maxClients', 'socketGroup', 'httpAllowRemote', 'jobRetentionMs', 'jobOwner', 'hosts'].join(', ')})`);
+      fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'maxClients', 'socketGroup', 'httpAllowRemote', 'jobRetentionMs', 'jobOwner',
+        'gateway', 'gatewayAuthorizedKeys', 'gatewayAllowRemote', 'hosts'].join(', ')})`);
     }
   }
   return config;

@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import { Code, v1 } from '../proto';
 import { loadDaemonConfig, type DaemonConfig } from './config';
 import { MuxError } from './errors';
+import { startGateway, type Gateway } from './gateway/server';
+import { defaultStateDir } from './gateway/keys';
 import { startHttp, type HttpServer } from './http/server';
 import { LogTally, type Logger } from './log';
 import { Metrics, setMetrics } from './metrics';
@@ -41,6 +43,10 @@ export interface DaemonOptions {
   configFile?: string;
   /** --http host:port */
   http?: string;
+  /** --gateway host:port or socket path; else the config's gateway key. */
+  gateway?: string;
+  /** --state-dir: where the gateway's keys live. */
+  stateDir?: string;
   log: Logger;
   /** sshmuxctl stop: the same path as SIGTERM. */
   requestStop?: () => void;
@@ -51,6 +57,7 @@ export class Daemon {
   private readonly clients = new Set<ClientConn>();
   private server: net.Server | undefined;
   private http: HttpServer | undefined;
+  private gateway: Gateway | undefined;
   readonly metrics: Metrics;
   readonly jobs: Jobs;
   /** The socket is open to a group: clients may not set owner-only options or stop the daemon. */
@@ -107,6 +114,21 @@ export class Daemon {
         throw err;
       }
     }
+    const gatewayAddress = opts.gateway ?? config.gateway;
+    if (gatewayAddress) {
+      try {
+        daemon.gateway = await startGateway({
+          address: gatewayAddress, allowRemote: config.gatewayAllowRemote, stateDir: opts.stateDir ?? defaultStateDir(),
+          authorizedKeysFile: config.gatewayAuthorizedKeys, socketGroup: config.socketGroup,
+          maxChannelsPerConnection: config.maxCallsPerClient, maxConnections: daemon.maxClients, bridge: { agent: daemon.agent, log: opts.log },
+          metrics: daemon.metrics, accepting: () => daemon.accepting, log: opts.log, version: VERSION,
+        });
+      } catch (err) {
+        daemon.server.close();
+        daemon.http?.close();
+        throw err;
+      }
+    }
     opts.log.info({ socket: opts.socketPath, activated: opts.activatedFd !== undefined, sshConfig: resolver.files, version: VERSION },
       'sshmuxd listening');
     return daemon;
@@ -115,15 +137,18 @@ export class Daemon {
   /** One line for systemd's STATUS=. */
   summary(): string {
     const { pools, total } = this.agent.load();
-    return `${pools.length} hosts, ${total.connections} connections, ${total.sessions} sessions, ${total.queued} queued, ${this.clients.size} clients`;
+    const gateway = this.gateway ? `, ${this.gateway.connections} gateway clients` : '';
+    return `${pools.length} hosts, ${total.connections} connections, ${total.sessions} sessions, ${total.queued} queued, ${this.clients.size} clients${gateway}`;
   }
 
   /** The status page's view: host names and counts, no commands. */
   snapshot(): unknown {
     const s = this.status();
+    const g = s.gateway;
     return {
       ...s,
       hosts: (s.hosts ?? []).map((h) => ({ ...h, recentErrors: this.agent.recentErrors(h.name!) })),
+      gateway: g && { address: g.address, connections: g.connections, sessions: g.sessions, authFailures: g.authFailures },
     };
   }
 
@@ -172,12 +197,13 @@ export class Daemon {
       hosts: this.agent.status(),
       totals: { connections: total.connections, sessions: total.sessions, sessionCapacity: total.sessionCapacity, queued: total.queued },
       jobs: this.jobs.status(),
+      gateway: this.gateway?.status(),
     };
   }
 
   /** No client connected and no SSH connection open. */
   get idle(): boolean {
-    return this.clients.size === 0 && this.agent.load().total.connections === 0;
+    return this.clients.size === 0 && (this.gateway?.connections ?? 0) === 0 && this.agent.load().total.connections === 0;
   }
 
   /**
@@ -193,6 +219,8 @@ export class Daemon {
       this.jobs.reconfigure(jobSettings(config));
       this.config = config;
       this.maxClients = clientLimit(config.maxClients, this.opts.log);
+      // The gateway's address, like the socket, stays until a restart; its keys file and limits follow the config.
+      this.gateway?.reconfigure(config.gatewayAuthorizedKeys, config.maxCallsPerClient, this.maxClients);
       this.opts.log.info({ sshConfig: resolver.files, kept, replaced }, 'configuration reloaded');
       return { ok: true, kept, replaced };
     } catch (err) {
@@ -225,11 +253,12 @@ export class Daemon {
       // Closing the connections alone would leave the remote commands running.
       this.opts.log.warn({ sessions: sessions() }, 'grace period over: sending TERM, then KILL, to the remaining commands');
       for (const client of this.clients) client.shutdown();
+      this.gateway?.shutdown();
       const killed = Date.now() + TERMINATE_MS;
       while (sessions() > 0 && Date.now() < killed) await new Promise((r) => setTimeout(r, 50));
     }
     this.agent.destroy();
-    await Promise.all([...this.clients].map((client) => client.close(CLIENT_FLUSH_MS)));
+    await Promise.all([...[...this.clients].map((client) => client.close(CLIENT_FLUSH_MS)), this.gateway?.close(CLIENT_FLUSH_MS)]);
   }
 
   /** A client on the socket, or on /rpc (whose bearer token only the daemon's user can read: an owner). */

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE]
+// sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [--http ADDR] [--gateway ADDR]
 import { parseArgs } from 'node:util';
 import { defaultSocketPath } from '../proto/socket-path';
 import { Daemon, VERSION } from './daemon';
@@ -7,6 +7,7 @@ import { createLogger } from './log';
 import { activatedSocketFd, Notifier } from './systemd';
 
 const USAGE = `usage: sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [--log-level LEVEL]
+               [--http ADDR] [--gateway ADDR] [--state-dir DIR]
 
   --socket PATH     Unix socket to listen on (default: $SSHMUX_SOCKET, else
                     $XDG_RUNTIME_DIR/sshmux/sshmuxd.sock, else /run/sshmux/sshmuxd.sock)
@@ -21,6 +22,12 @@ const USAGE = `usage: sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [-
   --http ADDR       serve /metrics (Prometheus), / (live status page) and
                     /rpc (the RPC over WebSocket, bearer token) on ADDR,
                     e.g. 127.0.0.1:9322; loopback only unless httpAllowRemote
+  --gateway ADDR    an SSH server for any SSH client, on host:port (loopback
+                    only unless gatewayAllowRemote) or a Unix socket path; the
+                    SSH user name names the destination (alias or user@alias)
+  --state-dir DIR   where the gateway's host key (and its generated client key)
+                    live (default: $STATE_DIRECTORY, else
+                    $XDG_STATE_HOME/sshmux, else ~/.local/state/sshmux)
 
 Under systemd: READY/STATUS/WATCHDOG/RELOADING/STOPPING go to $NOTIFY_SOCKET
 (through systemd-notify), and a socket passed with LISTEN_FDS is used as is.
@@ -43,6 +50,8 @@ async function main(): Promise<void> {
         grace: { type: 'string' },
         'exit-when-idle': { type: 'string' },
         http: { type: 'string' },
+        gateway: { type: 'string' },
+        'state-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -111,6 +120,8 @@ async function main(): Promise<void> {
       sshConfigFile: args.F,
       configFile: args.config,
       http: args.http,
+      gateway: args.gateway,
+      stateDir: args['state-dir'],
       log,
       requestStop: () => stop('sshmuxctl stop'),
     });

@@ -36,6 +36,11 @@ export class Metrics {
     labelNames: ['endpoint', 'result'] as const, registers: [this.registry],
   });
 
+  readonly gatewayAuthFailures = new client.Counter({
+    name: 'sshmux_gateway_auth_failures_total', help: 'Authentications the SSH front door refused, by reason',
+    labelNames: ['reason'] as const, registers: [this.registry],
+  });
+
   constructor(sample: () => PoolSample[], breakers: () => BreakerSample[] = () => [], sampleJobs: () => JobSample[] = () => []) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'sshmux_' });
     const registry = this.registry;
@@ -77,6 +82,22 @@ export class Metrics {
     });
   }
 
+  /** Gauges for the SSH front door, read from it at scrape time. */
+  watchGateway(sample: () => { connections: number; sessions: number }): void {
+    new client.Gauge({
+      name: 'sshmux_gateway_connections', help: 'Client connections to the SSH front door', registers: [this.registry],
+      collect() {
+        this.set(sample().connections);
+      },
+    });
+    new client.Gauge({
+      name: 'sshmux_gateway_sessions', help: 'Channels (sessions and TCP streams) open on the SSH front door', registers: [this.registry],
+      collect() {
+        this.set(sample().sessions);
+      },
+    });
+  }
+
   /** A bounded label value for a host name. */
   host(name: string): string {
     if (this.hosts.has(name)) return name;
@@ -111,6 +132,10 @@ export function countBreakerTransition(endpoint: string, to: string): void {
 
 export function countReachabilityCheck(endpoint: string, result: string): void {
   current?.reachabilityChecks.inc({ endpoint: current.host(endpoint), result });
+}
+
+export function countGatewayAuthFailure(reason: string): void {
+  current?.gatewayAuthFailures.inc({ reason });
 }
 
 export function observeExec(seconds: number): void {

@@ -689,3 +689,63 @@ test('HostPool: close() fails what waits with SHUTTING_DOWN and refuses new requ
   assert.equal(w.dialed[0].state, 'draining');
   assert.deepEqual(p.load, { connections: 1, connectionsByState: { draining: 1 }, sessions: 1, sessionCapacity: 1, queued: 0 });
 });
+
+// ---- HostPool.connected: the SSH gateway's check before it accepts a channel ----
+
+/** The outcome of a readiness check: 'ready' or the error's code name, or 'waiting'. */
+function readiness(p: HostPool, waitMs = 60_000): { outcome: () => string; cancel(): void } {
+  let outcome = 'waiting';
+  const check = p.connected(waitMs);
+  check.ready.then(() => (outcome = 'ready'), (err: MuxError) => (outcome = err.codeName));
+  return { outcome: () => outcome, cancel: check.cancel };
+}
+
+test('HostPool.connected: at once on a ready connection, taking no slot; with none it opens one and waits for it', async () => {
+  const w = world();
+  const p = pool(w, { maxConnections: 1, maxSessions: 1 });
+  const first = readiness(p);
+  assert.equal(w.dialed.length, 1, 'no connection was opened for the check');
+  await settle();
+  assert.equal(first.outcome(), 'waiting');
+  w.dialed[0].up();
+  await settle();
+  assert.equal(first.outcome(), 'ready');
+  assert.equal(w.dialed[0].sessions, 0, 'the check took a session slot');
+  const log: Outcome[] = [];
+  ask(p, log, 'a'); // the only slot is busy now: the check still passes
+  const second = readiness(p);
+  await settle();
+  assert.equal(second.outcome(), 'ready');
+  assert.equal(w.dialed.length, 1);
+});
+
+test('HostPool.connected: a handshake failure that fails waiting requests fails the check with its own error; a stalled one ends at the deadline saying so', async () => {
+  const w = world();
+  const p = pool(w);
+  const check = readiness(p);
+  w.dialed[0].down(Code.HOST_KEY_MISMATCH, 'the host key changed');
+  await settle();
+  assert.equal(check.outcome(), 'HOST_KEY_MISMATCH');
+
+  const w2 = world();
+  const p2 = pool(w2);
+  const slow = readiness(p2, 5000);
+  await w2.clock.advance(4999);
+  assert.equal(slow.outcome(), 'waiting');
+  await w2.clock.advance(1);
+  assert.equal(slow.outcome(), 'DEADLINE_EXCEEDED');
+});
+
+test('HostPool.connected: cancelled, it leaves nothing waiting; on a closed pool it fails with SHUTTING_DOWN', async () => {
+  const w = world();
+  const p = pool(w);
+  const check = readiness(p);
+  check.cancel();
+  w.dialed[0].up();
+  await settle();
+  assert.equal(check.outcome(), 'waiting', 'a cancelled check was answered');
+  p.close();
+  const closed = readiness(p);
+  await settle();
+  assert.equal(closed.outcome(), 'SHUTTING_DOWN');
+});

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+import { parseListenAddress, type TcpAddress } from '../listen-address';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import { STATUS_PAGE } from './status-page';
@@ -36,19 +37,8 @@ export interface HttpServer {
   close(): void;
 }
 
-export function parseHttpAddress(value: string, allowRemote: boolean): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(value);
-  if (!m || Number(m[3]) > 65535) throw new Error(`--http "${value}": expected host:port, e.g. 127.0.0.1:9322`);
-  const host = m[1] ?? m[2];
-  if (!allowRemote && !isLoopback(host)) {
-    throw new Error(`--http ${value} is not a loopback address; the status page and /rpc would be reachable from the network. ` +
-      'Set "httpAllowRemote": true in the daemon config if that is intended');
-  }
-  return { host, port: Number(m[3]) };
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+export function parseHttpAddress(value: string, allowRemote: boolean): TcpAddress {
+  return parseListenAddress('--http', value, allowRemote, 'httpAllowRemote', '127.0.0.1:9322');
 }
 
 export async function startHttp(opts: HttpOptions): Promise<HttpServer> {

@@ -110,9 +110,10 @@ export const STATUS_PAGE = `<!doctype html>
     }
     jobsEl.replaceChildren(jobs);
     var t = s.totals || {};
+    var gateway = s.gateway ? (s.gateway.connections || 0) + ' SSH gateway clients with ' + (s.gateway.sessions || 0) + ' sessions \\u00b7 ' : '';
     summaryEl.textContent = (s.hosts || []).length + ' hosts, ' + (t.connections || 0) + ' connections, ' + (t.sessions || 0) + ' sessions, ' +
       (t.queued || 0) + ' queued \\u00b7 ' +
-      s.clients + ' clients \\u00b7 sshmuxd ' + s.version + ', up ' + Math.round(s.uptimeS) + ' s';
+      s.clients + ' clients \\u00b7 ' + gateway + 'sshmuxd ' + s.version + ', up ' + Math.round(s.uptimeS) + ' s';
   }
   function connect() {
     var ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/status');

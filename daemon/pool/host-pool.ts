@@ -102,6 +102,12 @@ export interface PoolStats {
   lastError: string;
 }
 
+/** A caller waiting for any ready connection: the SSH front door, before it accepts a channel. */
+interface ReadyWaiter {
+  resolve(): void;
+  reject(err: MuxError): void;
+}
+
 /** A connection waiting for a tunnel through this (jump) pool. */
 interface TunnelWaiter {
   host: string;
@@ -124,6 +130,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
   private closed = false;
   private readonly wake = (): void => this.dispatch();
   private tunnelWaiters: TunnelWaiter[] = [];
+  private readyWaiters: ReadyWaiter[] = [];
   private readonly clock: Clock;
   private readonly newConnection: NonNullable<HostPoolDeps['newConnection']>;
 
@@ -221,6 +228,56 @@ export class HostPool implements ConnectionOwner, Tunneler {
       `${this.name} is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ${why}`, 'queued');
   }
 
+  /**
+   * Resolves once this pool has a ready connection, opening one if it has
+   * none; rejects when a handshake fails as waiting requests do, or after
+   * waitMs. Takes no session slot: the SSH front door checks a destination
+   * this way before it accepts a channel, so that a failed handshake is the
+   * channel's open failure, which SSH clients show with its message.
+   */
+  connected(waitMs: number): { ready: Promise<void>; cancel(): void } {
+    let waiter!: ReadyWaiter;
+    let timer: unknown;
+    const startedAt = this.clock.now();
+    const ready = new Promise<void>((resolve, reject) => {
+      timer = this.clock.setTimeout(() => {
+        this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
+        this.releaseDemand();
+        reject(new MuxError(Code.DEADLINE_EXCEEDED, this.notConnected(Math.round((this.clock.now() - startedAt) / 1000)), 'handshaking'));
+      }, waitMs);
+      waiter = {
+        resolve: () => {
+          this.clock.clearTimeout(timer);
+          resolve();
+        },
+        reject: (err) => {
+          this.clock.clearTimeout(timer);
+          reject(err);
+        },
+      };
+    });
+    this.lastUsed = this.clock.now();
+    if (this.hasReady()) {
+      waiter.resolve();
+    } else if (this.closed) {
+      waiter.reject(MuxError.shuttingDown());
+    } else if (this.breakerBars(waitMs)) {
+      this.endpoint.noteDemand();
+      waiter.reject(this.hostUnavailable(waitMs));
+    } else {
+      this.readyWaiters.push(waiter);
+      this.dispatch();
+    }
+    return {
+      ready,
+      cancel: () => {
+        this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
+        this.clock.clearTimeout(timer);
+        this.releaseDemand();
+      },
+    };
+  }
+
   cancel(pending: PendingSession): void {
     if (pending.state === 'done') return;
     pending.state = 'done';
@@ -253,6 +310,8 @@ export class HostPool implements ConnectionOwner, Tunneler {
     this.closed = true;
     this.endpoint.forget(this.wake);
     const waiting = this.queue.removeAll();
+    // Their next request goes to the pool for the new settings.
+    for (const w of this.readyWaiters.splice(0)) w.resolve();
     this.closeConnections();
     return waiting;
   }
@@ -322,6 +381,9 @@ export class HostPool implements ConnectionOwner, Tunneler {
         }
         this.open(conn, this.queue.shift()!);
       }
+      if (this.readyWaiters.length > 0 && this.hasReady()) {
+        for (const w of this.readyWaiters.splice(0)) w.resolve();
+      }
       while (this.tunnelWaiters.length > 0) {
         const conn = this.fewestTunnels();
         if (!conn) break;
@@ -337,7 +399,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   /** Nothing waits here any more: stop asking the endpoint for handshakes, and so its breaker for probes. */
   private releaseDemand(): void {
-    if (this.queue.length === 0 && this.tunnelWaiters.length === 0) this.endpoint.forget(this.wake);
+    if (this.queue.length === 0 && this.tunnelWaiters.length === 0 && this.readyWaiters.length === 0) this.endpoint.forget(this.wake);
   }
 
   private hasReady(): boolean {
@@ -378,8 +440,9 @@ export class HostPool implements ConnectionOwner, Tunneler {
     if (this.closed) return;
     const connecting = this.connections.filter((c) => c.state === 'connecting').length;
     let demand = this.queue.length - connecting * this.maxSessions;
-    // Tunnels need one connection, not slots.
-    if (this.tunnelWaiters.length > 0 && this.connections.length === 0) demand = Math.max(demand, 1);
+    // Tunnels and readiness checks need one connection, not slots.
+    const needsOne = this.tunnelWaiters.length > 0 || this.readyWaiters.length > 0;
+    if (needsOne && this.connections.length === 0) demand = Math.max(demand, 1);
     while (demand > 0 && this.connections.length < this.limits.maxConnections) {
       if (!this.endpoint.available()) {
         this.endpoint.waitForCapacity(this.wake);
@@ -448,10 +511,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
       message = `the session channel to ${this.name} did not open within ${waited} s`;
     } else if (ready.length === 0) {
       phase = 'handshaking';
-      message = `could not connect to ${this.name} within ${waited} s` + (e.breaker !== 'closed'
-        ? `: it is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ` +
-          (e.breaker === 'half-open' ? 'a probe handshake is under way' : this.nextProbe())
-        : this.stats.lastError ? `; last handshake failure: ${this.stats.lastError}` : '; the handshake is still in progress');
+      message = this.notConnected(waited);
     } else {
       const busy = ready.reduce((n, c) => n + c.sessions, 0);
       message = `no session slot on ${this.name} became free within ${waited} s ` +
@@ -459,6 +519,14 @@ export class HostPool implements ConnectionOwner, Tunneler {
         'Give the request a longer deadline or raise maxConnections/maxSessions';
     }
     this.finish(pending, new MuxError(Code.DEADLINE_EXCEEDED, message, phase));
+  }
+
+  private notConnected(waitedS: number): string {
+    const e = this.endpoint;
+    return `could not connect to ${this.name} within ${waitedS} s` + (e.breaker !== 'closed'
+      ? `: it is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ` +
+        (e.breaker === 'half-open' ? 'a probe handshake is under way' : this.nextProbe())
+      : this.stats.lastError ? `; last handshake failure: ${this.stats.lastError}` : '; the handshake is still in progress');
   }
 
   /** Ends a request with `err` (a reload that can no longer resolve its host). */
@@ -480,6 +548,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     const waiters = this.tunnelWaiters;
     this.tunnelWaiters = [];
     for (const w of waiters) w.reject(this.jumpFailed(err));
+    for (const w of this.readyWaiters.splice(0)) w.reject(err.inPhase('handshaking'));
   }
 
   private remove(conn: Connection): void {

@@ -9,7 +9,17 @@
 // - CHANNEL_REQUEST "signal" after our EOF (_client._protocol.signal): ssh2's
 //   channel.signal() refuses once the channel is not writable, sshd does not;
 // - whether an SFTP session's channel is still open (outgoing.state).
-import { Client } from 'ssh2';
+// And for the SSH front door, ssh2's Server (daemon/gateway/):
+// - a channel-open failure with a description (Protocol.channelOpenFail):
+//   reject() always sends an empty one, and the description is what
+//   OpenSSH's "open failed" and asyncssh's ChannelOpenError show;
+// - a user-authentication banner mid-authentication (_packetRW and
+//   protocol/utils sendPacket): the only text a client shows before login;
+// - the close reply for a session closed before it started (channelClose,
+//   _chanMgr): ssh2 sends none and keeps the channel number;
+// - the socket under a connection (_sock), to drop one that never logs in.
+import type { Socket } from 'node:net';
+import { Client, type Connection, type RejectConnection, type Session } from 'ssh2';
 
 interface ProtocolInternals {
   ping(): void;
@@ -42,6 +52,84 @@ export function channelOpen(channel: unknown): boolean {
   return (channel as ChannelInternals).outgoing.state === 'open';
 }
 
+// ---- ssh2's Server: the SSH front door ------------------------------------
+
+const USERAUTH_BANNER = 53;
+
+interface ServerProtocolInternals {
+  channelOpenFail(recipient: number, reason: number, description: string): void;
+  channelClose(recipient: number): void;
+  _packetRW: { write: { allocStart: number; alloc(size: number): Buffer; finalize(packet: Buffer): Buffer } };
+}
+interface ServerConnectionInternals {
+  _protocol: ServerProtocolInternals;
+  _chanMgr: { remove(id: number): void };
+  _sock: Socket;
+}
+interface SessionInternals {
+  _channel: unknown;
+  _chanInfo: { incoming: { id: number }; outgoing: { id: number; state: string } };
+}
+
+function serverInternals(conn: Connection): ServerConnectionInternals {
+  return conn as unknown as ServerConnectionInternals;
+}
+
+/** The socket a front-door connection runs on (ssh2 creates the connection from it and does not say which). */
+export function socketOf(conn: Connection): Socket | undefined {
+  return serverInternals(conn)._sock;
+}
+
+/**
+ * Rejects a channel open with `description`. reject() sends the failure
+ * synchronously through channelOpenFail, so the description is swapped in
+ * for that one call.
+ */
+export function rejectWithMessage(conn: Connection, reject: RejectConnection, reason: number, description: string): void {
+  const proto = serverInternals(conn)._protocol;
+  const original = proto.channelOpenFail;
+  proto.channelOpenFail = (recipient: number) => original.call(proto, recipient, reason, description);
+  try {
+    reject();
+  } finally {
+    proto.channelOpenFail = original;
+  }
+}
+
+/** SSH_MSG_USERAUTH_BANNER: text the client shows while it authenticates (RFC 4252 section 5.4). */
+export function sendAuthBanner(conn: Connection, text: string): void {
+  const proto = serverInternals(conn)._protocol;
+  const message = text.endsWith('\r\n') ? text : `${text}\r\n`;
+  const len = Buffer.byteLength(message);
+  const writer = proto._packetRW.write;
+  const p = writer.allocStart;
+  const packet = writer.alloc(1 + 4 + len + 4);
+  packet[p] = USERAUTH_BANNER;
+  packet.writeUInt32BE(len, p + 1);
+  packet.write(message, p + 5, len, 'utf8');
+  packet.writeUInt32BE(0, p + 5 + len); // empty language tag
+  protocolUtils().sendPacket(proto, writer.finalize(packet));
+}
+
+/**
+ * Answers the client's close of a session that never started (no exec,
+ * shell or subsystem): ssh2 emits 'close' on it but neither replies nor frees
+ * the channel number, so a client that waits for the reply would wait forever.
+ */
+export function closeUnstartedSession(conn: Connection, session: Session): void {
+  const s = session as unknown as SessionInternals;
+  if (s._channel || s._chanInfo.outgoing.state === 'closed') return;
+  s._chanInfo.outgoing.state = 'closed';
+  const { _protocol: proto, _chanMgr: channels } = serverInternals(conn);
+  proto.channelClose(s._chanInfo.outgoing.id);
+  channels.remove(s._chanInfo.incoming.id);
+}
+
+function protocolUtils(): { sendPacket(proto: unknown, packet: Buffer): void } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('ssh2/lib/protocol/utils.js') as { sendPacket(proto: unknown, packet: Buffer): void };
+}
+
 /** Throws, naming what is missing, when the installed ssh2 lacks an internal used above. */
 export function checkSsh2Internals(): void {
   const missing: string[] = [];
@@ -51,6 +139,10 @@ export function checkSsh2Internals(): void {
   const Protocol = require('ssh2/lib/protocol/Protocol.js') as { prototype?: Partial<ProtocolInternals> };
   if (typeof Protocol.prototype?.ping !== 'function') missing.push('Protocol.prototype.ping');
   if (typeof Protocol.prototype?.signal !== 'function') missing.push('Protocol.prototype.signal');
+  const serverProtocol = Protocol.prototype as Partial<ServerProtocolInternals> | undefined;
+  if (typeof serverProtocol?.channelOpenFail !== 'function') missing.push('Protocol.prototype.channelOpenFail');
+  if (typeof serverProtocol?.channelClose !== 'function') missing.push('Protocol.prototype.channelClose');
+  if (typeof protocolUtils().sendPacket !== 'function') missing.push('protocol/utils sendPacket');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Channel } = require('ssh2/lib/Channel.js') as { Channel: new (client: unknown, info: unknown) => Partial<ChannelInternals> };
   const probe = new Channel({}, { type: 'session', incoming: {}, outgoing: { id: 0, state: 'open' } });

@@ -1,0 +1,162 @@
+// npm run bench:gateway: paramiko (Debian's, as Airflow uses it) through the
+// SSH front door against paramiko straight to sshd, side by side in one run
+// against one sshd (MaxSessions 10, MaxStartups 10:30:100):
+//   - exec with a new connection per command, sequentially (wall time and CPU per exec);
+//   - exec on one warm connection, sequentially, as paramiko comes and with
+//     TCP_NODELAY on its socket (paramiko leaves Nagle on, and the 40 ms
+//     that costs per command hides the server's own latency);
+//   - a fan-out of threads, each with a new connection per command (Airflow's old pattern).
+// CPU per exec counts every process involved: the client, sshd and all it
+// forked (reaped children included), and the daemon when the door is used.
+// Prints a table and writes JSON to bench/results/gateway-<date>.json (--json prints it too).
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startDaemon } from '../test/helpers/daemon';
+import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
+
+const PYTHON = '/usr/bin/python3';
+const CLIENTS = path.join(__dirname, '..', '..', 'test', 'helpers', 'ssh_clients.py');
+const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
+const TICKS = 100; // USER_HZ: /proc's clock ticks per second on Linux
+
+interface Target { name: string; port: number; user: string; key: string; knownHosts: string }
+interface Row {
+  scenario: string; system: string; n: number; ok: number; failed: number; failures: string[];
+  wall_s: number; p50_ms?: number; p90_ms?: number; cpu_ms_per_exec?: number; sshd_logins: number; maxstartups_drops: number;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'boolean' } } });
+  const n = values.quick ? { fresh: 20, warm: 100, fanout: 60 } : { fresh: 60, warm: 400, fanout: 120 };
+  const sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100' });
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, args: ['--gateway', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')] });
+  const info = JSON.parse(execFileSync(process.execPath, [SSHMUXCTL, '--socket', daemon.socket, '--json', 'gateway']).toString());
+  const doorKnownHosts = path.join(dir, 'gateway_known_hosts');
+  fs.writeFileSync(doorKnownHosts, `${info.knownHosts}\n`);
+  const direct: Target = { name: 'paramiko → sshd', port: sshd.port, user: sshd.user.name, key: client.identityPath, knownHosts: client.knownHostsPath };
+  const door: Target = { name: 'paramiko → sshmux gateway', port: Number(/:(\d+)$/.exec(info.address)![1]), user: 't', key: info.clientKey, knownHosts: doorKnownHosts };
+  const rows: Row[] = [];
+  try {
+    // The door's pool is warm, as it is for a running orchestrator.
+    await py(door, 'exec', ['--command', 'true']);
+    for (const [scenario, count, extra] of [
+      [`exec, new connection each (${n.fresh} in a row)`, n.fresh, ['--fresh']],
+      [`exec, one warm connection (${n.warm} in a row)`, n.warm, []],
+      [`exec, one warm connection, TCP_NODELAY set on paramiko's socket (${n.warm} in a row)`, n.warm, ['--nodelay']],
+    ] as const) {
+      for (const t of [direct, door]) {
+        const sshdTicks = (): number => [sshd.pid, ...sshd.connectionPids().map((p) => p.pid)].reduce((sum, pid) => sum + cpuTicks(pid), 0);
+        const before = { logins: sshd.logins(), drops: sshd.drops(), sshd: sshdTicks(), daemon: cpuTicks(daemon.pid) };
+        const started = performance.now();
+        const r = await py(t, 'bench', ['--n', String(count), '--command', 'true', ...extra]);
+        const wall = (performance.now() - started) / 1000;
+        const serverTicks = sshdTicks() - before.sshd + (t === door ? cpuTicks(daemon.pid) - before.daemon : 0);
+        const times = (r.times as number[]).map((s) => s * 1000).sort((a, b) => a - b);
+        rows.push({
+          scenario, system: t.name, n: count, ok: count - r.failures.length, failed: r.failures.length, failures: summarize(r.failures),
+          wall_s: round(wall), p50_ms: round(pct(times, 0.5)), p90_ms: round(pct(times, 0.9)),
+          cpu_ms_per_exec: round(((serverTicks / TICKS) + r.cpu) * 1000 / count),
+          sshd_logins: sshd.logins() - before.logins, maxstartups_drops: sshd.drops() - before.drops,
+        });
+      }
+    }
+    const scenario = `fan-out: ${n.fanout} threads, new connection per command, sleep 1`;
+    for (const t of [direct, door]) {
+      const before = { logins: sshd.logins(), drops: sshd.drops() };
+      const started = performance.now();
+      const r = await py(t, 'fanout', ['--n', String(n.fanout), '--command', 'sleep 1; echo {i}']);
+      rows.push({
+        scenario, system: t.name, n: n.fanout, ok: r.ok, failed: r.failures.length, failures: summarize(r.failures),
+        wall_s: round((performance.now() - started) / 1000), sshd_logins: sshd.logins() - before.logins, maxstartups_drops: sshd.drops() - before.drops,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 3000)); // let sshd's startups drain before the next system
+    }
+  } finally {
+    await daemon.stop();
+    await cleanupAll();
+  }
+  printTable(rows);
+  const result = { date: new Date().toISOString(), machine: machine(), rows };
+  const out = path.join(__dirname, '..', '..', 'bench', 'results', `gateway-${result.date.slice(0, 10)}.json`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`\nJSON: ${out}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+function py(t: Target, mode: string, args: string[]): Promise<Record<string, any>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, [CLIENTS, mode, '--port', String(t.port), '--key', t.key, '--known-hosts', t.knownHosts, '--user', t.user, ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b));
+    child.stderr.on('data', (b: Buffer) => (err += b));
+    child.once('close', (code) => {
+      try {
+        resolve(JSON.parse(out));
+      } catch {
+        reject(new Error(`${mode} exited ${code}: ${out}${err}`));
+      }
+    });
+  });
+}
+
+/**
+ * CPU ticks a process used, with those of the children it reaped. Summed over
+ * sshd and its live descendants, every per-connection process and command is
+ * counted once: while it runs by itself, once reaped in its parent's figure.
+ */
+function cpuTicks(pid: number): number {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    // Fields after "(comm) ": state is [0]; utime [11], stime [12], cutime [13], cstime [14].
+    return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  } catch {
+    return 0; // exited between the listing and the read: its parent has it now
+  }
+}
+
+function summarize(failures: string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const f of failures) {
+    const key = f.replace(/\d+/g, 'N').slice(0, 120);
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].map(([k, v]) => `${v}× ${k}`);
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : 0;
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+function machine(): string {
+  const paramiko = execFileSync(PYTHON, ['-c', 'import paramiko; print(paramiko.__version__)'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  const sshdVersion = execFileSync('ssh', ['-V'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString() || '';
+  return `${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}, ` +
+    `paramiko ${paramiko}${sshdVersion ? `, ${sshdVersion.trim()}` : ''}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+}
+
+function printTable(rows: Row[]): void {
+  const head = ['scenario', 'system', 'n', 'ok', 'failed', 'wall', 'p50', 'p90', 'CPU/exec', 'sshd logins', 'MaxStartups drops'];
+  const body = rows.map((r) => [r.scenario, r.system, String(r.n), String(r.ok), r.failed ? `${r.failed} (${r.failures.join('; ')})` : '0',
+    `${r.wall_s} s`, r.p50_ms === undefined ? '' : `${r.p50_ms} ms`, r.p90_ms === undefined ? '' : `${r.p90_ms} ms`,
+    r.cpu_ms_per_exec === undefined ? '' : `${r.cpu_ms_per_exec} ms`, String(r.sshd_logins), String(r.maxstartups_drops)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  process.stdout.write(`${[line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n')}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`${(err as Error).stack}\n`);
+  cleanupAll().finally(() => process.exit(1));
+});

@@ -1,0 +1,183 @@
+// The SSH front door's keys: its own host key, the client key it generates
+// when no gatewayAuthorizedKeys file is configured, and the authorized_keys
+// file that says who may log in. Keys are generated in-process (ssh2's
+// generator, OpenSSH format) and written 0600 with O_EXCL, so a file another
+// user planted is never used: an existing key must be a regular file owned by
+// the daemon's user and readable by nobody else, as sshd insists too.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { utils, type ParsedKey } from 'ssh2';
+import { fingerprint } from '../ssh/known-hosts';
+import type { Logger } from '../log';
+
+export class GatewayKeyError extends Error {
+  override readonly name = 'GatewayKeyError';
+}
+
+export interface KeyFile {
+  path: string;
+  /** The private key, OpenSSH format. */
+  privateKey: string;
+  /** "ssh-ed25519 AAAA...", for known_hosts and authorized_keys. */
+  publicLine: string;
+  parsed: ParsedKey;
+}
+
+export const HOST_KEY_FILE = 'gateway_host_ed25519_key';
+export const CLIENT_KEY_FILE = 'gateway_client_ed25519_key';
+
+/**
+ * Where the daemon keeps what must outlive a restart (the front door's keys):
+ * --state-dir, else systemd's StateDirectory, else the XDG state directory.
+ * Not beside the socket: /run and $XDG_RUNTIME_DIR are emptied at boot, and a
+ * host key that changes at every boot would teach users to ignore warnings.
+ */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.STATE_DIRECTORY) return env.STATE_DIRECTORY.split(':')[0];
+  const base = env.XDG_STATE_HOME || path.join(env.HOME || os.homedir(), '.local', 'state');
+  return path.join(base, 'sshmux');
+}
+
+/** The key at `file`, generated (ed25519) if there is none yet. */
+export function loadOrCreateKey(file: string, comment: string): KeyFile {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  if (!fs.existsSync(file)) create(file, comment);
+  checkPrivate(file);
+  const privateKey = fs.readFileSync(file, 'utf8');
+  const parsed = parseOne(utils.parseKey(privateKey), file);
+  if (parsed.isPrivateKey() !== true) throw new GatewayKeyError(`${file} holds no private key`);
+  return { path: file, privateKey, publicLine: publicLine(parsed), parsed };
+}
+
+export function publicLine(key: ParsedKey): string {
+  return `${key.type} ${key.getPublicSSH().toString('base64')}`;
+}
+
+function create(file: string, comment: string): void {
+  const pair = utils.generateKeyPairSync('ed25519', { comment });
+  // Written under a random name, then linked into place: a reader never sees
+  // half a key, and a daemon starting at the same moment keeps its own key
+  // rather than having it replaced (link, unlike rename, refuses to overwrite).
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  fs.writeFileSync(tmp, pair.private, { mode: 0o600, flag: 'wx' });
+  try {
+    fs.linkSync(tmp, file);
+    fs.writeFileSync(`${file}.pub`, `${pair.public}\n`, { mode: 0o644 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+function checkPrivate(file: string): void {
+  const st = fs.lstatSync(file);
+  const uid = process.getuid?.() ?? 0;
+  if (!st.isFile()) throw new GatewayKeyError(`${file} is not a regular file (a symbolic link?); remove it and a new key is generated`);
+  if (st.uid !== uid) throw new GatewayKeyError(`${file} is owned by uid ${st.uid}, not by the daemon's user (${uid}); remove it and a new key is generated`);
+  if ((st.mode & 0o077) !== 0) {
+    throw new GatewayKeyError(`${file} has mode ${(st.mode & 0o777).toString(8)}: a private key must be readable by its owner only (chmod 600)`);
+  }
+}
+
+function parseOne(result: ParsedKey | ParsedKey[] | Error, what: string): ParsedKey {
+  if (result instanceof Error) throw new GatewayKeyError(`${what}: ${result.message}`);
+  return Array.isArray(result) ? result[0] : result;
+}
+
+/** Key types an authorized_keys line may start with; anything else in front is an option. */
+const KEY_TYPE = /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9-]+@openssh\.com)(-cert-v01@openssh\.com)?$/;
+
+export interface AuthorizedKey { key: ParsedKey; blob: Buffer; fingerprint: string; where: string }
+
+/**
+ * Who may use the front door. Either a fixed list (the generated client key)
+ * or an authorized_keys file, re-read when it changes, so adding a key needs
+ * no reload. A file others could write (or in a directory they could write)
+ * authorizes nobody: otherwise any local user could add their own key.
+ */
+export class AuthorizedKeys {
+  private keys: AuthorizedKey[] = [];
+  private stamp = '';
+
+  private constructor(readonly file: string | undefined, fixed: AuthorizedKey[], private readonly log: Logger) {
+    this.keys = fixed;
+  }
+
+  static fromFile(file: string, log: Logger): AuthorizedKeys {
+    const keys = new AuthorizedKeys(path.resolve(file), [], log);
+    keys.refresh();
+    return keys;
+  }
+
+  static only(key: KeyFile, log: Logger): AuthorizedKeys {
+    const blob = key.parsed.getPublicSSH();
+    return new AuthorizedKeys(undefined, [{ key: key.parsed, blob, fingerprint: fingerprint(blob), where: key.path }], log);
+  }
+
+  get count(): number {
+    return this.keys.length;
+  }
+
+  /** The listed key with this public blob, if any. */
+  find(blob: Buffer): AuthorizedKey | undefined {
+    this.refresh();
+    return this.keys.find((k) => k.blob.equals(blob));
+  }
+
+  private refresh(): void {
+    if (!this.file) return;
+    let stamp: string;
+    try {
+      const st = fs.statSync(this.file);
+      stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}:${st.uid}`;
+    } catch (err) {
+      stamp = `missing:${(err as Error).message}`;
+    }
+    if (stamp === this.stamp) return;
+    this.stamp = stamp;
+    try {
+      this.checkModes();
+      this.keys = this.parse(fs.readFileSync(this.file, 'utf8'));
+      this.log.info({ file: this.file, keys: this.keys.length }, 'gateway: authorized keys loaded');
+    } catch (err) {
+      this.keys = [];
+      this.log.error({ file: this.file, err: (err as Error).message }, 'gateway: no key is authorized until this is fixed');
+    }
+  }
+
+  private checkModes(): void {
+    const uid = process.getuid?.() ?? 0;
+    for (const p of [this.file!, path.dirname(this.file!)]) {
+      const st = fs.statSync(p);
+      if (st.uid !== uid && st.uid !== 0) throw new Error(`${p} is owned by uid ${st.uid}, neither the daemon's user nor root`);
+      if ((st.mode & 0o022) !== 0) throw new Error(`${p} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}), so anyone could add a key`);
+    }
+  }
+
+  private parse(text: string): AuthorizedKey[] {
+    const keys: AuthorizedKey[] = [];
+    text.split('\n').forEach((raw, i) => {
+      const line = raw.trim();
+      if (!line || line.startsWith('#')) return;
+      const where = `${this.file}:${i + 1}`;
+      const [type, b64] = line.split(/\s+/);
+      if (!KEY_TYPE.test(type)) {
+        // from=, command=, restrict...: ignoring them would grant more than the line says.
+        this.log.warn({ line: where }, 'gateway: key options (from=, command=, ...) are not supported; this key is not authorized');
+        return;
+      }
+      const parsed = utils.parseKey(`${type} ${b64 ?? ''}`);
+      if (parsed instanceof Error) {
+        this.log.warn({ line: where, err: parsed.message }, 'gateway: unreadable key; skipped');
+        return;
+      }
+      const key = Array.isArray(parsed) ? parsed[0] : parsed;
+      const blob = key.getPublicSSH();
+      keys.push({ key, blob, fingerprint: fingerprint(blob), where });
+    });
+    return keys;
+  }
+}
