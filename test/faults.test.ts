@@ -2,26 +2,19 @@
 // stall), frozen connections (a half-dead link), a server killed and
 // restarted under load, MaxStartups pressure from another program. Every
 // request ends promptly with a result or a typed error; the pool heals.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
 import { SshMux, SshMuxError } from '../client-sdk';
 import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
-import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
+import { startDaemon, waitFor } from './helpers/daemon';
+import { startWorld } from './helpers/world';
 
-const daemons: DaemonProc[] = [];
-after(async () => {
-  for (const d of daemons) await d.stop();
-  await cleanupAll();
-});
 
 async function setup(sshd: Sshd, extra: string[] = [], config?: Record<string, unknown>) {
-  const dir = tempDir();
-  const client = writeClientConfig(dir, [{ alias: 't', sshd, extra }]);
-  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, config });
-  daemons.push(daemon);
-  return { daemon, mux: await SshMux.connect({ socket: daemon.socket }) };
+  const { daemon, mux } = await startWorld({ sshd, extra, config });
+  return { daemon, mux };
 }
 
 function descendants(pid: number): number[] {
@@ -252,7 +245,6 @@ test('daemon restart: an SshMux made before it reconnects for new calls', async 
   assert.equal(await first.stop(), 0);
   await assert.rejects(mux.exec('t', 'true'), (e: SshMuxError) => e.code === 'DAEMON_UNAVAILABLE');
   const second = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, socket: first.socket });
-  daemons.push(second);
   assert.equal((await mux.exec('t', 'echo two')).stdout.toString(), 'two\n');
   mux.close();
 });

@@ -10,16 +10,13 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { SshMux, SshMuxError } from '../client-sdk';
-import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
-import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
+import { waitFor } from './helpers/daemon';
+import { startWorld } from './helpers/world';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
-const daemons: DaemonProc[] = [];
 const closers: Array<() => void> = [];
-after(async () => {
+after(() => {
   for (const c of closers) c();
-  for (const d of daemons) await d.stop();
-  await cleanupAll();
 });
 
 /** An HTTP server on the remote side: /N answers N random bytes with their sha256 in a header. */
@@ -60,11 +57,7 @@ function fetchChecked(port: number, size: number): Promise<boolean | string> {
 }
 
 async function setup(maxSessions = 10) {
-  const sshd = await startSshd({ maxSessions });
-  const dir = tempDir();
-  const client = writeClientConfig(dir, [{ alias: 'node', sshd }]);
-  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
-  daemons.push(daemon);
+  const { sshd, daemon } = await startWorld({ alias: 'node', sshd: { maxSessions } });
   return { sshd, daemon };
 }
 

@@ -1,19 +1,14 @@
 // Unknown host key, changed host key, wrong client key: clear typed errors,
 // and no retry storm against the server.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SshMux, SshMuxError } from '../client-sdk';
-import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
-import { startDaemon, type DaemonProc } from './helpers/daemon';
+import { startSshd, type ClientConfig, type Sshd } from './helpers/sshd';
+import { startWorld } from './helpers/world';
 
-const daemons: DaemonProc[] = [];
-after(async () => {
-  for (const d of daemons) await d.stop();
-  await cleanupAll();
-});
 
 function newKey(dir: string, name: string): { privatePath: string; publicLine: string } {
   const privatePath = path.join(dir, name);
@@ -21,14 +16,9 @@ function newKey(dir: string, name: string): { privatePath: string; publicLine: s
   return { privatePath, publicLine: fs.readFileSync(`${privatePath}.pub`, 'utf8').split(' ').slice(0, 2).join(' ') };
 }
 
-async function setup(sshd: Sshd, configText: (c: ReturnType<typeof writeClientConfig>) => string | undefined, knownHost = true) {
-  const dir = tempDir();
-  const client = writeClientConfig(dir, [{ alias: 't', sshd, knownHost }]);
-  const text = configText(client);
-  if (text !== undefined) fs.writeFileSync(client.sshConfigPath, text);
-  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
-  daemons.push(daemon);
-  return { dir, client, daemon, mux: await SshMux.connect({ socket: daemon.socket }) };
+async function setup(sshd: Sshd, configText: (c: ClientConfig) => string | undefined, knownHost = true) {
+  const { dir, client, daemon, mux } = await startWorld({ sshd, sshConfig: configText, knownHost });
+  return { dir, client, daemon, mux };
 }
 
 async function burst(mux: SshMux, n: number): Promise<SshMuxError[]> {

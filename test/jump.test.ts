@@ -1,19 +1,14 @@
 // Jump hosts: nodes behind a bastion ride the bastion's pooled connection
 // as forwarding channels, which take none of its MaxSessions.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { SshMux, SshMuxError } from '../client-sdk';
-import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
-import { startDaemon, type DaemonProc } from './helpers/daemon';
+import { startSshd, tempDir, writeClientConfig } from './helpers/sshd';
+import { startDaemon } from './helpers/daemon';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
-const daemons: DaemonProc[] = [];
-after(async () => {
-  for (const d of daemons) await d.stop();
-  await cleanupAll();
-});
 
 test('120 concurrent execs to two nodes behind one jump host: all succeed, the jump host sees at most 2 logins, each node at most 8', async () => {
   const [jump, n1, n2] = await Promise.all([startSshd({ maxSessions: 10 }), startSshd({ maxSessions: 10 }), startSshd({ maxSessions: 10 })]);
@@ -24,7 +19,6 @@ test('120 concurrent execs to two nodes behind one jump host: all succeed, the j
     { alias: 'gpu2', sshd: n2, extra: ['ProxyJump bastion'] },
   ]);
   const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
-  daemons.push(daemon);
   const mux = await SshMux.connect({ socket: daemon.socket });
   const results = await Promise.all(Array.from({ length: 120 }, (_, i) => {
     const host = i % 2 ? 'gpu1' : 'gpu2';
@@ -51,7 +45,6 @@ test('a chain of two jump hosts works; a dead second hop gives JUMP_FAILED namin
     { alias: 'deep', sshd: node, extra: ['ProxyJump j1,j2', 'ConnectTimeout 5'] },
   ]);
   const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
-  daemons.push(daemon);
   const mux = await SshMux.connect({ socket: daemon.socket });
   assert.equal((await mux.exec('deep', 'echo deep')).stdout.toString(), 'deep\n');
   assert.equal(j1.logins(), 1);
@@ -65,7 +58,6 @@ test('a chain of two jump hosts works; a dead second hop gives JUMP_FAILED namin
   // A second daemon, with j2 gone: the failure names the hop.
   await j2.stop();
   const daemon2 = await startDaemon({ dir: tempDir(), sshConfigPath: client.sshConfigPath });
-  daemons.push(daemon2);
   const mux2 = await SshMux.connect({ socket: daemon2.socket });
   const started = Date.now();
   await assert.rejects(mux2.exec('deep', 'true', { timeoutMs: 30_000 }), (e: SshMuxError) => {
@@ -83,7 +75,6 @@ test('sshmux -W as an OpenSSH ProxyCommand reaches a node; the SDK openTcp carri
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 'bastion', sshd: bastion }]);
   const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
-  daemons.push(daemon);
   // OpenSSH's own client, with its own config, tunnelling through the daemon's pooled bastion connection.
   const own = writeClientConfig(tempDir(), [{ alias: 'node', sshd: node, extra: [`ProxyCommand ${process.execPath} ${SSHMUX} -W %h:%p bastion`] }]);
   for (let i = 0; i < 3; i++) {

@@ -8,18 +8,15 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { SshMux } from '../client-sdk';
-import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
-import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
+import { startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
+import { startDaemon, waitFor } from './helpers/daemon';
 import { startNotifySocket } from './helpers/notify-socket';
 
 const MAIN = path.join(__dirname, '..', 'daemon', 'main.js');
 const CTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
-const daemons: DaemonProc[] = [];
 const cleanups: Array<() => void> = [];
-after(async () => {
+after(() => {
   for (const c of cleanups) c();
-  for (const d of daemons) await d.stop();
-  await cleanupAll();
 });
 
 function ctl(socket: string, ...args: string[]): { status: number | null; out: string } {
@@ -38,7 +35,6 @@ test('sd_notify: READY once listening, STATUS kept current, WATCHDOG every half 
   const notify = await startNotifySocket(dir);
   cleanups.push(() => notify.close());
   const daemon = await startDaemon({ dir, sshConfigPath, env: { NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '1000000' } });
-  daemons.push(daemon);
   assert.ok(await waitFor(() => notify.assignments().includes('READY=1'), 10_000), `no READY: ${notify.assignments()}`);
   const first = notify.assignments();
   assert.ok(first.indexOf('READY=1') < (first.indexOf('WATCHDOG=1') + 1 || Infinity), 'a watchdog ping came before READY');
@@ -80,7 +76,6 @@ test('sd_notify: READY once listening, STATUS kept current, WATCHDOG every half 
 test('without NOTIFY_SOCKET nothing is sent and nothing fails; a missing systemd-notify only logs a warning', async () => {
   const { dir, sshConfigPath } = await node();
   const daemon = await startDaemon({ dir, sshConfigPath, env: { NOTIFY_SOCKET: '', WATCHDOG_USEC: '100000' } });
-  daemons.push(daemon);
   const mux = await SshMux.connect({ socket: daemon.socket });
   assert.equal((await mux.exec('node', 'echo ok')).stdout.toString(), 'ok\n');
   assert.doesNotMatch(daemon.logs(), /notify/i);
@@ -89,7 +84,6 @@ test('without NOTIFY_SOCKET nothing is sent and nothing fails; a missing systemd
   const notify = await startNotifySocket(tempDir());
   cleanups.push(() => notify.close());
   const d2 = await startDaemon({ dir: tempDir(), sshConfigPath, env: { NOTIFY_SOCKET: notify.path, PATH: '/nonexistent' } });
-  daemons.push(d2);
   const mux2 = await SshMux.connect({ socket: d2.socket });
   assert.equal((await mux2.exec('node', 'echo still')).stdout.toString(), 'still\n');
   assert.match(d2.logs(), /cannot notify systemd/);
@@ -103,7 +97,6 @@ test('reload keeps unchanged connections, replaces changed ones after their sess
   const configPath = path.join(dir, 'daemon.json');
   fs.writeFileSync(configPath, JSON.stringify({ maxSessions: 10 }));
   const daemon = await startDaemon({ dir, sshConfigPath, args: ['--config', configPath] });
-  daemons.push(daemon);
   const mux = await SshMux.connect({ socket: daemon.socket });
   assert.equal((await mux.exec('node', 'echo a')).code, 0);
   assert.equal((await mux.exec('other', 'echo b')).code, 0);
@@ -174,7 +167,6 @@ test('sshmuxctl check, drain and stop', async () => {
   const { sshd, dir, sshConfigPath } = await node();
   fs.appendFileSync(sshConfigPath, '\nHost dead\n  HostName 127.0.0.1\n  Port 1\n  ConnectTimeout 3\n');
   const daemon = await startDaemon({ dir, sshConfigPath });
-  daemons.push(daemon);
   const ok = ctl(daemon.socket, 'check', 'node');
   assert.equal(ok.status, 0, ok.out);
   assert.match(ok.out, /^node \(.*@127\.0\.0\.1:\d+\): handshake ok in \d+ ms/);
@@ -204,7 +196,6 @@ test('sshmuxctl check, drain and stop', async () => {
 test('reload moves requests waiting for a changed host to its new pool, where they run at once', async () => {
   const { sshd, dir, sshConfigPath } = await node();
   const daemon = await startDaemon({ dir, sshConfigPath, config: { maxSessions: 1, maxConnections: 1 } });
-  daemons.push(daemon);
   const mux = await SshMux.connect({ socket: daemon.socket });
   const long = mux.spawn('node', 'sleep 8', { stdin: false });
   await new Promise((r) => long.once('started', r));
@@ -227,7 +218,6 @@ test('reload and stop are refused on a group-shared socket, where the service ma
   const { dir, sshConfigPath } = await node();
   const group = fs.readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[2] === String(process.getgid!()))!.split(':')[0];
   const daemon = await startDaemon({ dir, sshConfigPath, config: { socketGroup: group } });
-  daemons.push(daemon);
   assert.equal(fs.statSync(daemon.socket).mode & 0o777, 0o660);
   for (const cmd of ['reload', 'stop']) {
     const r = ctl(daemon.socket, cmd);

@@ -1,17 +1,12 @@
 // The socket: private from birth, stale ones replaced, a live daemon never clobbered.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
-import { startDaemon, type DaemonProc } from './helpers/daemon';
+import { startSshd, tempDir, writeClientConfig } from './helpers/sshd';
+import { startDaemon } from './helpers/daemon';
 
-const daemons: DaemonProc[] = [];
-after(async () => {
-  for (const d of daemons) await d.stop();
-  await cleanupAll();
-});
 
 const MAIN = path.join(__dirname, '..', 'daemon', 'main.js');
 
@@ -32,7 +27,6 @@ test('socket mode 0600, a stale socket is replaced, a live daemon is an error th
   assert.ok(fs.lstatSync(socket).isSocket());
 
   const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, socket });
-  daemons.push(daemon);
   assert.equal(fs.statSync(socket).mode & 0o777, 0o600);
 
   const second = spawnSync(process.execPath, [MAIN, '--socket', socket, '-F', client.sshConfigPath], { encoding: 'utf8', timeout: 10_000 });

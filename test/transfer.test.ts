@@ -1,33 +1,23 @@
 // File transfer over pooled SFTP sessions: 100 MB each way intact, SFTP
 // sessions reused between transfers, server refusals as REMOTE_FILE, and
 // idle SFTP sessions giving their slots back to commands.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { SshMux, SshMuxError, type TransferProgress } from '../client-sdk';
-import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
-import { startDaemon, type DaemonProc } from './helpers/daemon';
+import { SshMuxError, type TransferProgress } from '../client-sdk';
+import { tempDir, type Sshd } from './helpers/sshd';
+import { startWorld } from './helpers/world';
 
-const daemons: DaemonProc[] = [];
-after(async () => {
-  for (const d of daemons) await d.stop();
-  await cleanupAll();
-});
 
 async function setup(opts: { maxSessions?: number; config?: Record<string, unknown> } = {}) {
-  const sshd = await startSshd({ maxSessions: opts.maxSessions ?? 10 });
-  const dir = tempDir();
-  const client = writeClientConfig(dir, [{ alias: 'node', sshd }]);
-  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, config: opts.config });
-  daemons.push(daemon);
+  const { sshd, daemon, mux } = await startWorld({ alias: 'node', sshd: { maxSessions: opts.maxSessions ?? 10 }, config: opts.config });
   // A directory the login user owns, for the remote side of the transfers.
   const remoteDir = path.join(tempDir(), 'files');
   fs.mkdirSync(remoteDir);
   fs.chownSync(remoteDir, sshd.user.uid, sshd.user.gid);
-  const mux = await SshMux.connect({ socket: daemon.socket });
   return { sshd, daemon, mux, remoteDir, localDir: tempDir() };
 }
 

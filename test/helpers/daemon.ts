@@ -1,10 +1,14 @@
 // Starts the real sshmuxd (the built dist/daemon/main.js) as a child
 // process, as users run it, for tests that need its socket, its logs, its
-// memory figures or to kill it.
+// memory figures or to kill it. Every daemon a test file starts is stopped
+// when the file ends (SIGTERM, as a user would), and then its sshds: no
+// file keeps a list of its own.
+import { after } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { cleanupAll } from './sshd';
 
 const MAIN = path.join(__dirname, '..', '..', 'daemon', 'main.js');
 
@@ -34,6 +38,11 @@ export interface DaemonOptions {
 }
 
 const running = new Set<ChildProcess>();
+const startedDaemons: DaemonProc[] = [];
+after(async () => {
+  for (const d of startedDaemons.splice(0)) await d.stop();
+  await cleanupAll();
+});
 // A test file that ends (or crashes) must not leave daemons behind.
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
@@ -78,7 +87,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonProc> {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : 0;
   };
-  return {
+  const proc: DaemonProc = {
     socket,
     pid: child.pid!,
     child,
@@ -94,6 +103,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonProc> {
       return code;
     },
   };
+  startedDaemons.push(proc);
+  return proc;
 }
 
 function canConnect(socket: string): Promise<boolean> {
