@@ -1,6 +1,9 @@
-// The one error type the SDK reports, with a code from proto/sshmux.proto's
-// Code enum; the README's error table says what each means and what to do.
-import { Code, codeName, type CodeName } from '../proto';
+// The one error type the SDK (and the sshmux command) reports, with a code
+// from proto/sshmux.proto's Code enum; the README's error table says what
+// each means and what to do. Code names come from wire.ts, not protobufjs,
+// so that the sshmux command can use this class without loading protobufjs.
+import type { CodeName } from '../proto';
+import { enumName } from '../proto/wire';
 
 /** "THROTTLED", "AUTH_FAILED"...; a code this SDK is too old to know keeps its number ("CODE_60"). */
 export type SshMuxErrorCode = CodeName | `CODE_${number}`;
@@ -21,6 +24,7 @@ export class SshMuxError extends Error {
   }
 
   static fromWire(body: { code?: number | null; message?: string | null; phase?: string | null }): SshMuxError {
-    return new SshMuxError(codeName(body.code ?? Code.CODE_UNSPECIFIED), body.message ?? '', body.phase ?? '');
+    const code = body.code ?? 0;
+    return new SshMuxError((enumName('Code', code) as CodeName | undefined) ?? `CODE_${code}`, body.message ?? '', body.phase ?? '');
   }
 }

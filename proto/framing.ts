@@ -1,0 +1,134 @@
+// Framing for the wire format in sshmux.proto, without any protobuf code:
+// a 4-byte big-endian length, then one encoded Frame. Kept apart from
+// protobufjs so that the sshmux command, which must start fast, can split
+// and write frames without loading it (see wire.ts).
+
+export const PROTOCOL_VERSION = 1;
+/** Largest frame either side accepts. Data frames carry at most DATA_CHUNK. */
+export const MAX_FRAME = 1024 * 1024;
+/** Data larger than this is split, so one frame stays far under MAX_FRAME. */
+export const DATA_CHUNK = 64 * 1024;
+
+const HEADER = 4;
+
+export class FrameError extends Error {
+  override readonly name = 'FrameError';
+}
+
+/** An encoded Frame body with its length prefix. */
+export function lengthPrefixed(body: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(HEADER + body.length);
+  out.writeUInt32BE(body.length, 0);
+  out.set(body, HEADER);
+  return out;
+}
+
+/**
+ * The bytes that precede `length` bytes of payload in an encoded
+ * Frame{stream, data{fd, data}}: the hot path writes these and then the
+ * payload itself, so output is never copied into a protobuf writer and
+ * again into a framed buffer. Same bytes as a full encode (tested).
+ */
+export function dataFrameHeader(stream: number, fd: number, length: number): Buffer {
+  // proto3 leaves default values out: fd 0 and empty data are not written.
+  const inner = (fd ? 1 + varintSize(fd) : 0) + (length ? 1 + varintSize(length) + length : 0);
+  const body = 1 + varintSize(stream) + 1 + varintSize(inner) + inner;
+  const out = Buffer.allocUnsafe(HEADER + body - length);
+  out.writeUInt32BE(body, 0);
+  let at = HEADER;
+  out[at++] = 0x08; // Frame.stream, varint
+  at = writeVarint(out, at, stream);
+  out[at++] = 0x32; // Frame.data, length-delimited
+  at = writeVarint(out, at, inner);
+  if (fd) {
+    out[at++] = 0x08; // Data.fd, varint
+    at = writeVarint(out, at, fd);
+  }
+  if (length) {
+    out[at++] = 0x12; // Data.data, length-delimited
+    writeVarint(out, at, length);
+  }
+  return out;
+}
+
+export function varintSize(v: number): number {
+  let n = 1;
+  while (v >= 0x80) {
+    v = Math.floor(v / 128);
+    n++;
+  }
+  return n;
+}
+
+export function writeVarint(out: Uint8Array, at: number, v: number): number {
+  while (v >= 0x80) {
+    out[at++] = (v & 0x7f) | 0x80;
+    v = Math.floor(v / 128);
+  }
+  out[at++] = v;
+  return at;
+}
+
+/**
+ * Splits a byte stream into frame bodies. Holds at most one partial frame,
+ * so its memory is bounded by maxFrame whatever the peer sends.
+ */
+export class FrameSplitter {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly maxFrame = MAX_FRAME) {}
+
+  /** Feeds bytes; returns the complete frame bodies. Throws FrameError on an oversized frame. */
+  push(chunk: Buffer): Buffer[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const bodies: Buffer[] = [];
+    while (this.buffered >= HEADER) {
+      const length = this.peekLength();
+      if (length > this.maxFrame) {
+        throw new FrameError(`frame of ${length} bytes exceeds the limit of ${this.maxFrame}`);
+      }
+      if (this.buffered < HEADER + length) break;
+      bodies.push(this.take(HEADER + length).subarray(HEADER));
+    }
+    return bodies;
+  }
+
+  private peekLength(): number {
+    const first = this.chunks[0];
+    if (first.length >= HEADER) return first.readUInt32BE(0);
+    const head = this.take(this.buffered);
+    this.chunks = [head];
+    this.buffered = head.length;
+    return head.readUInt32BE(0);
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first.length >= n) {
+      // Common case: the whole frame sits in one chunk; no copy.
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      this.buffered -= n;
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0];
+      const want = n - filled;
+      if (c.length <= want) {
+        out.set(c, filled);
+        filled += c.length;
+        this.chunks.shift();
+      } else {
+        out.set(c.subarray(0, want), filled);
+        this.chunks[0] = c.subarray(want);
+        filled += want;
+      }
+    }
+    this.buffered -= n;
+    return out;
+  }
+}
