@@ -2,6 +2,7 @@
 // daemon's frames to the calls that own them. Many calls share it.
 import * as net from 'node:net';
 import { encodeFrame, FrameDecoder, FrameError, PROTOCOL_VERSION, type IFrame, type v1 } from '../proto';
+import { unavailableMessage } from '../proto/socket-path';
 import { SshMuxError } from './errors';
 
 /** stdout+stderr bytes the daemon may send per call before we grant more. */
@@ -51,7 +52,7 @@ export class Transport {
       socket.once('error', (err: NodeJS.ErrnoException) => {
         if (greeted) return;
         clearTimeout(timer);
-        reject(err.code === 'EAGAIN' && Date.now() < deadline ? err : new SshMuxError('DAEMON_UNAVAILABLE', unavailableMessage(path, err)));
+        reject(err.code === 'EAGAIN' && Date.now() < deadline ? err : new SshMuxError('DAEMON_UNAVAILABLE', unavailableMessage(path, err, HELLO_TIMEOUT_MS)));
       });
       socket.on('error', () => {
         // 'close' follows and fails the calls.
@@ -149,23 +150,5 @@ export class Transport {
     this.streams.clear();
     for (const h of handlers) h.onLost(err);
     this.onClose?.();
-  }
-}
-
-function unavailableMessage(path: string, err: NodeJS.ErrnoException): string {
-  switch (err.code) {
-    case 'ENOENT':
-      return `no sshmuxd socket at ${path}: start the daemon (sshmuxd, or systemctl start sshmuxd) or set SSHMUX_SOCKET`;
-    case 'ECONNREFUSED':
-      return `no sshmuxd is listening on ${path} (stale socket): start the daemon`;
-    case 'EPIPE':
-    case 'ECONNRESET':
-      return `sshmuxd at ${path} closed the connection before answering hello: it may be out of file descriptors; check its log (maxClients, ulimit -n)`;
-    case 'EAGAIN':
-      return `sshmuxd at ${path} left every connection attempt unaccepted for ${HELLO_TIMEOUT_MS / 1000} s (its backlog is full): it is overloaded or stuck; check its log`;
-    case 'EACCES':
-      return `permission denied opening ${path}: the socket belongs to another user; use your own daemon or join its socketGroup`;
-    default:
-      return `cannot reach sshmuxd at ${path}: ${err.message}`;
   }
 }

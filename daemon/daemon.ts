@@ -20,7 +20,7 @@ import { jobOwner } from './jobs/job-id';
 import { Jobs } from './jobs/jobs';
 import { ClientConn, MAX_LINGERING, sayAndClose } from './rpc/client-conn';
 import { listenUnix } from './rpc/server';
-import { SshConfigResolver } from './ssh/ssh-config';
+import { SshConfigResolver, type ResolvedHost } from './ssh/ssh-config';
 
 export const VERSION: string = require('../../package.json').version;
 
@@ -152,7 +152,7 @@ export class Daemon {
     };
   }
 
-  /** sshmuxctl check/drain/reload/stop. `owner`: the caller may steer the whole daemon. */
+  /** sshmuxctl check/drain/reload/stop, and resolve (sshmux -G). `owner`: the caller may steer the whole daemon. */
   async control(req: v1.IControlRequest, owner: boolean): Promise<v1.IControlResult> {
     const Action = v1.ControlRequest.Action;
     const action = req.action ?? Action.CHECK;
@@ -178,6 +178,10 @@ export class Daemon {
         const r = this.reload();
         if (!r.ok) throw new MuxError(Code.BAD_REQUEST, `reload refused, the old configuration stays: ${r.error}`);
         return { message: `reloaded: ${r.kept} pools kept their connections, ${r.replaced} replaced`, count: r.replaced };
+      }
+      case Action.RESOLVE: {
+        const host = this.agent.resolve(req.host ?? '', req.options ?? {});
+        return { message: `${host.alias} resolves to ${host.user}@${host.hostname}:${host.port}`, resolved: resolvedToWire(host) };
       }
       case Action.STOP:
         setImmediate(() => this.opts.requestStop?.());
@@ -343,6 +347,32 @@ function openFileLimit(): number | undefined {
 
 function jobSettings(config: DaemonConfig): { owner: string; retentionMs: number; requestTimeoutMs: number } {
   return { owner: jobOwner(config.jobOwner), retentionMs: config.jobRetentionMs, requestTimeoutMs: config.limits.requestTimeoutMs };
+}
+
+/** A resolved host for RESOLVE (sshmux -G): ProxyJump as ssh -G prints it, times in seconds. */
+function resolvedToWire(h: ResolvedHost): v1.IResolvedHost {
+  const hop = (j: { user?: string; host: string; port?: number }): string =>
+    `${j.user ? `${j.user}@` : ''}${j.host.includes(':') ? `[${j.host}]` : j.host}${j.port ? `:${j.port}` : ''}`;
+  return {
+    host: h.alias,
+    hostname: h.hostname,
+    port: h.port,
+    user: h.user,
+    identityFiles: h.identityFiles,
+    identitiesOnly: h.identitiesOnly,
+    identityAgent: h.identityAgent ?? '',
+    userKnownHostsFiles: h.userKnownHostsFiles,
+    globalKnownHostsFiles: h.globalKnownHostsFiles,
+    hostKeyAlias: h.hostKeyAlias ?? '',
+    strictHostKeyChecking: h.strictHostKeyChecking,
+    connectTimeoutS: Math.round(h.connectTimeoutMs / 1000),
+    serverAliveIntervalS: Math.round(h.serverAliveIntervalMs / 1000),
+    serverAliveCountMax: h.serverAliveCountMax,
+    proxyJump: h.proxyJump.map(hop).join(','),
+    batchMode: h.batchMode,
+    sendEnv: h.sendEnv,
+    setEnv: h.setEnv,
+  };
 }
 
 /** Whether anyone but the owner may open the socket file. */

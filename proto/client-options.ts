@@ -8,6 +8,8 @@
 export const CLIENT_OPTIONS: Readonly<Record<string, 'any' | 'owner'>> = Object.freeze({
   port: 'any',
   user: 'any',
+  // ssh -o HostName: another address for the same configuration (and so the same keys).
+  hostname: 'owner',
   connecttimeout: 'any',
   serveraliveinterval: 'any',
   serveralivecountmax: 'any',

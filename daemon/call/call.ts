@@ -63,6 +63,8 @@ export interface StartedInfo {
   stdinCredit?: number;
   /** What ssh would have printed about the connection (a changed host key accepted, a key newly added). */
   warnings?: string[];
+  /** The HostName the connection reaches (the sshmux command prints ssh's "Connection to ... closed."). */
+  hostname?: string;
 }
 
 export const STDOUT = 1;

@@ -17,6 +17,8 @@ export class SessionCall extends Call {
   private pending: PendingSession | undefined;
   private channel: ClientChannel | undefined;
   private connection: Connection | undefined;
+  /** The HostName the pool connects to, for Started. */
+  private hostname = '';
   private paused = false;
   /** Stdin that arrived before the channel opened. */
   private stdinQueue: Buffer[] = [];
@@ -39,6 +41,7 @@ export class SessionCall extends Call {
 
   protected begin(pool: HostPool): void {
     const { kind, command, env, pty } = this.request;
+    this.hostname = pool.host.hostname;
     if (kind === 'tcpip') return this.startTunnel(pool, this.request.forwardHost!, this.request.forwardPort!);
     const { callMs, waitMs } = this.timeouts(pool);
     this.armDeadline(callMs);
@@ -137,7 +140,7 @@ export class SessionCall extends Call {
     }
     this.channel = channel;
     this.connection = connection;
-    this.sink.started({ connection: connection?.id ?? 'tunnel', waitedMs, newConnection, warnings: connection?.warningsFor(newConnection) });
+    this.sink.started({ connection: connection?.id ?? 'tunnel', waitedMs, newConnection, warnings: connection?.warningsFor(newConnection), hostname: this.hostname });
 
     channel.on('data', (d: Buffer) => this.forward(STDOUT, d));
     channel.stderr.on('data', (d: Buffer) => this.forward(STDERR, d));

@@ -47,6 +47,21 @@ export class Agent {
   /** The pool for `alias` with `options`; throws MuxError(BAD_REQUEST) for a bad host or option. */
   pool(alias: string, options: Record<string, string>): HostPool {
     if (this.closed) throw MuxError.shuttingDown();
+    const t = this.target(alias, options);
+    return this.poolFor(t.resolver, t.alias, t.overrides, undefined, 0);
+  }
+
+  /** How `alias` with `options` resolves (ssh -G), under the same rules as pool() and without connecting. */
+  resolve(alias: string, options: Record<string, string>): ResolvedHost {
+    const t = this.target(alias, options);
+    const host = resolveChecked(t.resolver, t.alias, t.overrides);
+    // A jump host that cannot be used fails here, as it would on use.
+    for (const hop of host.proxyJump) resolveChecked(t.resolver, hop.host, hopOverrides(hop));
+    return host;
+  }
+
+  /** The resolver, alias and overrides a request names: "user@host", the option allow-list, ssh -F. */
+  private target(alias: string, options: Record<string, string>): { resolver: SshConfigResolver; alias: string; overrides: Record<string, string> } {
     const at = alias.lastIndexOf('@');
     if (at > 0) {
       // "user@host", as ssh takes it; an explicit User option wins.
@@ -65,7 +80,7 @@ export class Agent {
       if (key.toLowerCase() === 'configfile') resolver = this.clientResolver(value);
       else overrides[key] = value;
     }
-    return this.poolFor(resolver, alias, overrides, undefined, 0);
+    return { resolver, alias, overrides };
   }
 
   /**
@@ -78,27 +93,14 @@ export class Agent {
     if (depth > MAX_JUMP_DEPTH) {
       throw new MuxError(Code.BAD_REQUEST, `ProxyJump chain deeper than ${MAX_JUMP_DEPTH} at ${alias}: does a jump host jump through itself? Exclude it in ssh_config (Host * !bastion)`);
     }
-    let host: ResolvedHost;
-    try {
-      host = resolver.resolve(alias, overrides);
-    } catch (err) {
-      if (err instanceof ConfigError) throw new MuxError(Code.BAD_REQUEST, (err as Error).message);
-      throw err;
-    }
+    let host = resolveChecked(resolver, alias, overrides);
     if (jumps) host = { ...host, proxyJump: jumps };
-    if (host.proxyCommand) {
-      throw new MuxError(Code.BAD_REQUEST,
-        `${alias} uses ProxyCommand, which sshmuxd does not run; use ProxyJump in the daemon's ssh_config`);
-    }
     // ssh's -J a,b,c: c is reached through b, which is reached through a.
     let via: HostPool | undefined;
     if (host.proxyJump.length) {
       const hops = host.proxyJump;
       const last = hops[hops.length - 1];
-      const hopOverrides: Record<string, string> = {};
-      if (last.user) hopOverrides.user = last.user;
-      if (last.port) hopOverrides.port = String(last.port);
-      via = this.poolFor(resolver, last.host, hopOverrides, hops.length > 1 ? hops.slice(0, -1) : undefined, depth + 1);
+      via = this.poolFor(resolver, last.host, hopOverrides(last), hops.length > 1 ? hops.slice(0, -1) : undefined, depth + 1);
     }
     const key = poolKey(host);
     let pool = this.pools.get(key);
@@ -331,6 +333,30 @@ interface PoolOrigin {
 function poolKey(host: ResolvedHost): string {
   const { alias: _alias, ...identity } = host;
   return JSON.stringify(identity);
+}
+
+/** A ProxyJump hop's own user and port, as options for resolving it. */
+function hopOverrides(hop: JumpHop): Record<string, string> {
+  const overrides: Record<string, string> = {};
+  if (hop.user) overrides.user = hop.user;
+  if (hop.port) overrides.port = String(hop.port);
+  return overrides;
+}
+
+/** resolver.resolve() with its failures as BAD_REQUEST, and hosts that need a ProxyCommand refused. */
+function resolveChecked(resolver: SshConfigResolver, alias: string, overrides: Record<string, string>): ResolvedHost {
+  let host: ResolvedHost;
+  try {
+    host = resolver.resolve(alias, overrides);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new MuxError(Code.BAD_REQUEST, (err as Error).message);
+    throw err;
+  }
+  if (host.proxyCommand) {
+    throw new MuxError(Code.BAD_REQUEST,
+      `${alias} uses ProxyCommand, which sshmuxd does not run; use ProxyJump in the daemon's ssh_config`);
+  }
+  return host;
 }
 
 function checkAlias(alias: string): void {
