@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SshMux, SshMuxError } from '../client-sdk';
-import { defaultSocketPath } from '../proto/socket-path';
+import { defaultSocketPath, mayAutostart } from '../proto/socket-path';
 
 const DAEMON_MAIN = path.join(__dirname, '..', 'daemon', 'main.js');
 /** An autostarted daemon exits after this long with no clients and no connections. */
@@ -21,14 +21,16 @@ export async function connectOrStart(clientName: string, env: NodeJS.ProcessEnv 
   try {
     return await SshMux.connect({ clientName });
   } catch (err) {
-    // An explicit socket is someone's deliberate choice: never start a daemon behind their back.
-    if (!(err instanceof SshMuxError) || err.code !== 'DAEMON_UNAVAILABLE' || env.SSHMUX_SOCKET || env.SSHMUX_NO_AUTOSTART === '1') {
-      throw err;
-    }
+    if (!(err instanceof SshMuxError) || err.code !== 'DAEMON_UNAVAILABLE' || !mayAutostart(env)) throw err;
   }
+  return SshMux.connect({ socket: await startDefaultDaemon(env), clientName });
+}
+
+/** Starts the per-user daemon at the default socket unless one answers there (one, however many ask at once); returns the socket. */
+export async function startDefaultDaemon(env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const socket = defaultSocketPath(env);
   await startDaemon(socket);
-  return SshMux.connect({ socket, clientName });
+  return socket;
 }
 
 async function startDaemon(socket: string): Promise<void> {

@@ -1,81 +1,123 @@
 #!/usr/bin/env node
-// sshmux [options] destination [command [argument ...]]: ssh's command line,
-// with every session riding sshmuxd's pooled connections, so git, rsync,
-// scp, sftp and Ansible can call it in place of ssh.
-import { SshMuxError, type LocalForward, type RemoteProcess, type SshMux } from '../client-sdk';
-import { connectOrStart } from './autostart';
-import { parseCommandLine, USAGE, UsageError, type Invocation } from './ssh-args';
+// sshmux [options] destination [command [argument ...]]: OpenSSH's ssh
+// command line, with every session riding sshmuxd's pooled connections, so
+// git, rsync, scp, sftp, pdsh, pssh, restic, borg and Ansible can call it in
+// place of ssh. The usual path (a command, a shell, a subsystem) loads only
+// what one call needs (session.ts, without the SDK or protobufjs), because
+// a script may start thousands of these; -L, -W and -N use the SDK.
+import { defaultSocketPath, mayAutostart } from '../proto/socket-path';
+import { enumValue } from '../proto/wire';
+import { signalReady, takeReadyFd, runInBackground } from './background';
+import { Diagnostics } from './diagnostics';
+import { EXIT_FAILURE, runSession, windowSize } from './session';
+import { parseCommandLine, ptyDecision, USAGE, UsageError, type Invocation } from './ssh-args';
+import type { LocalForward, SshMux } from '../client-sdk';
 
-/** ssh's own status for "ssh or the connection failed". */
-const EXIT_FAILURE = 255;
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-async function main(): Promise<number> {
+async function main(argv: string[]): Promise<number> {
   let inv: Invocation;
   try {
-    inv = parseCommandLine(process.argv.slice(2));
+    inv = parseCommandLine(argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`sshmux: ${err.message}\n${USAGE}\n`);
+    process.stderr.write(`${err.message ? `${err.message}${err.lineEnd}` : ''}${err.usage ? `${USAGE}\n` : ''}`);
     return EXIT_FAILURE;
   }
-  if (inv.noCommand && !inv.forward && !inv.localForwards.length) {
-    process.stderr.write('sshmux: -N without -L or -W has nothing to do\n');
-    return EXIT_FAILURE;
+  // In the background child of -f: the pipe to say "started" on.
+  const readyFd = takeReadyFd();
+  const diag = new Diagnostics(inv);
+  for (const warning of inv.warnings) diag.warn(warning.text, warning.lineEnd);
+  for (const what of inv.ignored) diag.info(`ignoring ${what}`);
+  const socketPath = defaultSocketPath();
+  switch (inv.action) {
+    case 'version': return version();
+    case 'query': return query(inv.query!);
+    case 'print-config': return printConfig(inv, socketPath, diag);
+    case 'control': return (require('./control') as typeof import('./control')).control(inv, socketPath, diag);
   }
-  if (inv.verbose) for (const what of inv.ignored) process.stderr.write(`sshmux: ignoring ${what}\n`);
+  if (inv.fork && readyFd === undefined) return runInBackground(__filename, argv);
+  const ready = (): void => {
+    if (readyFd !== undefined) signalReady(readyFd);
+  };
+  if (inv.sessionType === 'none' || inv.localForwards.length) return forward(inv, diag, ready);
+  return session(inv, socketPath, diag, ready);
+}
 
-  const mux = await connectOrStart('sshmux');
-  if (inv.forward) return forwardStdio(mux, inv, inv.forward);
-  const forwards = await forwardPorts(mux, inv);
-  if (inv.noCommand) {
-    // -N: forward until told to stop, as ssh does.
-    await new Promise<void>((resolve) => {
-      for (const sig of FORWARDED_SIGNALS) process.once(sig, () => resolve());
-    });
-    await Promise.all(forwards.map((f) => f.close()));
-    return 0;
-  }
-  const pty = wantsPty(inv);
-  const proc = start(mux, inv, pty);
-  // As ssh prints them: a changed host key accepted under StrictHostKeyChecking no, a key newly added.
-  if (!inv.quiet) proc.on('warning', (w: string) => process.stderr.write(`Warning: ${w}\n`));
-  if (inv.verbose) {
-    proc.once('started', (s) => process.stderr.write(
-      `sshmux: session on ${s.connection} after ${s.waitedMs} ms${s.newConnection ? ' (new connection)' : ''}\n`));
-  }
-
-  const restoreTerminal = pty && process.stdin.isTTY ? rawMode() : () => {};
+/** A command, a login shell or a subsystem, on this process's stdio. */
+async function session(inv: Invocation, socketPath: string, diag: Diagnostics, ready: () => void): Promise<number> {
+  const stdinIsTty = (): boolean => (require('node:tty') as typeof import('node:tty')).isatty(0);
+  const { pty, warn } = ptyDecision(inv, stdinIsTty);
+  if (warn) diag.warn('Pseudo-terminal will not be allocated because stdin is not a terminal.');
+  const kind = inv.sessionType === 'subsystem' ? 'SUBSYSTEM' : inv.command ? 'EXEC' : 'SHELL';
+  const restoreTerminal = pty && stdinIsTty() ? rawMode() : () => {};
   try {
-    if (inv.stdin) process.stdin.pipe(proc.stdin);
-    proc.stdout.pipe(process.stdout);
-    proc.stderr.pipe(process.stderr);
-    // The wrapper ends when the remote process does; signals go to it.
-    for (const sig of FORWARDED_SIGNALS) process.on(sig, () => proc.kill(sig));
-    if (pty) process.on('SIGWINCH', () => proc.resize(process.stdout.columns || 80, process.stdout.rows || 24));
-    // `closed`, not `exited`: the exit status can arrive while up to a window
-    // of output still waits in proc.stdout; exiting then would drop it.
-    const result = await proc.closed;
-    if (result.signal) {
-      // OpenSSH exits 255 without a word when the remote dies by a signal.
-      if (inv.verbose) process.stderr.write(`sshmux: remote command killed by signal ${result.signal}\n`);
-      return EXIT_FAILURE;
-    }
-    return result.code ?? EXIT_FAILURE;
+    return await runSession({
+      socketPath,
+      diag,
+      request: {
+        host: inv.destination,
+        options: inv.options,
+        kind: enumValue('SessionRequest.Kind', kind),
+        command: inv.command,
+        env: inv.env,
+        stdin: !inv.stdinNull,
+        pty: pty ? { term: process.env.TERM || 'vt100', ...windowSize() } : undefined,
+      },
+      onStarted: ready,
+      autostart: () => (mayAutostart() ? (require('./autostart') as typeof import('./autostart')).startDefaultDaemon() : Promise.resolve(undefined)),
+    });
   } finally {
     restoreTerminal();
   }
 }
 
+/** -L, -W and -N: forwarding through the SDK. */
+async function forward(inv: Invocation, diag: Diagnostics, ready: () => void): Promise<number> {
+  const { connectOrStart } = require('./autostart') as typeof import('./autostart');
+  const mux = await connectOrStart('sshmux');
+  if (!inv.forward && !inv.localForwards.length) return standBy(mux, inv, diag);
+  const forwards = await forwardPorts(mux, inv, diag);
+  ready();
+  if (inv.forward) return forwardStdio(mux, inv, inv.forward, diag);
+  // -N: forward until told to stop, as ssh does.
+  await new Promise<void>((resolve) => {
+    for (const sig of FORWARDED_SIGNALS) process.once(sig, () => resolve());
+  });
+  await Promise.all(forwards.map((f) => f.close()));
+  return 0;
+}
+
+/**
+ * -N with nothing to forward: the way to start a ControlMaster (ssh -MNf).
+ * The daemon is the master already; one handshake checks that the
+ * destination can be reached as ssh would on connecting. With -f that is
+ * all; without it, wait for a signal, as ssh sits there.
+ */
+async function standBy(mux: SshMux, inv: Invocation, diag: Diagnostics): Promise<number> {
+  try {
+    const r = await mux.control('check', inv.destination, inv.options);
+    diag.info(r.message);
+  } catch (err) {
+    diag.error((err as Error).message);
+    return EXIT_FAILURE;
+  }
+  if (inv.fork) return 0;
+  await new Promise<void>((resolve) => {
+    for (const sig of FORWARDED_SIGNALS) process.once(sig, () => resolve());
+  });
+  return 0;
+}
+
 /** -W: stdin and stdout become a TCP stream opened by the destination (OpenSSH's ProxyCommand uses this). */
-function forwardStdio(mux: SshMux, inv: Invocation, to: { host: string; port: number }): Promise<number> {
+function forwardStdio(mux: SshMux, inv: Invocation, to: { host: string; port: number }, diag: Diagnostics): Promise<number> {
   return new Promise((resolve) => {
     const stream = mux.openTcp(inv.destination, to.host, to.port, { options: inv.options });
     process.stdin.pipe(stream);
     // The stream closes once the far side has closed and every byte was read, so every byte was handed to stdout.
     stream.pipe(process.stdout, { end: false });
     stream.once('error', (err) => {
-      if (!inv.quiet) process.stderr.write(`sshmux: ${err.message}\n`);
+      diag.error(err.message);
       resolve(EXIT_FAILURE);
     });
     stream.once('close', () => resolve(0));
@@ -83,17 +125,15 @@ function forwardStdio(mux: SshMux, inv: Invocation, to: { host: string; port: nu
 }
 
 /** -L: each listener is in this process; every accepted connection rides the destination's pooled connection. */
-async function forwardPorts(mux: SshMux, inv: Invocation): Promise<LocalForward[]> {
+async function forwardPorts(mux: SshMux, inv: Invocation, diag: Diagnostics): Promise<LocalForward[]> {
   const forwards: LocalForward[] = [];
   try {
     for (const spec of inv.localForwards) {
       const f = await mux.forwardLocal(inv.destination, {
         localHost: spec.bindAddress, localPort: spec.port, remoteHost: spec.host, remotePort: spec.hostPort, options: inv.options,
       });
-      f.onError = (err) => {
-        if (!inv.quiet) process.stderr.write(`sshmux: forward ${spec.port} -> ${spec.host}:${spec.hostPort}: ${err.message}\n`);
-      };
-      if (inv.verbose) process.stderr.write(`sshmux: listening on ${f.address}:${f.port} for ${spec.host}:${spec.hostPort}\n`);
+      f.onError = (err) => diag.error(`forward ${spec.port} -> ${spec.host}:${spec.hostPort}: ${err.message}`);
+      diag.info(`listening on ${f.address}:${f.port} for ${spec.host}:${spec.hostPort}`);
       forwards.push(f);
     }
   } catch (err) {
@@ -103,28 +143,37 @@ async function forwardPorts(mux: SshMux, inv: Invocation): Promise<LocalForward[
   return forwards;
 }
 
-function start(mux: SshMux, inv: Invocation, pty: boolean): RemoteProcess {
-  const opts = {
-    stdin: inv.stdin,
-    options: inv.options,
-    env: Object.keys(inv.env).length ? inv.env : undefined,
-    pty: pty ? { term: process.env.TERM || 'vt100', cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 } : undefined,
-  };
-  if (inv.subsystem) return mux.subsystem(inv.destination, inv.command, opts);
-  if (!inv.command) return mux.shell(inv.destination, opts);
-  return mux.spawn(inv.destination, inv.command, opts);
+/** -G: the daemon resolves the destination; printed as ssh -G prints it. */
+async function printConfig(inv: Invocation, socketPath: string, diag: Diagnostics): Promise<number> {
+  const { configLines, resolveRequest } = require('./print-config') as typeof import('./print-config');
+  const { askDaemon } = require('./daemon-call') as typeof import('./daemon-call');
+  try {
+    const autostart = (): Promise<string | undefined> =>
+      (mayAutostart() ? (require('./autostart') as typeof import('./autostart')).startDefaultDaemon() : Promise.resolve(undefined));
+    const { answer } = await askDaemon(socketPath, resolveRequest(inv), autostart);
+    process.stdout.write(`${configLines(inv, answer.controlResult?.resolved ?? {}).join('\n')}\n`);
+    return 0;
+  } catch (err) {
+    diag.error((err as Error).message);
+    return EXIT_FAILURE;
+  }
 }
 
-/** ssh's rule: -t asks for a pty when stdin is a terminal, -tt always; no command means a pty for a terminal. */
-function wantsPty(inv: Invocation): boolean {
-  switch (inv.tty) {
-    case 'force': return true;
-    case 'no': return false;
-    case 'auto': return !inv.command && !!process.stdin.isTTY;
-    case 'yes':
-      if (process.stdin.isTTY) return true;
-      if (!inv.quiet) process.stderr.write('Pseudo-terminal will not be allocated because stdin is not a terminal.\n');
-      return false;
+/** -V: on stderr, as ssh prints its version. */
+function version(): number {
+  const { version: v } = require('../../package.json') as { version: string };
+  process.stderr.write(`sshmux ${v}, standing in for OpenSSH's ssh (its command line, as of OpenSSH 9); sessions ride sshmuxd's pooled connections\n`);
+  return 0;
+}
+
+function query(what: string): number {
+  const { queryLines } = require('./query') as typeof import('./query');
+  try {
+    process.stdout.write(`${queryLines(what).join('\n')}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\r\n`);
+    return EXIT_FAILURE;
   }
 }
 
@@ -156,8 +205,7 @@ async function exitFlushed(code: number): Promise<never> {
   process.exit(code);
 }
 
-main().then(exitFlushed, (err) => {
-  const msg = err instanceof SshMuxError ? err.message : (err as Error).stack;
-  process.stderr.write(`sshmux: ${msg}\n`);
+main(process.argv.slice(2)).then(exitFlushed, (err: Error) => {
+  process.stderr.write(`sshmux: ${err.name === 'SshMuxError' ? err.message : err.stack}\n`);
   return exitFlushed(EXIT_FAILURE);
 });

@@ -127,15 +127,18 @@ test('SDK forwardLocal: a handle that listens, forwards, reports a refused desti
 test('-L grammar as ssh reads it; -R, -D and Unix-socket forwards are refused with the reason', () => {
   const { parseCommandLine, parseLocalForward, UsageError } = require('../cli/ssh-args') as typeof import('../cli/ssh-args');
   assert.deepEqual(parseLocalForward('8080:web:80'), { bindAddress: '127.0.0.1', port: 8080, host: 'web', hostPort: 80 });
+  assert.deepEqual(parseLocalForward('8080:web:80', true), { bindAddress: '0.0.0.0', port: 8080, host: 'web', hostPort: 80 });
   assert.deepEqual(parseLocalForward('*:8080:web:80'), { bindAddress: '0.0.0.0', port: 8080, host: 'web', hostPort: 80 });
   assert.deepEqual(parseLocalForward('[::1]:8080:[fe80::1]:80'), { bindAddress: '::1', port: 8080, host: 'fe80::1', hostPort: 80 });
   for (const bad of ['8080:web', '8080:web:0', 'x:web:80', '/tmp/sock:web:80', '1:2:3:4:5']) {
     assert.throws(() => parseLocalForward(bad), UsageError, bad);
   }
   const inv = parseCommandLine(['-NL', '1:a:2', '-L3:b:4', 'h']);
-  assert.equal(inv.noCommand, true);
+  assert.equal(inv.sessionType, 'none');
   assert.deepEqual(inv.localForwards.map((f) => f.port), [1, 3]);
-  assert.throws(() => parseCommandLine(['-R', '1:a:2', 'h']), /-R \(remote forwarding\) is not supported/);
-  assert.throws(() => parseCommandLine(['-D', '1080', 'h']), /-D \(SOCKS proxy\) is not supported/);
-  assert.throws(() => parseCommandLine(['-W', 'a:1', '-L', '1:a:2', 'h']), /-W cannot be combined with -L/);
+  // -g after -L still opens the listeners to every interface, as in ssh.
+  assert.deepEqual(parseCommandLine(['-L', '1:a:2', 'h', '-g']).localForwards.map((f) => f.bindAddress), ['0.0.0.0']);
+  assert.throws(() => parseCommandLine(['-R', '1:a:2', 'h']), /-R is refused: remote and dynamic forwarding are not done/);
+  assert.throws(() => parseCommandLine(['-D', '1080', 'h']), /-D is refused/);
+  assert.throws(() => parseCommandLine(['-L', 'x', 'h']), /Bad local forwarding specification 'x'/);
 });
