@@ -61,6 +61,40 @@ test('exit status, stderr apart from stdout, 3 MB of random bytes through cat un
   assert.match(unknown.stderr.toString(), /^sshmux: could not resolve hostname no-such-host\.invalid/);
 });
 
+test('a slow reader gets every byte of stdout and stderr before sshmux exits with the remote status (5 runs)', async () => {
+  const file = path.join(remoteDir, 'eight-mib');
+  const data = randomBytes(8 << 20);
+  fs.writeFileSync(file, data, { mode: 0o644 });
+  const want = createHash('sha256').update(data).digest('hex');
+  for (let run = 0; run < 5; run++) {
+    const child = spawn(process.execPath, [SSHMUX, 't', `cat ${file}; head -c 300000 ${file} >&2; exit 3`], { env });
+    const hash = createHash('sha256');
+    let errBytes = 0;
+    child.stderr.on('data', (d: Buffer) => (errBytes += d.length));
+    // A pause after every chunk: the remote finishes long before we do, so the tail sits in pipes and in sshmux.
+    child.stdout.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      child.stdout.pause();
+      setTimeout(() => child.stdout.resume(), 2);
+    });
+    const drained = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    const status = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await drained;
+    assert.equal(status, 3, `run ${run}`);
+    assert.equal(hash.digest('hex'), want, `run ${run}: stdout lost bytes`);
+    assert.equal(errBytes, 300_000, `run ${run}: stderr lost bytes`);
+  }
+});
+
+test('when the reader of stdout goes away, the remote command is ended and sshmux exits 255 without a word', async () => {
+  const marker = `epipe${Math.floor(Math.random() * 1e6)}`;
+  const r = spawnSync('bash', ['-c', `"${process.execPath}" "${SSHMUX}" t 'exec yes ${marker}' | head -1; echo "status \${PIPESTATUS[0]}"`],
+    { env: { ...env }, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.stdout, `${marker}\nstatus 255\n`);
+  assert.equal(r.stderr, '');
+  assert.ok(await waitFor(() => remoteProcesses(marker).length === 0, 5000), 'the remote command outlived its reader');
+});
+
 test('ssh option grammar: packed flags, -oKey value, ssh:// URLs, Ansible-style quoting, refused and unknown options', () => {
   const r = run(['-qTx', '-oConnectTimeout 5', '-o', 'User="' + sshd.user.name + '"', '-o', 'ControlMaster=auto', '-o', 'ControlPersist=60s',
     '-C', `ssh://t:${sshd.port}`, 'id', '-un']);
