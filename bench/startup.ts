@@ -1,15 +1,22 @@
 // npm run bench:startup: what one `sshmux host true` costs a script that
-// calls it per command, against Node's own start-up, an OpenSSH
-// ControlMaster client and a fresh ssh, in one run on one machine.
+// calls it per command, against Node's own start-up, the same call through
+// the SDK in a fresh process (what the command used to load), an OpenSSH
+// ControlMaster client and a fresh ssh, in one run on one machine. The
+// systems take turns, run by run, so that load from elsewhere falls on all
+// of them alike. CPU per run is the children's user+system time
+// (/proc/self/stat cutime+cstime, in clock ticks, averaged over the runs).
 import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
+const SDK = path.join(__dirname, '..', 'client-sdk');
 
-interface Row { system: string; runs: number; p50_ms: number; p90_ms: number; mean_ms: number }
+interface System { name: string; cmd: string; args: string[]; input?: string }
+interface Row { system: string; runs: number; p50_ms: number; p90_ms: number; mean_ms: number; cpu_ms: number }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '40' }, json: { type: 'boolean' } } });
@@ -24,38 +31,62 @@ async function main(): Promise<void> {
   const env = { ...process.env, SSHMUX_SOCKET: daemon.socket };
   try {
     await waitForControl(ssh, control);
-    const systems: Array<[string, string, string[]]> = [
-      ['node -e 0', process.execPath, ['-e', '0']],
-      ['sshmux t true', process.execPath, [SSHMUX, 't', 'true']],
-      ['ssh ControlMaster client', 'ssh', [...ssh, '-o', `ControlPath=${control}`, 't', 'true']],
-      ['ssh (fresh connection)', 'ssh', [...ssh, 't', 'true']],
+    const sdkExec = `require(${JSON.stringify(SDK)}).SshMux.connect().then((m) => m.exec('t', 'true')).then((r) => process.exit(r.code))`;
+    const systems: System[] = [
+      { name: 'node -e 0', cmd: process.execPath, args: ['-e', '0'] },
+      { name: 'sshmux t true', cmd: process.execPath, args: [SSHMUX, 't', 'true'] },
+      { name: 'sshmux t true <pipe', cmd: process.execPath, args: [SSHMUX, 't', 'true'], input: '' },
+      { name: 'node + SDK exec (before)', cmd: process.execPath, args: ['-e', sdkExec] },
+      { name: 'ssh ControlMaster client', cmd: 'ssh', args: [...ssh, '-o', `ControlPath=${control}`, 't', 'true'] },
+      { name: 'ssh (fresh connection)', cmd: 'ssh', args: [...ssh, 't', 'true'] },
     ];
-    const rows: Row[] = [];
-    for (const [name, cmd, args] of systems) {
-      spawnSync(cmd, args, { env }); // warm the page cache and the pool
-      const times: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const t = performance.now();
-        const r = spawnSync(cmd, args, { env, stdio: 'ignore' });
-        times.push(performance.now() - t);
-        if (r.status !== 0) throw new Error(`${name} failed with ${r.status}`);
-      }
-      times.sort((a, b) => a - b);
-      const at = (q: number): number => round(times[Math.min(times.length - 1, Math.floor(q * times.length))]);
-      rows.push({ system: name, runs, p50_ms: at(0.5), p90_ms: at(0.9), mean_ms: round(times.reduce((a, b) => a + b, 0) / runs) });
-    }
-    const node = rows[0].p50_ms;
-    console.log(['system'.padEnd(26), 'p50 ms', 'p90 ms', 'mean ms', 'p50 over node -e 0'].join('  '));
+    const rows = measure(systems, runs, env);
+    const node = rows[0];
+    console.log(['system'.padEnd(26), 'p50 ms', 'p90 ms', 'mean ms', 'CPU ms', 'p50 over node -e 0'].join('  '));
     for (const r of rows) {
+      const over = r.p50_ms - node.p50_ms;
       console.log([r.system.padEnd(26), String(r.p50_ms).padStart(6), String(r.p90_ms).padStart(6), String(r.mean_ms).padStart(7),
-        `${r.p50_ms - node >= 0 ? '+' : ''}${round(r.p50_ms - node)} ms`.padStart(18)].join('  '));
+        String(r.cpu_ms).padStart(6), `${over >= 0 ? '+' : ''}${round(over)} ms`.padStart(18)].join('  '));
     }
-    console.log(JSON.stringify({ startup_ms: rows }));
+    console.log(JSON.stringify({ startup_ms: rows, load_average: fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number) }));
   } finally {
     master.kill();
     await daemon.stop();
     await cleanupAll();
   }
+}
+
+/** Runs every system `runs` times, in turns; wall clock per run and CPU per run. */
+function measure(systems: System[], runs: number, env: NodeJS.ProcessEnv): Row[] {
+  const times = systems.map(() => [] as number[]);
+  const cpuTicks = systems.map(() => 0);
+  for (const s of systems) spawnSync(s.cmd, s.args, { env }); // warm the page cache and the pool
+  for (let i = 0; i < runs; i++) {
+    systems.forEach((s, j) => {
+      const cpuBefore = childCpuTicks();
+      const t = performance.now();
+      const r = spawnSync(s.cmd, s.args, { env, input: s.input, stdio: [s.input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
+      times[j].push(performance.now() - t);
+      cpuTicks[j] += childCpuTicks() - cpuBefore;
+      if (r.status !== 0) throw new Error(`${s.name} failed with ${r.status}: ${r.stderr}`);
+    });
+  }
+  const tickMs = 1000 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+  return systems.map((s, j) => {
+    const sorted = times[j].sort((a, b) => a - b);
+    const at = (q: number): number => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]);
+    return {
+      system: s.name, runs, p50_ms: at(0.5), p90_ms: at(0.9), mean_ms: round(sorted.reduce((a, b) => a + b, 0) / runs),
+      cpu_ms: round((cpuTicks[j] * tickMs) / runs),
+    };
+  });
+}
+
+/** User+system time of our waited-for children so far, in clock ticks. */
+function childCpuTicks(): number {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[13]) + Number(fields[14]); // cutime, cstime (fields 16 and 17)
 }
 
 async function waitForControl(ssh: string[], control: string): Promise<void> {

@@ -51,10 +51,10 @@ class Session implements CallHandler {
   private reported = false;
   private readonly cleanups: Array<() => void> = [];
 
-  constructor(private readonly spec: SessionSpec, private readonly done: (status: number) => void) {
-    // Kept to the end: a write may fail after the call is over.
-    for (const out of [process.stdout, process.stderr]) out.on('error', () => this.outputFailed());
-  }
+  /** process.stdout and process.stderr, touched only once there is output: creating them costs start-up time. */
+  private readonly outputs: Array<NodeJS.WriteStream | undefined> = [];
+
+  constructor(private readonly spec: SessionSpec, private readonly done: (status: number) => void) {}
 
   connect(socketPath: string): void {
     this.call = new DaemonCall(socketPath, { session: this.spec.request }, this);
@@ -80,7 +80,7 @@ class Session implements CallHandler {
         this.spec.onStarted?.();
         return;
       }
-      case 'data': return this.output(frame.data!.fd === 2 ? process.stderr : process.stdout, frame.data!.data as Buffer);
+      case 'data': return this.output(this.outputStream(frame.data!.fd === 2 ? 2 : 1), frame.data!.data as Buffer);
       case 'window': return this.credit(frame.window!.bytes ?? 0);
       case 'exit': {
         const exit = frame.exit!;
@@ -127,6 +127,17 @@ class Session implements CallHandler {
       this.written(data.length);
       this.settle();
     });
+  }
+
+  private outputStream(fd: 1 | 2): NodeJS.WriteStream {
+    let out = this.outputs[fd];
+    if (!out) {
+      out = fd === 2 ? process.stderr : process.stdout;
+      // Kept to the end: a write may fail after the call is over.
+      out.on('error', () => this.outputFailed());
+      this.outputs[fd] = out;
+    }
+    return out;
   }
 
   /** Bytes our reader has taken: grant them back in batches. */

@@ -5,6 +5,7 @@
 // place of ssh. The usual path (a command, a shell, a subsystem) loads only
 // what one call needs (session.ts, without the SDK or protobufjs), because
 // a script may start thousands of these; -L, -W and -N use the SDK.
+import * as fs from 'node:fs';
 import { defaultSocketPath, mayAutostart } from '../proto/socket-path';
 import { enumValue } from '../proto/wire';
 import { signalReady, takeReadyFd, runInBackground } from './background';
@@ -61,7 +62,7 @@ async function session(inv: Invocation, socketPath: string, diag: Diagnostics, r
         kind: enumValue('SessionRequest.Kind', kind),
         command: inv.command,
         env: inv.env,
-        stdin: !inv.stdinNull,
+        stdin: !inv.stdinNull && !stdinIsDevNull(),
         pty: pty ? { term: process.env.TERM || 'vt100', ...windowSize() } : undefined,
       },
       onStarted: ready,
@@ -174,6 +175,20 @@ function query(what: string): number {
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\r\n`);
     return EXIT_FAILURE;
+  }
+}
+
+/**
+ * Whether stdin is /dev/null, as it is under cron and many orchestrators:
+ * reading it yields only EOF, which `stdin: false` gives the remote without
+ * creating a stdin stream (2 ms of start-up).
+ */
+function stdinIsDevNull(): boolean {
+  try {
+    const st = fs.fstatSync(0);
+    return st.isCharacterDevice() && st.rdev === fs.statSync('/dev/null').rdev;
+  } catch {
+    return false;
   }
 }
 

@@ -235,3 +235,27 @@ test('-G prints what ssh -G prints for user, hostname, port, identityfile and pr
   assert.equal(bad.status, 255);
   assert.match(bad.stderr, /^sshmux: bad Port "notaport"/);
 });
+
+test('what the server cannot show: -F and -E keep their last value, -P takes a tag, -O and -W exclude each other, ssh\'s pty rule', () => {
+  const { parseCommandLine, ptyDecision } = require('../cli/ssh-args') as typeof import('../cli/ssh-args');
+  const inv = parseCommandLine(['-F', '/a', '-E', '/log1', '-P', 'tag', 't', '-F', '/b', '-E', '/log2', '-o', 'ControlPath=x', 'cmd']);
+  assert.equal(inv.options.configfile, '/b');
+  assert.equal(inv.logFile, '/log2');
+  assert.equal(inv.command, 'cmd');
+  assert.deepEqual(inv.ignored.map((w) => w.split(':')[0]), ['-P tag', '-o ControlPath=x']);
+  assert.equal(parseCommandLine(['-F', 'none', 't']).options.configfile, '/dev/null');
+  assert.equal(parseCommandLine(['-F', 'rel/cfg', 't']).options.configfile, path.resolve('rel/cfg'));
+  assert.equal(parseCommandLine(['-O', 'exit', 't']).action, 'control');
+  assert.equal(parseCommandLine(['-O', 'check', '-G', 't']).action, 'print-config');
+  assert.equal(parseCommandLine(['-V', '-Z']).action, 'version');
+  assert.equal(parseCommandLine(['-o', 'ClearAllForwardings=yes', '-L', '1:a:2', 't']).localForwards.length, 0);
+  assert.equal(parseCommandLine(['-p', 'ssh', 't']).options.port, '22');
+  const tty = (args: string[], isTty: boolean) => ptyDecision(parseCommandLine(args), () => isTty);
+  assert.deepEqual(tty(['t'], true), { pty: true, warn: false });
+  assert.deepEqual(tty(['t'], false), { pty: false, warn: true });
+  assert.deepEqual(tty(['t', 'cmd'], false), { pty: false, warn: false });
+  assert.deepEqual(tty(['-t', 't', 'cmd'], true), { pty: true, warn: false });
+  assert.deepEqual(tty(['-tt', '-n', 't', 'cmd'], false), { pty: true, warn: false });
+  assert.deepEqual(tty(['-t', '-n', 't', 'cmd'], true), { pty: false, warn: true });
+  assert.deepEqual(tty(['-N', '-t', 't'], true), { pty: false, warn: false });
+});
