@@ -4,6 +4,7 @@
 // (sshmuxctl drain), which take no new sessions and close once their
 // sessions end; forward, cancel, proxy: refused. Never starts a daemon:
 // "is a master running?" must not be answered by starting one.
+import { output } from './stdio';
 import { enumValue } from '../proto/wire';
 import { askDaemon } from './daemon-call';
 import type { Diagnostics } from './diagnostics';
@@ -33,13 +34,13 @@ export async function control(inv: Invocation, socketPath: string, diag: Diagnos
   try {
     if (command === 'check') {
       const { pid } = await askDaemon(socketPath, resolveRequest(inv));
-      process.stderr.write(`Master running (pid=${pid})\r\n`);
+      output(2).write(`Master running (pid=${pid})\r\n`);
       return 0;
     }
     const drain = { controlRequest: { action: enumValue('ControlRequest.Action', 'DRAIN'), host: inv.destination } };
     const { answer } = await askDaemon(socketPath, drain);
     diag.info(answer.controlResult?.message ?? '');
-    process.stderr.write(`${SENT[command]}\r\n`);
+    output(2).write(`${SENT[command]}\r\n`);
     return 0;
   } catch (err) {
     diag.error((err as Error).message);

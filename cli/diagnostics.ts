@@ -4,6 +4,7 @@
 // ssh silences even fatal errors. Lines end in CRLF on stderr, as ssh's do
 // (the terminal may be in raw mode). The remote command's stderr is not a
 // diagnostic: it always goes to stderr.
+import { output } from './stdio';
 import * as fs from 'node:fs';
 
 export interface DiagnosticsOptions {
@@ -41,7 +42,7 @@ export class Diagnostics {
         fs.appendFileSync(this.opts.logFile, `${line}\n`, { mode: 0o600 });
         return;
       } catch (err) {
-        process.stderr.write(`sshmux: cannot write to ${this.opts.logFile} (${(err as Error).message}); logging here instead\n`);
+        output(2).write(`sshmux: cannot write to ${this.opts.logFile} (${(err as Error).message}); logging here instead\n`);
         this.opts.logFile = undefined;
       }
     }
@@ -50,8 +51,8 @@ export class Diagnostics {
       const r = spawnSync('logger', ['-t', 'sshmux', '-p', 'user.info', '--', line], { stdio: 'ignore', timeout: 5000 });
       if (r.status === 0) return;
       this.opts.syslog = false;
-      process.stderr.write('sshmux: logger(1) failed, so -y cannot reach syslog; logging here instead\n');
+      output(2).write('sshmux: logger(1) failed, so -y cannot reach syslog; logging here instead\n');
     }
-    process.stderr.write(`${line}${lineEnd}`);
+    output(2).write(`${line}${lineEnd}`);
   }
 }

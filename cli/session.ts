@@ -6,6 +6,7 @@
 // remote writer and memory stays bounded. Stdin is sent within the
 // daemon's grant. The result is reported only after every byte of output
 // has been written, so exiting on it loses nothing.
+import { output } from './stdio';
 import { DATA_CHUNK } from '../proto/framing';
 import type { sshmux } from '../proto/gen/sshmux';
 import { DaemonCall, RECEIVE_WINDOW, type CallHandler, type Frame } from './daemon-call';
@@ -132,7 +133,7 @@ class Session implements CallHandler {
   private outputStream(fd: 1 | 2): NodeJS.WriteStream {
     let out = this.outputs[fd];
     if (!out) {
-      out = fd === 2 ? process.stderr : process.stdout;
+      out = output(fd);
       // Kept to the end: a write may fail after the call is over.
       out.on('error', () => this.outputFailed());
       this.outputs[fd] = out;

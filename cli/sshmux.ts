@@ -11,6 +11,7 @@ import { enumValue } from '../proto/wire';
 import { signalReady, takeReadyFd, runInBackground } from './background';
 import { Diagnostics } from './diagnostics';
 import { EXIT_FAILURE, runSession, windowSize } from './session';
+import { exitFlushed, output } from './stdio';
 import { parseCommandLine, ptyDecision, USAGE, UsageError, type Invocation } from './ssh-args';
 import type { LocalForward, SshMux } from '../client-sdk';
 
@@ -22,7 +23,7 @@ async function main(argv: string[]): Promise<number> {
     inv = parseCommandLine(argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`${err.message ? `${err.message}${err.lineEnd}` : ''}${err.usage ? `${USAGE}\n` : ''}`);
+    output(2).write(`${err.message ? `${err.message}${err.lineEnd}` : ''}${err.usage ? `${USAGE}\n` : ''}`);
     return EXIT_FAILURE;
   }
   // In the background child of -f: the pipe to say "started" on.
@@ -116,7 +117,7 @@ function forwardStdio(mux: SshMux, inv: Invocation, to: { host: string; port: nu
     const stream = mux.openTcp(inv.destination, to.host, to.port, { options: inv.options });
     process.stdin.pipe(stream);
     // The stream closes once the far side has closed and every byte was read, so every byte was handed to stdout.
-    stream.pipe(process.stdout, { end: false });
+    stream.pipe(output(1), { end: false });
     stream.once('error', (err) => {
       diag.error(err.message);
       resolve(EXIT_FAILURE);
@@ -152,7 +153,7 @@ async function printConfig(inv: Invocation, socketPath: string, diag: Diagnostic
     const autostart = (): Promise<string | undefined> =>
       (mayAutostart() ? (require('./autostart') as typeof import('./autostart')).startDefaultDaemon() : Promise.resolve(undefined));
     const { answer } = await askDaemon(socketPath, resolveRequest(inv), autostart);
-    process.stdout.write(`${configLines(inv, answer.controlResult?.resolved ?? {}).join('\n')}\n`);
+    output(1).write(`${configLines(inv, answer.controlResult?.resolved ?? {}).join('\n')}\n`);
     return 0;
   } catch (err) {
     diag.error((err as Error).message);
@@ -163,17 +164,17 @@ async function printConfig(inv: Invocation, socketPath: string, diag: Diagnostic
 /** -V: on stderr, as ssh prints its version. */
 function version(): number {
   const { version: v } = require('../../package.json') as { version: string };
-  process.stderr.write(`sshmux ${v}, standing in for OpenSSH's ssh (its command line, as of OpenSSH 9); sessions ride sshmuxd's pooled connections\n`);
+  output(2).write(`sshmux ${v}, standing in for OpenSSH's ssh (its command line, as of OpenSSH 9); sessions ride sshmuxd's pooled connections\n`);
   return 0;
 }
 
 function query(what: string): number {
   const { queryLines } = require('./query') as typeof import('./query');
   try {
-    process.stdout.write(`${queryLines(what).join('\n')}\n`);
+    output(1).write(`${queryLines(what).join('\n')}\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`${(err as Error).message}\r\n`);
+    output(2).write(`${(err as Error).message}\r\n`);
     return EXIT_FAILURE;
   }
 }
@@ -205,22 +206,7 @@ function rawMode(): () => void {
   return restore;
 }
 
-/** Resolves once everything written to `stream` so far has reached the OS (or the reader has gone). */
-function flushed(stream: NodeJS.WriteStream): Promise<void> {
-  if (stream.writableLength === 0 || stream.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    stream.once('error', () => resolve());
-    stream.write('', () => resolve());
-  });
-}
-
-/** process.exit() drops writes still queued for a pipe: flush stdout and stderr first. */
-async function exitFlushed(code: number): Promise<never> {
-  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
-  process.exit(code);
-}
-
 main(process.argv.slice(2)).then(exitFlushed, (err: Error) => {
-  process.stderr.write(`sshmux: ${err.name === 'SshMuxError' ? err.message : err.stack}\n`);
+  output(2).write(`sshmux: ${err.name === 'SshMuxError' ? err.message : err.stack}\r\n`);
   return exitFlushed(EXIT_FAILURE);
 });
