@@ -27,7 +27,8 @@ const X11 = 'X11 forwarding is not done';
 const AGENT = "agent forwarding is not done: it would forward the daemon's agent, not yours";
 const LOCAL_COMMAND = "sshmuxd never runs a command a client sends; set it in the daemon's ssh_config if the daemon should use it";
 const BIND = "sessions ride the daemon's pooled connections, which it opens from its own address; use ssh for a connection from a chosen address or interface";
-const REMOTE_LISTEN = 'remote and dynamic forwarding are not done: a listener on a pooled connection would outlive this process and be shared by every client of the daemon; use ssh -R or -D';
+const REMOTE_LISTEN = 'remote forwarding is not done: a listener on a pooled connection would outlive this process and be shared by every client of the daemon; use ssh -R';
+const SOCKS = 'a SOCKS proxy (dynamic forwarding) is not done: use -L for fixed destinations, or ssh -D';
 const TUN = 'tun device forwarding (-w) needs a connection of its own; use ssh -w';
 
 const none = (v: string): boolean => v.toLowerCase() === 'none';
@@ -71,7 +72,7 @@ export const OPTION_RULES: Record<string, OptionRule> = {
   knownhostscommand: { kind: 'refused', why: LOCAL_COMMAND, off: none },
   proxyusefdpass: { kind: 'refused', why: LOCAL_COMMAND, off: no },
   remoteforward: { kind: 'refused', why: REMOTE_LISTEN },
-  dynamicforward: { kind: 'refused', why: REMOTE_LISTEN },
+  dynamicforward: { kind: 'refused', why: SOCKS },
   tunnel: { kind: 'refused', why: TUN, off: no },
   bindaddress: { kind: 'refused', why: BIND, off: none },
   bindinterface: { kind: 'refused', why: BIND, off: none },
@@ -207,7 +208,7 @@ export const IGNORED_VALUE_FLAGS: Record<string, string> = {
 export const REFUSED_FLAGS: Record<string, string> = {
   b: BIND,
   B: BIND,
-  D: REMOTE_LISTEN,
+  D: SOCKS,
   R: REMOTE_LISTEN,
   w: TUN,
   I: 'the daemon does not use PKCS#11 tokens; use ssh for them',

@@ -138,7 +138,7 @@ test('-L grammar as ssh reads it; -R, -D and Unix-socket forwards are refused wi
   assert.deepEqual(inv.localForwards.map((f) => f.port), [1, 3]);
   // -g after -L still opens the listeners to every interface, as in ssh.
   assert.deepEqual(parseCommandLine(['-L', '1:a:2', 'h', '-g']).localForwards.map((f) => f.bindAddress), ['0.0.0.0']);
-  assert.throws(() => parseCommandLine(['-R', '1:a:2', 'h']), /-R is refused: remote and dynamic forwarding are not done/);
+  assert.throws(() => parseCommandLine(['-R', '1:a:2', 'h']), /-R is refused: remote forwarding is not done/);
   assert.throws(() => parseCommandLine(['-D', '1080', 'h']), /-D is refused/);
   assert.throws(() => parseCommandLine(['-L', 'x', 'h']), /Bad local forwarding specification 'x'/);
 });

@@ -173,8 +173,8 @@ test('command lines OpenSSH refuses are refused with its status and message', ()
 
 test('what only sshmux refuses says why and exits 255', () => {
   const cases: Array<[string[], RegExp]> = [
-    [['-R', '8080:localhost:80', 't'], /^sshmux: -R is refused: remote and dynamic forwarding are not done/],
-    [['t', '-D', '1080'], /^sshmux: -D is refused/],
+    [['-R', '8080:localhost:80', 't'], /^sshmux: -R is refused: remote forwarding is not done/],
+    [['t', '-D', '1080'], /^sshmux: -D is refused: a SOCKS proxy \(dynamic forwarding\) is not done/],
     [['-b', '127.0.0.1', 't', 'x'], /^sshmux: -b is refused: sessions ride the daemon's pooled connections/],
     [['-B', 'lo', 't', 'x'], /^sshmux: -B is refused/],
     [['-w', '0:0', 't'], /^sshmux: -w is refused: tun device forwarding/],
