@@ -113,7 +113,6 @@ class Parser {
   /** Set by -V and -Q, which end the parse at once, as ssh exits there. */
   done = false;
   private hasDestination = false;
-  private jumpGiven = false;
   private sessionTypeSet = false;
   private logLevelSet = false;
   private stdinNullSet = false;
@@ -195,11 +194,11 @@ class Parser {
       case 'F': this.setPath('configfile', value === 'none' ? '/dev/null' : value, true); return;
       case 'i': return this.identity(value);
       case 'J':
-        if (this.jumpGiven || inv.options.proxyjump !== undefined) {
+        // A ProxyJump from -o counts too, as in ssh.
+        if (inv.options.proxyjump !== undefined) {
           throw new UsageError('Only a single -J option is permitted (use commas to separate multiple jump hops)');
         }
         if (!value || /\s/.test(value)) throw new UsageError('Invalid -J argument');
-        this.jumpGiven = true;
         inv.options.proxyjump = value;
         return;
       case 'L':
@@ -273,7 +272,6 @@ class Parser {
     switch (rule.kind) {
       case 'daemon':
         if (!rule.list && args.length > 1) throw new UsageError(`command-line line 0: keyword ${keyword} extra arguments at end of line`);
-        if (keyword === 'proxyjump' && this.inv.options.proxyjump === undefined && first !== 'none') this.jumpGiven = true;
         if (PATH_OPTIONS.has(keyword)) this.setPath(keyword, rule.list ? args.join(' ') : first, false);
         else this.setOnce(keyword, first);
         return;
