@@ -183,6 +183,8 @@ function isDefault(kind: Scalar, v: unknown): boolean {
     case 'string': return v === '';
     case 'bytes': return (v as Uint8Array).length === 0;
     case 'bool': return v === false;
+    // -0 is written, as protobufjs writes it: only +0 is a double's default.
+    case 'double': return Object.is(v, 0);
     default: return v === 0;
   }
 }
