@@ -37,7 +37,7 @@ export async function control(inv: Invocation, socketPath: string, diag: Diagnos
       output(2).write(`Master running (pid=${pid})\r\n`);
       return 0;
     }
-    const drain = { controlRequest: { action: enumValue('ControlRequest.Action', 'DRAIN'), host: inv.destination } };
+    const drain = { controlRequest: { action: enumValue('ControlRequest.Action', 'DRAIN'), host: inv.destination, options: inv.options } };
     const { answer } = await askDaemon(socketPath, drain);
     diag.info(answer.controlResult?.message ?? '');
     output(2).write(`${SENT[command]}\r\n`);

@@ -12,6 +12,7 @@ import { SshMuxError } from '../client-sdk/errors';
 /** stdout+stderr bytes the daemon may send before we grant more (the SDK's figure). */
 export const RECEIVE_WINDOW = 1024 * 1024;
 const HELLO_TIMEOUT_MS = 10_000;
+const BACKLOG_RETRY_MS = 20;
 /** The only stream this connection opens. */
 const STREAM = 1;
 
@@ -27,47 +28,69 @@ export interface CallHandler {
 }
 
 export class DaemonCall {
-  private readonly socket: net.Socket;
+  /** Undefined while waiting to dial again after EAGAIN. */
+  private socket: net.Socket | undefined;
   private readonly splitter = new FrameSplitter();
   private greeted = false;
   private connected = false;
   private ended = false;
+  /** Hello and the request, sent together (again, if the first socket met a full backlog). */
+  private readonly opening: Buffer;
+  private readonly deadline = Date.now() + HELLO_TIMEOUT_MS;
   private readonly helloTimer: NodeJS.Timeout;
 
   constructor(readonly socketPath: string, request: Omit<IFrame, 'stream'>, private readonly handler: CallHandler) {
-    this.socket = net.connect(socketPath);
-    this.socket.once('connect', () => {
-      this.connected = true;
-    });
-    this.socket.write(Buffer.concat([
+    this.opening = Buffer.concat([
       encodeFrame({ stream: 0, hello: { version: PROTOCOL_VERSION, client: 'sshmux', window: RECEIVE_WINDOW } }),
       encodeFrame({ ...request, stream: STREAM }),
-    ]));
+    ]);
     this.helloTimer = setTimeout(() => this.fail(new SshMuxError('DAEMON_UNAVAILABLE',
       `sshmuxd at ${socketPath} did not answer within ${HELLO_TIMEOUT_MS / 1000} s; is it stuck? Check its log`)), HELLO_TIMEOUT_MS);
-    this.socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    this.socket.on('error', (err: NodeJS.ErrnoException) => {
+    this.dial();
+  }
+
+  private dial(): void {
+    const socket = net.connect(this.socketPath);
+    this.socket = socket;
+    socket.once('connect', () => {
+      this.connected = true;
+    });
+    socket.write(this.opening);
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.connected) return; // 'close' follows
+      // EAGAIN: the daemon's backlog of connections not yet accepted is full
+      // (a burst of clients); it drains in moments, as the SDK also assumes.
+      if (err.code === 'EAGAIN' && Date.now() < this.deadline) {
+        this.socket = undefined;
+        setTimeout(() => this.ended || this.dial(), BACKLOG_RETRY_MS);
+        return;
+      }
       // Nothing listening there: the one case where starting a daemon may help.
       const unreached = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
-      if (!this.connected) this.fail(new SshMuxError('DAEMON_UNAVAILABLE', unavailableMessage(socketPath, err)), unreached);
+      this.fail(new SshMuxError('DAEMON_UNAVAILABLE', unavailableMessage(this.socketPath, err, HELLO_TIMEOUT_MS)), unreached);
     });
-    this.socket.on('close', () => this.fail(new SshMuxError('DAEMON_UNAVAILABLE', this.greeted
-      ? `the connection to sshmuxd at ${socketPath} closed; the call is lost (its remote command is cancelled)`
-      : `sshmuxd at ${socketPath} closed the connection during hello`)));
+    socket.on('close', () => {
+      if (socket !== this.socket) return; // abandoned after EAGAIN
+      this.fail(new SshMuxError('DAEMON_UNAVAILABLE', this.greeted
+        ? `the connection to sshmuxd at ${this.socketPath} closed; the call is lost (its remote command is cancelled)`
+        : `sshmuxd at ${this.socketPath} closed the connection during hello`));
+    });
   }
 
   /** A frame of this call: stdin, eof, window, signal, resize, cancel. */
   send(frame: Omit<IFrame, 'stream'>): void {
-    if (!this.ended) this.socket.write(encodeFrame({ ...frame, stream: STREAM }));
+    if (!this.ended) this.socket?.write(encodeFrame({ ...frame, stream: STREAM }));
   }
 
   /** Stdin bytes, framed without copying them. */
   sendStdin(chunk: Buffer): void {
-    if (this.ended) return;
-    this.socket.cork();
-    this.socket.write(dataFrameHeader(STREAM, 0, chunk.length));
-    this.socket.write(chunk);
-    this.socket.uncork();
+    const socket = this.socket;
+    if (this.ended || !socket) return;
+    socket.cork();
+    socket.write(dataFrameHeader(STREAM, 0, chunk.length));
+    socket.write(chunk);
+    socket.uncork();
   }
 
   /** The call is over: close the connection (the daemon frees anything left). */
@@ -75,7 +98,7 @@ export class DaemonCall {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.helloTimer);
-    this.socket.destroy();
+    this.socket?.destroy();
   }
 
   private receive(chunk: Buffer): void {

@@ -77,6 +77,8 @@ class Session implements CallHandler {
         this.started = true;
         this.hostname = s.hostname ?? '';
         this.spec.diag.info(`session on ${s.connection} after ${s.waitedMs ?? 0} ms${s.newConnection ? ' (new connection)' : ''}`);
+        // As ssh prints them: a changed host key accepted under StrictHostKeyChecking no, a key newly added.
+        for (const warning of s.warnings ?? []) this.spec.diag.warn(`Warning: ${warning}`);
         if (s.window) this.credit(s.window);
         this.spec.onStarted?.();
         return;

@@ -68,6 +68,8 @@ export interface LocalForwardSpec { bindAddress: string; port: number; host: str
  * for what it prints with fprintf.
  */
 export class UsageError extends Error {
+  override readonly name = 'UsageError';
+
   constructor(message: string, readonly usage = false, readonly lineEnd: '\r\n' | '\n' = '\r\n') {
     super(message);
   }

@@ -4,6 +4,7 @@
 // owns (the connection, its authentication, its host-key checks), or refuse
 // it with the reason. As data, so that the README's table and -v's reasons
 // come from one place. Keywords are ssh's (readconf.c), lower-case.
+import { CLIENT_OPTIONS } from '../proto/client-options';
 
 export type OptionRule =
   /** Sent to the daemon in the call's options (first value wins, as in ssh). */
@@ -35,20 +36,9 @@ const none = (v: string): boolean => v.toLowerCase() === 'none';
 const no = (v: string): boolean => ['no', 'false'].includes(v.toLowerCase());
 
 export const OPTION_RULES: Record<string, OptionRule> = {
-  // Per call, to the daemon.
-  port: { kind: 'daemon' },
-  user: { kind: 'daemon' },
-  hostname: { kind: 'daemon' },
-  proxyjump: { kind: 'daemon' },
-  connecttimeout: { kind: 'daemon' },
-  serveraliveinterval: { kind: 'daemon' },
-  serveralivecountmax: { kind: 'daemon' },
-  batchmode: { kind: 'daemon' },
-  stricthostkeychecking: { kind: 'daemon' },
-  userknownhostsfile: { kind: 'daemon', list: true },
-  hostkeyalias: { kind: 'daemon' },
-  identityfile: { kind: 'daemon' },
-  identitiesonly: { kind: 'daemon' },
+  // Per call, to the daemon: its allow-list (ConfigFile is ssh's -F, not a keyword).
+  ...Object.fromEntries(Object.keys(CLIENT_OPTIONS).filter((k) => k !== 'configfile')
+    .map((k): [string, OptionRule] => [k, k === 'userknownhostsfile' ? { kind: 'daemon', list: true } : { kind: 'daemon' }])),
 
   // Handled here.
   sendenv: { kind: 'local' },

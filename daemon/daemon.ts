@@ -171,7 +171,7 @@ export class Daemon {
         return { message: `${pool.name} (${pool.destination}): handshake ok in ${ms} ms${warning}`, ms };
       }
       case Action.DRAIN: {
-        const n = this.agent.retireHost(req.host ?? '');
+        const n = this.agent.retireHost(req.host ?? '', req.options ?? {});
         return { message: `${req.host}: ${n} connections draining; new requests open fresh ones`, count: n };
       }
       case Action.RELOAD: {

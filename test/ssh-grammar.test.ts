@@ -4,14 +4,15 @@
 // gives. The sshd here has a ForceCommand that prints the command it was
 // asked to run ($SSH_ORIGINAL_COMMAND) instead of running it, so what
 // reached the server is compared byte for byte. Then -G against ssh -G.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cleanupAll, startSshd, tempDir, type Sshd } from './helpers/sshd';
-import { startDaemon, type DaemonProc } from './helpers/daemon';
+import type { Sshd } from './helpers/sshd';
+import type { DaemonProc } from './helpers/daemon';
+import { startWorld } from './helpers/world';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 let sshd: Sshd;
@@ -25,24 +26,19 @@ const REPORT = `printf 'cmd=[%s] ' "$SSH_ORIGINAL_COMMAND"; if [ -t 0 ]; then pr
   `printf 'env=[%s] ' "$SSHMUX_X"; if [ -t 0 ]; then echo; else wc -c | tr -d ' '; fi; exit 7`;
 
 before(async () => {
-  sshd = await startSshd({ extraConfig: [`ForceCommand ${REPORT}`] });
+  // "t" has everything; 127.0.0.1 needs its port (and user) from the command line. ssh and the daemon read the same file.
+  const world = await startWorld({
+    sshd: { extraConfig: [`ForceCommand ${REPORT}`] },
+    sshConfig: (c) => {
+      const common = [`  IdentityFile ${c.identityPath}`, '  IdentitiesOnly yes', `  UserKnownHostsFile ${c.knownHostsPath}`,
+        '  GlobalKnownHostsFile /dev/null', '  StrictHostKeyChecking yes', '  BatchMode yes'];
+      return fs.readFileSync(c.sshConfigPath, 'utf8') + ['  BatchMode yes', `Host 127.0.0.1`, ...common, ''].join('\n');
+    },
+  });
+  ({ sshd, daemon } = world);
+  config = world.client.sshConfigPath;
   port = String(sshd.port);
   user = sshd.user.name;
-  const dir = tempDir();
-  const known = path.join(dir, 'known_hosts');
-  fs.writeFileSync(known, `[${sshd.host}]:${sshd.port} ${sshd.hostKey.publicLine}\n`, { mode: 0o600 });
-  const common = [`  IdentityFile ${sshd.clientKeyPath}`, '  IdentitiesOnly yes', `  UserKnownHostsFile ${known}`,
-    '  GlobalKnownHostsFile /dev/null', '  StrictHostKeyChecking yes', '  BatchMode yes'];
-  // "t" has everything; 127.0.0.1 needs its port (and user) from the command line.
-  config = path.join(dir, 'ssh_config');
-  fs.writeFileSync(config, [`Host t`, `  HostName ${sshd.host}`, `  Port ${sshd.port}`, `  User ${user}`, ...common,
-    `Host ${sshd.host}`, ...common, ''].join('\n'));
-  daemon = await startDaemon({ dir, sshConfigPath: config });
-});
-
-after(async () => {
-  await daemon?.stop();
-  await cleanupAll();
 });
 
 interface Outcome { status: number | null; stdout: string; stderr: string }

@@ -7,14 +7,15 @@
 // daemon's ssh_config gives these hosts no port or user, so each must come
 // from the program's own command line. Then ssh's other modes: -O, -f, -E,
 // -V, -Q.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cleanupAll, remoteProcesses, startSshd, tempDir, type Sshd } from './helpers/sshd';
-import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
+import { remoteProcesses, tempDir, type Sshd } from './helpers/sshd';
+import { waitFor, type DaemonProc } from './helpers/daemon';
+import { startWorld } from './helpers/world';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 let sshd: Sshd;
@@ -27,29 +28,21 @@ let user: string;
 let remoteDir: string;
 
 before(async () => {
-  sshd = await startSshd();
+  // The world's "t" has everything; node1..3 and 127.0.0.1 get no port and no user from the daemon's ssh_config.
+  const world = await startWorld({
+    sshConfig: (c) => fs.readFileSync(c.sshConfigPath, 'utf8') + ['', 'Host node1 node2 node3 127.0.0.1', '  HostName 127.0.0.1',
+      `  IdentityFile ${c.identityPath}`, '  IdentitiesOnly yes', `  UserKnownHostsFile ${c.knownHostsPath}`,
+      '  GlobalKnownHostsFile /dev/null', '  StrictHostKeyChecking yes', ''].join('\n'),
+  });
+  ({ sshd, daemon } = world);
   port = String(sshd.port);
   user = sshd.user.name;
-  const dir = tempDir();
-  const known = path.join(dir, 'known_hosts');
-  fs.writeFileSync(known, `[${sshd.host}]:${sshd.port} ${sshd.hostKey.publicLine}\n`, { mode: 0o600 });
-  const config = path.join(dir, 'ssh_config');
-  fs.writeFileSync(config, ['Host node1 node2 node3 127.0.0.1', `  HostName ${sshd.host}`, `  IdentityFile ${sshd.clientKeyPath}`,
-    '  IdentitiesOnly yes', `  UserKnownHostsFile ${known}`, '  GlobalKnownHostsFile /dev/null', '  StrictHostKeyChecking yes',
-    `Host t`, `  HostName ${sshd.host}`, `  Port ${sshd.port}`, `  User ${user}`, `  IdentityFile ${sshd.clientKeyPath}`,
-    `  UserKnownHostsFile ${known}`, '  GlobalKnownHostsFile /dev/null', ''].join('\n'));
-  daemon = await startDaemon({ dir, sshConfigPath: config });
-  const bin = path.join(dir, 'bin');
+  const bin = path.join(world.dir, 'bin');
   fs.mkdirSync(bin);
   fs.symlinkSync(SSHMUX, path.join(bin, 'ssh'));
-  env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, SSHMUX_SOCKET: daemon.socket };
+  env = { ...world.env, PATH: `${bin}:${process.env.PATH}` };
   remoteDir = tempDir();
   fs.chownSync(remoteDir, sshd.user.uid, sshd.user.gid);
-});
-
-after(async () => {
-  await daemon?.stop();
-  await cleanupAll();
 });
 
 function run(cmd: string, args: string[], extra: NodeJS.ProcessEnv = {}, cwd?: string): SpawnSyncReturns<string> {
@@ -157,7 +150,8 @@ test('-O check: exit 0 and "Master running" with the daemon\'s pid; 255 without 
 });
 
 test('-O exit and -O stop drain the destination: a running command finishes, the next one gets a new connection', async () => {
-  ok(run(SSHMUX, ['t', 'true']), 'warm-up');
+  // Opened under another name for the same destination: draining "t" must reach it too.
+  ok(run(SSHMUX, ['-p', port, '-l', user, 'node3', 'true']), 'warm-up');
   const loginsBefore = sshd.logins();
   for (const command of ['exit', 'stop']) {
     const slow = spawn(SSHMUX, ['t', 'sleep 1; echo finished'], { env });
@@ -201,7 +195,7 @@ test('-E appends sshmux\'s own messages to a file, not to stderr; -V and -Q answ
   assert.equal(r.stderr, 'err\n');
   const text = fs.readFileSync(log, 'utf8');
   assert.match(text, /^earlier\nsshmux: ignoring -A: agent forwarding is not done/);
-  assert.match(text, /sshmux: session on t#\d+/);
+  assert.match(text, /sshmux: session on \S+#\d+ after \d+ ms/);
   const failed = run(SSHMUX, ['-E', log, '-o', 'Port=notaport', 't', 'true']);
   assert.equal(failed.status, 255);
   assert.equal(failed.stderr, '');

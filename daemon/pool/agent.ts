@@ -184,11 +184,23 @@ export class Agent {
     return { kept, replaced: retired.size };
   }
 
-  /** Retires `alias`'s pools (sshmuxctl drain): their connections close once their sessions end; waiting and new requests go to fresh ones. */
-  retireHost(alias: string): number {
+  /**
+   * Retires `alias`'s pools (sshmuxctl drain, sshmux -O exit): the pools of
+   * that name, and the one `alias` with `options` resolves to, which another
+   * name may have opened first. Their connections close once their sessions
+   * end; waiting and new requests go to fresh ones.
+   */
+  retireHost(alias: string, options: Record<string, string> = {}): number {
+    let resolvedKey: string | undefined;
+    try {
+      const t = this.target(alias, options);
+      resolvedKey = poolKey(resolveChecked(t.resolver, t.alias, t.overrides));
+    } catch {
+      // A name that does not resolve drains by name only.
+    }
     let n = 0;
     for (const [key, pool] of [...this.pools]) {
-      if (pool.name !== alias) continue;
+      if (pool.name !== alias && key !== resolvedKey) continue;
       this.pools.delete(key);
       this.retiring.add(pool);
       const origin = this.origins.get(pool)!;
