@@ -5,7 +5,7 @@
 // answer is handed to the call's handler frame by frame.
 import * as net from 'node:net';
 import { dataFrameHeader, FrameError, FrameSplitter, PROTOCOL_VERSION } from '../proto/framing';
-import { unavailableMessage } from '../proto/socket-path';
+import { closedDuringHelloMessage, noAnswerMessage, unavailableMessage } from '../proto/socket-path';
 import { decodeFrame, encodeFrame, type IFrame } from '../proto/wire';
 import { SshMuxError } from '../client-sdk/errors';
 
@@ -45,7 +45,7 @@ export class DaemonCall {
       encodeFrame({ ...request, stream: STREAM }),
     ]);
     this.helloTimer = setTimeout(() => this.fail(new SshMuxError('DAEMON_UNAVAILABLE',
-      `sshmuxd at ${socketPath} did not answer within ${HELLO_TIMEOUT_MS / 1000} s; is it stuck? Check its log`)), HELLO_TIMEOUT_MS);
+      noAnswerMessage(socketPath, HELLO_TIMEOUT_MS / 1000))), HELLO_TIMEOUT_MS);
     this.dial();
   }
 
@@ -74,7 +74,7 @@ export class DaemonCall {
       if (socket !== this.socket) return; // abandoned after EAGAIN
       this.fail(new SshMuxError('DAEMON_UNAVAILABLE', this.greeted
         ? `the connection to sshmuxd at ${this.socketPath} closed; the call is lost (its remote command is cancelled)`
-        : `sshmuxd at ${this.socketPath} closed the connection during hello`));
+        : closedDuringHelloMessage(this.socketPath)));
     });
   }
 
@@ -106,7 +106,7 @@ export class DaemonCall {
     try {
       bodies = this.splitter.push(chunk);
     } catch (err) {
-      return this.fail(new SshMuxError('PROTOCOL_ERROR', `sshmuxd sent a bad frame: ${(err as FrameError).message}`));
+      return this.fail(badFrame(err as Error));
     }
     for (const body of bodies) {
       if (this.ended) return;
@@ -114,7 +114,7 @@ export class DaemonCall {
       try {
         frame = decodeFrame(body);
       } catch (err) {
-        return this.fail(new SshMuxError('PROTOCOL_ERROR', `sshmuxd sent a bad frame: ${(err as Error).message}`));
+        return this.fail(badFrame(err as Error));
       }
       this.route(frame);
     }
@@ -169,4 +169,8 @@ export function askDaemon(socketPath: string, request: Omit<IFrame, 'stream'>,
     };
     ask(socketPath);
   });
+}
+
+function badFrame(err: Error): SshMuxError {
+  return new SshMuxError('PROTOCOL_ERROR', `sshmuxd sent a bad frame: ${err.message}`);
 }

@@ -6,6 +6,13 @@
 // come from one place. Keywords are ssh's (readconf.c), lower-case.
 import { CLIENT_OPTIONS } from '../proto/client-options';
 
+// Reasons said more than once.
+const NO_PKCS11 = 'the daemon does not use PKCS#11 tokens; use ssh for them';
+const NO_UNIX_FORWARDING = 'Unix-socket forwarding is not done';
+const NO_ESCAPE_CHAR = 'sshmux has no escape character';
+const TAG_IN_DAEMON_CONFIG = "Match tag is evaluated in the daemon's ssh_config, not per call";
+const CONFIG_ONLY_DIRECTIVE = 'Host directive not supported as a command-line option';
+
 export type OptionRule =
   /** Sent to the daemon in the call's options (first value wins, as in ssh). */
   | { kind: 'daemon'; list?: true }
@@ -66,8 +73,8 @@ export const OPTION_RULES: Record<string, OptionRule> = {
   tunnel: { kind: 'refused', why: TUN, off: no },
   bindaddress: { kind: 'refused', why: BIND, off: none },
   bindinterface: { kind: 'refused', why: BIND, off: none },
-  pkcs11provider: { kind: 'refused', why: 'the daemon does not use PKCS#11 tokens; use ssh for them', off: none },
-  smartcarddevice: { kind: 'refused', why: 'the daemon does not use PKCS#11 tokens; use ssh for them', off: none },
+  pkcs11provider: { kind: 'refused', why: NO_PKCS11, off: none },
+  smartcarddevice: { kind: 'refused', why: NO_PKCS11, off: none },
 
   // Ignored: they only concern what the daemon owns, or the local ssh process.
   controlmaster: { kind: 'ignored', why: MASTER },
@@ -137,14 +144,14 @@ export const OPTION_RULES: Record<string, OptionRule> = {
   forwardx11timeout: { kind: 'ignored', why: X11 },
   xauthlocation: { kind: 'ignored', why: X11 },
   permitremoteopen: { kind: 'ignored', why: 'it only concerns remote forwarding, which sshmux does not do' },
-  streamlocalbindmask: { kind: 'ignored', why: 'Unix-socket forwarding is not done' },
-  streamlocalbindunlink: { kind: 'ignored', why: 'Unix-socket forwarding is not done' },
+  streamlocalbindmask: { kind: 'ignored', why: NO_UNIX_FORWARDING },
+  streamlocalbindunlink: { kind: 'ignored', why: NO_UNIX_FORWARDING },
   tunneldevice: { kind: 'ignored', why: TUN },
   exitonforwardfailure: { kind: 'ignored', why: 'sshmux always exits when a local forward cannot listen' },
-  enableescapecommandline: { kind: 'ignored', why: 'sshmux has no escape character' },
+  enableescapecommandline: { kind: 'ignored', why: NO_ESCAPE_CHAR },
   syslogfacility: { kind: 'ignored', why: "sshmux's diagnostics go to stderr, to -E's file or, with -y, to syslog's user facility" },
   logverbose: { kind: 'ignored', why: "it selects ssh's own debug messages" },
-  tag: { kind: 'ignored', why: "Match tag is evaluated in the daemon's ssh_config, not per call" },
+  tag: { kind: 'ignored', why: TAG_IN_DAEMON_CONFIG },
 
   // ssh's own classes (readconf.c): oIgnore, oDeprecated, oUnsupported.
   protocol: { kind: 'ignore' },
@@ -164,8 +171,8 @@ export const OPTION_RULES: Record<string, OptionRule> = {
   compressionlevel: { kind: 'unsupported' },
 
   // ssh's messages for these on the command line (Match gets Host's, as in ssh).
-  host: { kind: 'config-only', why: 'Host directive not supported as a command-line option' },
-  match: { kind: 'config-only', why: 'Host directive not supported as a command-line option' },
+  host: { kind: 'config-only', why: CONFIG_ONLY_DIRECTIVE },
+  match: { kind: 'config-only', why: CONFIG_ONLY_DIRECTIVE },
   include: { kind: 'config-only', why: 'Include directive not supported as a command-line option' },
 };
 
@@ -190,8 +197,8 @@ export const IGNORED_VALUE_FLAGS: Record<string, string> = {
   S: MASTER,
   c: CONNECTION,
   m: CONNECTION,
-  e: 'sshmux has no escape character',
-  P: "Match tag is evaluated in the daemon's ssh_config, not per call",
+  e: NO_ESCAPE_CHAR,
+  P: TAG_IN_DAEMON_CONFIG,
 };
 
 /** Why a flag is refused (ssh-args.ts lists the same letters). */
@@ -201,5 +208,5 @@ export const REFUSED_FLAGS: Record<string, string> = {
   D: SOCKS,
   R: REMOTE_LISTEN,
   w: TUN,
-  I: 'the daemon does not use PKCS#11 tokens; use ssh for them',
+  I: NO_PKCS11,
 };

@@ -2,7 +2,7 @@
 // daemon's frames to the calls that own them. Many calls share it.
 import * as net from 'node:net';
 import { encodeFrame, FrameDecoder, FrameError, PROTOCOL_VERSION, type IFrame, type v1 } from '../proto';
-import { unavailableMessage } from '../proto/socket-path';
+import { closedDuringHelloMessage, noAnswerMessage, unavailableMessage } from '../proto/socket-path';
 import { SshMuxError } from './errors';
 
 /** stdout+stderr bytes the daemon may send per call before we grant more. */
@@ -46,7 +46,7 @@ export class Transport {
       const transport = new Transport(socket, path);
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new SshMuxError('DAEMON_UNAVAILABLE', `sshmuxd at ${path} did not answer within ${HELLO_TIMEOUT_MS / 1000} s; is it stuck? Check its log`));
+        reject(new SshMuxError('DAEMON_UNAVAILABLE', noAnswerMessage(path, HELLO_TIMEOUT_MS / 1000)));
       }, Math.max(0, deadline - Date.now()));
       let greeted = false;
       socket.once('error', (err: NodeJS.ErrnoException) => {
@@ -60,7 +60,7 @@ export class Transport {
       socket.on('close', () => {
         if (!greeted) {
           clearTimeout(timer);
-          reject(new SshMuxError('DAEMON_UNAVAILABLE', `sshmuxd at ${path} closed the connection during hello`));
+          reject(new SshMuxError('DAEMON_UNAVAILABLE', closedDuringHelloMessage(path)));
         }
         transport.lost(new SshMuxError('DAEMON_UNAVAILABLE',
           `the connection to sshmuxd at ${path} closed; calls in flight are lost (their remote commands are cancelled)`));

@@ -33,3 +33,13 @@ export function unavailableMessage(socketPath: string, err: NodeJS.ErrnoExceptio
       return `cannot reach sshmuxd at ${socketPath}: ${err.message}`;
   }
 }
+
+/** The daemon accepted the connection but did not answer the hello in time. */
+export function noAnswerMessage(path: string, seconds: number): string {
+  return `sshmuxd at ${path} did not answer within ${seconds} s; is it stuck? Check its log`;
+}
+
+/** The daemon closed the connection before its welcome. */
+export function closedDuringHelloMessage(path: string): string {
+  return `sshmuxd at ${path} closed the connection during hello`;
+}

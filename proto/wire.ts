@@ -11,6 +11,9 @@
 import type { sshmux } from './gen/sshmux';
 import { FrameError, lengthPrefixed, varintSize, writeVarint } from './framing';
 
+const VARINT_TOO_LONG = 'varint longer than 10 bytes';
+const FIELD_PAST_END = 'field runs past the end of its message';
+
 export type IFrame = sshmux.v1.IFrame;
 
 interface FieldJson { type: string; id: number; rule?: string; keyType?: string }
@@ -246,7 +249,7 @@ class Reader {
       if (b < 0x80) return result;
       scale *= 128;
     }
-    throw new FrameError('varint longer than 10 bytes');
+    throw new FrameError(VARINT_TOO_LONG);
   }
 
   /** As protobufjs reads int32: the low 32 bits of the varint, signed. */
@@ -258,12 +261,12 @@ class Reader {
       if (i < 5) low |= (b & 0x7f) << (7 * i);
       if (b < 0x80) return low | 0;
     }
-    throw new FrameError('varint longer than 10 bytes');
+    throw new FrameError(VARINT_TOO_LONG);
   }
 
   bytes(): Uint8Array {
     const n = this.varint();
-    if (this.pos + n > this.end) throw new FrameError('field runs past the end of its message');
+    if (this.pos + n > this.end) throw new FrameError(FIELD_PAST_END);
     const out = this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
@@ -280,7 +283,7 @@ class Reader {
   }
 
   advance(n: number): void {
-    if (this.pos + n > this.end) throw new FrameError('field runs past the end of its message');
+    if (this.pos + n > this.end) throw new FrameError(FIELD_PAST_END);
     this.pos += n;
   }
 }
