@@ -52,7 +52,8 @@ test('10 daemons x 100 execs at once, one sshd with MaxStartups 10:30:100: every
   assert.deepEqual(result.failed, {});
   assert.equal(result.ok, 1000);
   assert.equal(sshd.drops(), 0, 'sshd dropped connections past MaxStartups');
-  assert.ok(sshd.logins() <= cap, `${sshd.logins()} logins for a cap of ${cap}`);
+  const fleetLog = (): string => members.flatMap((m) => m.daemon.logs().split('\n').filter((l) => /fleet: (handing|lost)/.test(l))).join('\n');
+  assert.ok(sshd.logins() <= cap, `${sshd.logins()} logins for a cap of ${cap}:\n${fleetLog()}`);
   assert.ok(peak <= cap, `${peak} connections at once for a cap of ${cap}`);
   // Every daemon got some of the cap: nobody starved.
   for (const m of members) {

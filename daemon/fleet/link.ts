@@ -30,6 +30,8 @@ export class RedisLink {
   /** Why it is down, for status. */
   lastError = '';
   private warnedAt = 0;
+  /** This outage was warned about, so its end is told at info (otherwise at debug: a flapping Redis is not a log storm). */
+  private warned = false;
   private probe: NodeJS.Timeout | undefined;
   /** The PING in flight, if any: every caller waits for the same one. */
   private checking: Promise<void> | undefined;
@@ -123,6 +125,7 @@ export class RedisLink {
         : 'fleet: lost Redis; serving on this daemon\'s local limits until it is back';
       if (now - this.warnedAt >= WARN_EVERY_MS) {
         this.warnedAt = now;
+        this.warned = true;
         this.log.warn(fields, message);
       } else {
         this.log.debug(fields, message);
@@ -160,8 +163,11 @@ export class RedisLink {
     this.probe = undefined;
     this.up = true;
     this.lastError = '';
-    const message = this.outages > 0 ? 'fleet: Redis answers again; the fleet limits apply' : 'fleet: connected to Redis; the fleet limits apply';
-    this.log.info({ redis: this.target.display }, message);
+    const fields = { redis: this.target.display };
+    if (this.outages === 0) this.log.info(fields, 'fleet: connected to Redis; the fleet limits apply');
+    else if (this.warned) this.log.info(fields, 'fleet: Redis answers again; the fleet limits apply');
+    else this.log.debug(fields, 'fleet: Redis answers again; the fleet limits apply');
+    this.warned = false;
     this.onChange(true);
   }
 }

@@ -29,6 +29,17 @@ export function connectionHandshaking(conn: Connection): boolean {
   return conn.state === 'connecting';
 }
 
+/**
+ * Does `pool`, which asked for a connection, still need one? Its queue
+ * wants more slots than the connections on their way bring, or it has no
+ * connection at all (a jump host's tunnels wait outside the queue). A pool
+ * whose queue was served meanwhile does not.
+ */
+export function poolStillWaiting(pool: HostPool): boolean {
+  const connecting = pool.connections.filter((c) => c.state === 'connecting').length;
+  return pool.queue.length > connecting * pool.maxSessions || pool.connections.length === 0;
+}
+
 /** Ready, with no session and no tunnel: handing it back costs nobody anything. */
 export function connectionIdle(conn: Connection): boolean {
   return conn.state === 'ready' && conn.sessions === 0 && conn.tunnels === 0;

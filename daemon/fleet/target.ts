@@ -24,7 +24,7 @@ import type { FleetGate, FleetPermit } from './gate';
 import type { RedisLink } from './link';
 import {
   connectionClosed, connectionHandshaking, connectionIdle, connectionLeaving, connectionSessions,
-  handBack, handshakeTimeoutMs, poolDemand,
+  handBack, handshakeTimeoutMs, poolDemand, poolStillWaiting,
 } from './pool-adapter';
 import { fairShares, type Wanter } from './share';
 
@@ -45,18 +45,20 @@ const RETRY_MS = 100;
 const UNCLAIMED_MS = 1000;
 /**
  * A daemon that starts wanting a target opens its first connection at
- * once, and more only once its presence has been visible this long: daemons
- * that start together see each other before they divide the cap, instead of
- * the first taking more than its share and handing it back (a login each).
+ * once, and more only once its presence has been visible for a heartbeat:
+ * daemons that start together see each other before they divide the cap,
+ * instead of the first taking more than its share and later handing it
+ * back (a login each).
  */
-const SETTLE_MS = 500;
+const SETTLE_MS = HEARTBEAT_MS;
 /**
  * How long another daemon must have been short of its share before this one
- * hands back an idle connection, and a busy one: a shortage at the tail of a
- * burst often ends by itself, and every hand-back costs a login.
+ * hands back an idle connection, and a busy one. At the tail of a burst,
+ * daemons that finish first leave the others short for a few seconds, a
+ * shortage that ends by itself; a hand-back then would only cost a login.
  */
-const IDLE_HAND_BACK_AFTER_MS = 1000;
-const BUSY_HAND_BACK_AFTER_MS = 3000;
+const IDLE_HAND_BACK_AFTER_MS = 5000;
+const BUSY_HAND_BACK_AFTER_MS = 10_000;
 
 /** A connection permit, and while the handshake runs a handshake permit; neither when opened on local limits. */
 class Ticket implements FleetPermit {
@@ -126,8 +128,8 @@ export class FleetTarget implements FleetGate {
   private pending: Ticket | undefined;
   private nextTicket = 1;
   private since = 0;
-  /** Since when another daemon has been short of its share (0: nobody is). */
-  private shortSince = 0;
+  /** Since when each other daemon has been short of its share, while it is. */
+  private readonly shortSince = new Map<string, number>();
   private published = false;
   private pumping = false;
   private ticking = false;
@@ -259,7 +261,7 @@ export class FleetTarget implements FleetGate {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (this.waiters.size > 0 && this.ready.length === 0 && this.link.up) {
+      while (this.stillWaiting() && this.ready.length === 0 && this.link.up) {
         const outcome = await this.acquire();
         if (outcome === 'granted') this.wakeAll();
         else if (outcome === 'wait') await sleep(RETRY_MS * (1 + Math.random()));
@@ -310,8 +312,15 @@ export class FleetTarget implements FleetGate {
     return this.byConn.size + this.ready.length + (this.pending ? 1 : 0);
   }
 
+  /** Forgets the pools whose queue was served meanwhile; whether any still wait. */
+  private stillWaiting(): boolean {
+    for (const [wake, pool] of this.waiters) if (!poolStillWaiting(pool)) this.waiters.delete(wake);
+    return this.waiters.size > 0;
+  }
+
   /** Connections this daemon's pools could use now. */
   private demand(): number {
+    this.stillWaiting();
     const waiting = new Set(this.waiters.values());
     let n = 0;
     for (const pool of this.pools) n += poolDemand(pool, waiting.has(pool));
@@ -431,24 +440,36 @@ export class FleetTarget implements FleetGate {
    */
   private balance(): void {
     const s = this.snapshot;
-    let short = 0;
-    for (const o of s.others) short += Math.max(0, Math.min(o.share, o.demand) - o.held);
-    if (short === 0) {
-      this.shortSince = 0;
-      return;
+    // What the others lack, counting only shortages that have lasted.
+    let shortLong = 0;
+    let shortLonger = 0;
+    const seen = new Set<string>();
+    for (const o of s.others) {
+      const lack = Math.min(o.share, o.demand) - o.held;
+      if (lack <= 0) continue;
+      seen.add(o.id);
+      const since = this.shortSince.get(o.id) ?? s.at;
+      this.shortSince.set(o.id, since);
+      if (s.at - since >= IDLE_HAND_BACK_AFTER_MS) shortLong += lack;
+      if (s.at - since >= BUSY_HAND_BACK_AFTER_MS) shortLonger += lack;
     }
-    if (this.shortSince === 0) this.shortSince = s.at;
-    const shortFor = s.at - this.shortSince;
-    if (shortFor < IDLE_HAND_BACK_AFTER_MS) return;
+    for (const id of this.shortSince.keys()) if (!seen.has(id)) this.shortSince.delete(id);
+    if (shortLong === 0) return;
     // A connection still handshaking is not handed back: it may be what this daemon's share needs next.
     const mine = [...this.byConn.keys()].filter((c) => !connectionLeaving(c) && !connectionHandshaking(c));
-    const n = Math.min(mine.length - s.share, short);
-    if (n <= 0) return;
-    // Idle first (nobody waits for them), then the least busy (the fewest sessions to wait out).
+    const excess = mine.length - s.share;
+    if (excess <= 0) return;
+    // Every daemon above its share gives its part of what the others lack, not all of it each.
+    let allExcess = excess;
+    for (const o of s.others) allExcess += Math.max(0, o.held - o.share);
+    const part = (short: number): number => Math.min(excess, Math.ceil((short * excess) / allExcess));
+    // Idle ones after a while (nobody waits for them), busy ones after longer, the least busy first.
     mine.sort((a, b) => Number(connectionIdle(b)) - Number(connectionIdle(a)) || connectionSessions(a) - connectionSessions(b));
-    for (const conn of mine.slice(0, n)) {
-      if (!connectionIdle(conn) && shortFor < BUSY_HAND_BACK_AFTER_MS) break;
-      this.handBack(conn, `above this daemon's share (${s.share} of ${this.limits().maxConnections}) while others wait`);
+    const idle = mine.filter(connectionIdle).slice(0, part(shortLong));
+    const busy = mine.filter((c) => !connectionIdle(c)).slice(0, Math.max(0, part(shortLonger) - idle.length));
+    const giving = [...idle, ...busy];
+    for (const conn of giving) {
+      this.handBack(conn, `above this daemon's share (${s.share} of ${this.limits().maxConnections}) while another daemon waits for its own`);
     }
   }
 
