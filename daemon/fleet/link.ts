@@ -164,9 +164,12 @@ export class RedisLink {
     this.up = true;
     this.lastError = '';
     const fields = { redis: this.target.display };
-    if (this.outages === 0) this.log.info(fields, 'fleet: connected to Redis; the fleet limits apply');
-    else if (this.warned) this.log.info(fields, 'fleet: Redis answers again; the fleet limits apply');
-    else this.log.debug(fields, 'fleet: Redis answers again; the fleet limits apply');
+    if (this.outages === 0) {
+      this.log.info(fields, 'fleet: connected to Redis; the fleet limits apply');
+    } else {
+      // Told at the level its outage was.
+      this.log[this.warned ? 'info' : 'debug'](fields, 'fleet: Redis answers again; the fleet limits apply');
+    }
     this.warned = false;
     this.onChange(true);
   }
