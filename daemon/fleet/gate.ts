@@ -23,6 +23,8 @@ export interface FleetGate {
   handshakeEnded(conn: Connection): void;
   /** The connection is gone (its handshake failed, or it closed): every permit it held goes back. */
   released(conn: Connection): void;
+  /** Why the fleet holds this daemon back from opening connections, for a request's deadline error; '' when it does not. */
+  why(): string;
 }
 
 const NO_FLEET_PERMIT: FleetPermit = { bind() {} };
@@ -32,4 +34,5 @@ export const LOCAL_GATE: FleetGate = {
   forget() {},
   handshakeEnded() {},
   released() {},
+  why: () => '',
 };

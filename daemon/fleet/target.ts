@@ -180,6 +180,20 @@ export class FleetTarget implements FleetGate {
     if (this.waiters.size > 0) void this.pump();
   }
 
+  why(): string {
+    if (!this.link.up) return '';
+    const s = this.snapshot;
+    const limits = this.limits();
+    if (s.fleetConnections >= limits.maxConnections || this.held() >= s.share) {
+      return `the fleet holds ${s.fleetConnections} of its ${limits.maxConnections} connections to ${this.endpoint}, ` +
+        `${this.held()} of them this daemon's, whose share is ${s.share}: raise fleet.maxConnections or give requests longer deadlines`;
+    }
+    if (s.fleetHandshakes >= limits.maxConcurrentHandshakes) {
+      return `the fleet's ${limits.maxConcurrentHandshakes} handshakes to ${this.endpoint} are all in flight`;
+    }
+    return '';
+  }
+
   // ---- what the fleet calls -------------------------------------------------
 
   /** A permit was bound to its connection. */
@@ -475,7 +489,7 @@ export class FleetTarget implements FleetGate {
 
   private handBack(conn: Connection, why: string): void {
     this.handBacks++;
-    this.log.info({ target: this.endpoint, connection: conn.id, why }, 'fleet: handing a connection back');
+    this.log.info({ target: this.endpoint, connection: conn.id, sessions: connectionSessions(conn), why }, 'fleet: handing a connection back');
     handBack(conn);
   }
 

@@ -531,6 +531,8 @@ export class HostPool implements ConnectionOwner, Tunneler {
         `(${busy} sessions busy on ${ready.length} connections, ${this.queue.length - 1} other requests waiting). ` +
         'Give the request a longer deadline or raise maxConnections/maxSessions';
     }
+    const fleet = pending.state === 'opening' ? '' : this.fleet.why();
+    if (fleet) message += `; ${fleet}`;
     this.finish(pending, new MuxError(Code.DEADLINE_EXCEEDED, message, phase));
   }
 
