@@ -9,6 +9,8 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
   status [--json]   hosts, their connections, sessions in use and queues, and
                     each host's circuit breaker: its state, the next probe and
                     its recent transitions
+                    and with a fleet, per target the fleet's handshakes and
+                    connections (from Redis) beside this daemon's own
   check HOST        one fresh handshake to HOST, like ssh -O check: prints the
                     time it took, or the classified error (exit 1)
   drain HOST        HOST's connections take no new sessions and close once
@@ -82,7 +84,7 @@ async function main(): Promise<number> {
   try {
     if (command === 'status') {
       const status = await mux.status();
-      process.stdout.write(values.json ? `${JSON.stringify(toJson(status), null, 2)}\n` : table(status));
+      process.stdout.write(values.json ? `${JSON.stringify(toJson(status), null, 2)}\n` : table(status) + fleetTable(status));
       return 0;
     }
     if (command === 'gateway') return gateway(await mux.status(), values.json ?? false);
@@ -175,7 +177,48 @@ function toJson(s: Status): unknown {
     jobs: (s.jobs ?? []).map((j) => ({ host: j.host ?? '', states: { ...j.states }, stale: j.stale ?? '' })),
     gateway: s.gateway ? { address: s.gateway.address ?? '', connections: s.gateway.connections ?? 0, sessions: s.gateway.sessions ?? 0,
       authFailures: Number(s.gateway.authFailures ?? 0) } : undefined,
+    ...(s.fleet ? { fleet: fleetJson(s.fleet) } : {}),
   };
+}
+
+function fleetJson(f: NonNullable<Status['fleet']>): unknown {
+  return {
+    redis: f.redis ?? '',
+    redisUp: f.redisUp ?? false,
+    redisError: f.redisError ?? '',
+    daemonId: f.daemonId ?? '',
+    outages: Number(f.outages ?? 0),
+    redisErrors: Number(f.redisErrors ?? 0),
+    targets: (f.targets ?? []).map((t) => ({
+      endpoint: t.endpoint ?? '',
+      maxConcurrentHandshakes: t.maxConcurrentHandshakes ?? 0,
+      maxConnections: t.maxConnections ?? 0,
+      fleet: { handshakes: t.fleetHandshakes ?? 0, connections: t.fleetConnections ?? 0, daemons: t.daemons ?? 0 },
+      daemon: { handshakes: t.handshakes ?? 0, connections: t.connections ?? 0, untracked: t.untracked ?? 0, share: t.share ?? 0 },
+      handBacks: Number(t.handBacks ?? 0),
+      updatedAgoS: Math.round((t.updatedAgoS ?? 0) * 10) / 10,
+    })),
+  };
+}
+
+/** The fleet's figures per target (from Redis) beside this daemon's: "fleet/ours". */
+function fleetTable(s: Status): string {
+  const f = s.fleet;
+  if (!f) return '';
+  const state = f.redisUp ? 'up: fleet limits apply' : `DOWN: local limits only (${f.redisError ?? ''})`;
+  const lines = [`fleet: ${f.redis} ${state}; this daemon ${f.daemonId}, ${Number(f.outages ?? 0)} outages`];
+  const rows = [['TARGET', 'DAEMONS', 'HANDSHAKES FLEET/OURS', 'CONNECTIONS FLEET/OURS', 'SHARE', 'UNTRACKED', 'HANDED BACK']];
+  for (const t of f.targets ?? []) {
+    rows.push([t.endpoint ?? '', String(t.daemons ?? 0),
+      `${t.fleetHandshakes ?? 0}/${t.handshakes ?? 0} (max ${t.maxConcurrentHandshakes ?? 0})`,
+      `${t.fleetConnections ?? 0}/${t.connections ?? 0} (max ${t.maxConnections ?? 0})`,
+      String(t.share ?? 0), String(t.untracked ?? 0), String(Number(t.handBacks ?? 0))]);
+  }
+  if (rows.length > 1) {
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    for (const r of rows) lines.push(r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 function table(s: Status): string {

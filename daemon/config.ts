@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import { globRegExp } from './glob';
 import { validOwner } from './jobs/job-id';
+import { parseRedisUrl, type RedisTarget } from './fleet/redis-url';
 
 export interface Limits {
   /** Session channels per connection; sshd's MaxSessions (default 10). */
@@ -41,10 +42,28 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   breakerCooldownMs: 30_000,
 });
 
+/** A fleet's limits per target host:port, shared by every daemon through Redis (daemon/fleet/). */
+export interface FleetLimits {
+  /** Handshakes in flight to one target from the whole fleet; under sshd's MaxStartups (10). */
+  maxConcurrentHandshakes: number;
+  /** Connections open to one target from the whole fleet. */
+  maxConnections: number;
+}
+
+export const DEFAULT_FLEET_LIMITS: Readonly<FleetLimits> = Object.freeze({ maxConcurrentHandshakes: 8, maxConnections: 40 });
+const FLEET_LIMIT_KEYS = Object.keys(DEFAULT_FLEET_LIMITS) as Array<keyof FleetLimits>;
+
+export interface FleetConfig {
+  redis: RedisTarget;
+  limits: FleetLimits;
+}
+
 export interface DaemonConfig {
   limits: Limits;
   /** Per-host overrides, first matching pattern wins (ssh_config-style * and ? against the alias). */
-  hosts: Array<{ pattern: string; match: RegExp; limits: Partial<Limits> }>;
+  hosts: Array<{ pattern: string; match: RegExp; limits: Partial<Limits>; fleet?: Partial<FleetLimits> }>;
+  /** Many daemons sharing one budget per target through Redis; none: this daemon's limits only. */
+  fleet?: FleetConfig;
   /** Group allowed to use the socket (mode 0660); none: owner only (0600). */
   socketGroup?: string;
   /** Concurrent calls one client may have open. */
@@ -117,22 +136,29 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
     } else if (key === 'jobOwner') {
       if (typeof value !== 'string' || !validOwner(value)) fail('jobOwner must be 1-64 characters A-Z a-z 0-9 . _ @ - (not starting with .)');
       config.jobOwner = value as string;
+    } else if (key === 'fleet') {
+      config.fleet = fleetValue(value, fail);
     } else if (key === 'hosts') {
       if (!isObject(value)) fail('hosts must be an object of pattern -> limits');
       for (const [pattern, overrides] of Object.entries(value as Record<string, unknown>)) {
         if (!isObject(overrides)) fail(`hosts["${pattern}"] must be an object`);
         const limits: Partial<Limits> = {};
+        let fleet: Partial<FleetLimits> | undefined;
         for (const [k, v] of Object.entries(overrides as Record<string, unknown>)) {
+          if (k === 'fleet') {
+            fleet = fleetLimitsValue(v, `hosts["${pattern}"].fleet`, fail);
+            continue;
+          }
           if (!(LIMIT_KEYS as string[]).includes(k)) {
-            fail(`hosts["${pattern}"]: unknown key "${k}" (known: ${LIMIT_KEYS.join(', ')})`);
+            fail(`hosts["${pattern}"]: unknown key "${k}" (known: ${[...LIMIT_KEYS, 'fleet'].join(', ')})`);
           }
           limits[k as keyof Limits] = limitValue(k as keyof Limits, v, `hosts["${pattern}"].`, fail);
         }
-        config.hosts.push({ pattern, match: globRegExp(pattern, { ignoreCase: true }), limits });
+        config.hosts.push({ pattern, match: globRegExp(pattern, { ignoreCase: true }), limits, ...(fleet ? { fleet } : {}) });
       }
     } else {
       fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'maxClients', 'socketGroup', 'httpAllowRemote', 'jobRetentionMs', 'jobOwner',
-        'gateway', 'gatewayAuthorizedKeys', 'gatewayAllowRemote', 'hosts'].join(', ')})`);
+        'gateway', 'gatewayAuthorizedKeys', 'gatewayAllowRemote', 'hosts', 'fleet'].join(', ')})`);
     }
   }
   return config;
@@ -142,6 +168,39 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
 export function limitsFor(config: DaemonConfig, alias: string): Limits {
   const entry = config.hosts.find((h) => h.match.test(alias));
   return entry ? { ...config.limits, ...entry.limits } : config.limits;
+}
+
+/** The fleet limits in force for a host alias: the first matching hosts pattern's, over the fleet's own. */
+export function fleetLimitsFor(config: DaemonConfig, alias: string): FleetLimits {
+  const base = config.fleet?.limits ?? DEFAULT_FLEET_LIMITS;
+  const entry = config.hosts.find((h) => h.match.test(alias));
+  return entry?.fleet ? { ...base, ...entry.fleet } : base;
+}
+
+function fleetValue(value: unknown, fail: (m: string) => never): FleetConfig {
+  if (!isObject(value)) fail('fleet must be an object: { "redis": "redis://HOST:PORT", "maxConcurrentHandshakes": 8, "maxConnections": 40 }');
+  const { redis, ...rest } = value as Record<string, unknown>;
+  if (redis === undefined) fail('fleet.redis is missing: the URL of the Redis server the fleet shares (redis://HOST:PORT[/DB])');
+  let target: RedisTarget;
+  try {
+    target = parseRedisUrl(redis);
+  } catch (err) {
+    // The message never repeats the URL: it may carry a password.
+    fail(`fleet.redis: ${(err as Error).message}`);
+  }
+  return { redis: target!, limits: { ...DEFAULT_FLEET_LIMITS, ...fleetLimitsValue(rest, 'fleet', fail) } };
+}
+
+function fleetLimitsValue(value: unknown, where: string, fail: (m: string) => never): Partial<FleetLimits> {
+  if (!isObject(value)) fail(`${where} must be an object`);
+  const limits: Partial<FleetLimits> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (!(FLEET_LIMIT_KEYS as string[]).includes(k)) {
+      fail(`${where}: unknown key "${k}" (known: ${where === 'fleet' ? 'redis, ' : ''}${FLEET_LIMIT_KEYS.join(', ')})`);
+    }
+    limits[k as keyof FleetLimits] = intValue(`${where}.${k}`, v, 1, fail);
+  }
+  return limits;
 }
 
 function limitValue(key: keyof Limits, value: unknown, where: string, fail: (m: string) => never): number {

@@ -9,6 +9,8 @@ import { loadDaemonConfig, type DaemonConfig } from './config';
 import { MuxError } from './errors';
 import { startGateway, type Gateway } from './gateway/server';
 import { defaultStateDir } from './gateway/keys';
+import { Fleet } from './fleet/fleet';
+import { registerFleetMetrics } from './fleet/metrics';
 import { startHttp, type HttpServer } from './http/server';
 import { LogTally, type Logger } from './log';
 import { Metrics, setMetrics } from './metrics';
@@ -70,6 +72,8 @@ export class Daemon {
     private readonly opts: DaemonOptions,
     private config: DaemonConfig,
     readonly agent: Agent,
+    /** Sharing each target's budget with other daemons through Redis; none without a "fleet" config. */
+    private readonly fleet: Fleet | undefined,
   ) {
     this.maxClients = clientLimit(config.maxClients, opts.log);
     this.metrics = new Metrics(() => this.agent.load().pools.map(({ name, load }) => ({
@@ -78,13 +82,16 @@ export class Daemon {
     () => this.jobs.status().map((j) => ({ host: this.metrics.host(j.host!), states: j.states ?? {} })));
     setMetrics(this.metrics);
     this.jobs = new Jobs({ agent, log: opts.log, ...jobSettings(config) });
+    if (fleet) registerFleetMetrics(this.metrics.registry, () => fleet.status());
   }
 
   /** Loads the configs (throwing on errors) and listens. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
     checkSsh2Internals();
     const { resolver, config } = loadConfigs(opts);
-    const daemon = new Daemon(opts, config, new Agent(resolver, config, opts.log));
+    // Redis is waited for 2 s at most: without it the fleet runs on local limits.
+    const fleet = config.fleet ? await Fleet.start(config.fleet, opts.log) : undefined;
+    const daemon = new Daemon(opts, config, new Agent(resolver, config, opts.log, fleet), fleet);
     const accept = (socket: net.Socket): void => daemon.accept(socket);
     if (opts.activatedFd !== undefined) {
       daemon.server = net.createServer(accept);
@@ -202,6 +209,7 @@ export class Daemon {
       totals: { connections: total.connections, sessions: total.sessions, sessionCapacity: total.sessionCapacity, queued: total.queued },
       jobs: this.jobs.status(),
       gateway: this.gateway?.status(),
+      ...(this.fleet ? { fleet: this.fleet.status() } : {}),
     };
   }
 
@@ -219,6 +227,12 @@ export class Daemon {
       const { resolver, config } = loadConfigs(this.opts);
       // The socket stays as it is until a restart.
       config.socketGroup = this.config.socketGroup;
+      if (JSON.stringify(config.fleet?.redis) !== JSON.stringify(this.config.fleet?.redis)) {
+        // The fleet's limits follow a reload; joining, leaving or moving to another Redis takes a restart.
+        this.opts.log.warn({ redis: this.fleet?.config.redis.display ?? 'none' },
+          'fleet.redis changed: it takes effect at the next restart; the fleet limits of the new config apply now');
+        config.fleet = this.config.fleet && config.fleet ? { ...config.fleet, redis: this.config.fleet.redis } : this.config.fleet;
+      }
       const { kept, replaced } = this.agent.reconfigure(resolver, config);
       this.jobs.reconfigure(jobSettings(config));
       this.config = config;
@@ -262,6 +276,7 @@ export class Daemon {
       while (sessions() > 0 && Date.now() < killed) await new Promise((r) => setTimeout(r, 50));
     }
     this.agent.destroy();
+    await this.fleet?.close();
     await Promise.all([...[...this.clients].map((client) => client.close(CLIENT_FLUSH_MS)), this.gateway?.close(CLIENT_FLUSH_MS)]);
   }
 

@@ -57,8 +57,10 @@ DEPS=(
   "test chromium chromium"
   # The network-loss test's namespaces and veth link.
   "test iproute2 ip"
-  # The daemon fleet's shared state.
+  # The daemon fleet's shared state; redis-cli to look into it; openssl for its TLS test's certificates.
   "test redis-server redis-server"
+  "test redis-tools redis-cli"
+  "test openssl openssl"
 )
 
 # Sets `missing` (packages, each once, in list order) and `lacks` (package -> what was not found).

@@ -32,12 +32,14 @@ export const STATUS_PAGE = `<!doctype html>
 <div id="meta"><span id="conn">connecting...</span> <span id="summary"></span></div>
 <div id="hosts"></div>
 <div id="jobs"></div>
+<div id="fleet"></div>
 <script>
 (function () {
   var hostsEl = document.getElementById('hosts');
   var jobsEl = document.getElementById('jobs');
   var connEl = document.getElementById('conn');
   var summaryEl = document.getElementById('summary');
+  var fleetEl = document.getElementById('fleet');
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -95,6 +97,7 @@ export const STATUS_PAGE = `<!doctype html>
       frag.appendChild(sec);
     });
     hostsEl.replaceChildren(frag);
+    renderFleet(s.fleet);
     var jobs = el('div');
     if ((s.jobs || []).length) {
       jobs.appendChild(el('h2', '', 'Jobs'));
@@ -114,6 +117,28 @@ export const STATUS_PAGE = `<!doctype html>
     summaryEl.textContent = (s.hosts || []).length + ' hosts, ' + (t.connections || 0) + ' connections, ' + (t.sessions || 0) + ' sessions, ' +
       (t.queued || 0) + ' queued \\u00b7 ' +
       s.clients + ' clients \\u00b7 ' + gateway + 'sshmuxd ' + s.version + ', up ' + Math.round(s.uptimeS) + ' s';
+  }
+  // The fleet's figures per target (from Redis) beside this daemon's own.
+  function renderFleet(f) {
+    if (!f) { fleetEl.replaceChildren(); return; }
+    var sec = el('section', 'host');
+    var title = el('h2', '', 'fleet');
+    title.appendChild(el('span', 'state ' + (f.redisUp ? 'ok' : 'down'), f.redisUp ? 'redis up' : 'redis down: local limits'));
+    sec.appendChild(title);
+    sec.appendChild(el('div', '', f.redis + ' \u00b7 this daemon ' + f.daemonId + ' \u00b7 ' + (f.outages || 0) + ' outages' +
+      (f.redisUp ? '' : ' \u00b7 ' + (f.redisError || ''))));
+    var t = el('table');
+    t.appendChild(row(['target', 'daemons', 'handshakes fleet / ours', 'connections fleet / ours', 'share', 'untracked', 'handed back'], true));
+    (f.targets || []).forEach(function (x) {
+      var tr = row([x.endpoint, x.daemons || 0,
+        (x.fleetHandshakes || 0) + ' / ' + (x.handshakes || 0) + ' (max ' + x.maxConcurrentHandshakes + ')',
+        (x.fleetConnections || 0) + ' / ' + (x.connections || 0) + ' (max ' + x.maxConnections + ')',
+        x.share || 0, x.untracked || 0, x.handBacks || 0]);
+      tr.setAttribute('data-target', x.endpoint);
+      t.appendChild(tr);
+    });
+    sec.appendChild(t);
+    fleetEl.replaceChildren(sec);
   }
   function connect() {
     var ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/status');

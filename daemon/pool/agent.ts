@@ -3,12 +3,13 @@
 // that exact destination, creating pools and endpoints on first use.
 import { Code, v1 } from '../../proto';
 import { CLIENT_OPTIONS } from '../../proto/client-options';
-import { limitsFor, type DaemonConfig, type Limits } from '../config';
+import { fleetLimitsFor, limitsFor, type DaemonConfig, type Limits } from '../config';
 import { cannotReadSshConfig, MuxError } from '../errors';
 import type { Logger } from '../log';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from '../ssh/ssh-config';
+import type { Fleet } from '../fleet/fleet';
 import { countBreakerTransition, countReachabilityCheck, type BreakerSample } from '../metrics';
 import { Endpoint, type BreakerTransition } from './endpoint';
 import { HostPool, type PendingSession } from './host-pool';
@@ -39,6 +40,8 @@ export class Agent {
     private resolver: SshConfigResolver,
     private config: DaemonConfig,
     private readonly log: Logger,
+    /** Many daemons sharing each target's budget through Redis; none: local limits only. */
+    private readonly fleet?: Fleet,
   ) {
     this.sweeper = setInterval(() => this.sweep(), 60_000);
     this.sweeper.unref();
@@ -106,7 +109,9 @@ export class Agent {
     let pool = this.pools.get(key);
     if (!pool) {
       const limits = limitsFor(this.config, alias);
-      pool = new HostPool(alias, host, limits, this.endpoint(host, limits, via), this.log, via);
+      const endpoint = this.endpoint(host, limits, via);
+      pool = new HostPool(alias, host, limits, endpoint, this.log, via,
+        { fleet: this.fleet?.gate(endpoint.key, () => fleetLimitsFor(this.config, alias)) });
       this.pools.set(key, pool);
       this.origins.set(pool, { resolver, alias, overrides, jumps, depth });
     }

@@ -19,6 +19,7 @@ import type { Endpoint, FailurePolicy } from './endpoint';
 import { RequestQueue } from './queue';
 import { poolLoad, type PoolLoad } from './stats';
 import { countHandshake } from '../metrics';
+import { LOCAL_GATE, type FleetGate, type FleetPermit } from '../fleet/gate';
 
 /**
  * What each failed handshake means (see FailurePolicy). Whatever the row
@@ -92,6 +93,8 @@ export class PendingSession {
 export interface HostPoolDeps {
   clock?: Clock;
   newConnection?: (id: string, host: ResolvedHost, maxSessions: number, idleTimeoutMs: number, owner: ConnectionOwner, via?: Tunneler) => Connection;
+  /** The fleet's budget for this endpoint, shared through Redis (daemon/fleet/); without a fleet, always yes. */
+  fleet?: FleetGate;
 }
 
 export interface PoolStats {
@@ -133,6 +136,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
   private readyWaiters: ReadyWaiter[] = [];
   private readonly clock: Clock;
   private readonly newConnection: NonNullable<HostPoolDeps['newConnection']>;
+  private readonly fleet: FleetGate;
 
   constructor(
     readonly name: string,
@@ -147,6 +151,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     this.maxSessions = limits.maxSessions;
     this.clock = deps.clock ?? systemClock;
     this.newConnection = deps.newConnection ?? ((...args) => new Connection(...args));
+    this.fleet = deps.fleet ?? LOCAL_GATE;
     this.lastUsed = this.clock.now();
   }
 
@@ -291,6 +296,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     this.closed = true;
     this.failQueued(MuxError.shuttingDown());
     this.endpoint.forget(this.wake);
+    this.fleet.forget(this.wake);
     this.closeConnections();
   }
 
@@ -309,6 +315,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
   retire(): PendingSession[] {
     this.closed = true;
     this.endpoint.forget(this.wake);
+    this.fleet.forget(this.wake);
     const waiting = this.queue.removeAll();
     // Their next request goes to the pool for the new settings.
     for (const w of this.readyWaiters.splice(0)) w.resolve();
@@ -399,7 +406,10 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   /** Nothing waits here any more: stop asking the endpoint for handshakes, and so its breaker for probes. */
   private releaseDemand(): void {
-    if (this.queue.length === 0 && this.tunnelWaiters.length === 0 && this.readyWaiters.length === 0) this.endpoint.forget(this.wake);
+    if (this.queue.length === 0 && this.tunnelWaiters.length === 0 && this.readyWaiters.length === 0) {
+      this.endpoint.forget(this.wake);
+      this.fleet.forget(this.wake);
+    }
   }
 
   private hasReady(): boolean {
@@ -448,15 +458,18 @@ export class HostPool implements ConnectionOwner, Tunneler {
         this.endpoint.waitForCapacity(this.wake);
         return;
       }
-      this.openConnection();
+      const permit = this.fleet.take(this, this.wake);
+      if (!permit) return;
+      this.openConnection(permit);
       demand -= this.maxSessions;
     }
   }
 
-  private openConnection(): void {
+  private openConnection(permit: FleetPermit): void {
     const conn = this.newConnection(`${this.name}#${this.nextConnectionId++}`, this.host, this.maxSessions,
       this.limits.idleTimeoutMs, this, this.via);
     this.connections.push(conn);
+    permit.bind(conn);
     this.endpoint.begin();
     conn.connect();
   }
@@ -518,6 +531,8 @@ export class HostPool implements ConnectionOwner, Tunneler {
         `(${busy} sessions busy on ${ready.length} connections, ${this.queue.length - 1} other requests waiting). ` +
         'Give the request a longer deadline or raise maxConnections/maxSessions';
     }
+    const fleet = pending.state === 'opening' ? '' : this.fleet.why();
+    if (fleet) message += `; ${fleet}`;
     this.finish(pending, new MuxError(Code.DEADLINE_EXCEEDED, message, phase));
   }
 
@@ -560,6 +575,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   onReady(conn: Connection): void {
     this.endpoint.succeeded();
+    this.fleet.handshakeEnded(conn);
     this.stats.handshakesOk++;
     countHandshake(this.name, 'ok');
     this.log.info({ host: this.name, connection: conn.id, destination: this.destination, ms: this.clock.now() - conn.createdAt },
@@ -570,6 +586,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   onHandshakeFailed(conn: Connection, err: MuxError): void {
     this.remove(conn);
+    this.fleet.released(conn);
     const policy = failurePolicy(err.code);
     const name = codeName(err.code);
     this.endpoint.failed(policy, `${name}: ${err.message}`);
@@ -599,6 +616,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   onClosed(conn: Connection, err?: Error): void {
     this.remove(conn);
+    this.fleet.released(conn);
     if (err) this.log.warn({ host: this.name, connection: conn.id, err: err.message }, 'connection lost');
     else this.log.info({ host: this.name, connection: conn.id }, 'connection closed');
     this.dispatch();
