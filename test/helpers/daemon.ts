@@ -39,10 +39,14 @@ export interface DaemonOptions {
 
 const running = new Set<ChildProcess>();
 const startedDaemons: DaemonProc[] = [];
-after(async () => {
-  for (const d of startedDaemons.splice(0)) await d.stop();
-  await cleanupAll();
-});
+// Under the test runner only: the benches use these helpers too, and an after() hook
+// outside it would make node:test start and print TAP into their tables.
+if (process.env.NODE_TEST_CONTEXT) {
+  after(async () => {
+    for (const d of startedDaemons.splice(0)) await d.stop();
+    await cleanupAll();
+  });
+}
 // A test file that ends (or crashes) must not leave daemons behind.
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
