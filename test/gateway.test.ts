@@ -13,8 +13,9 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import WebSocket from 'ws';
 import { SshMux } from '../client-sdk';
-import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type ClientHost, type Sshd } from './helpers/sshd';
+import { cleanupAll, freePort, remoteProcesses, startSshd, tempDir, writeClientConfig, type ClientHost, type Sshd } from './helpers/sshd';
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
+import { fetchChecked, payloadServer } from './helpers/http-payload';
 import { slowReader, underCpuLoad } from './helpers/load';
 
 const PYTHON = '/usr/bin/python3';
@@ -130,19 +131,6 @@ function py(d: Door, mode: string, args: string[], user = 't', key = d.key): Pro
       }
     });
   });
-}
-
-/** An HTTP server on the remote side: /N answers N random bytes with their sha256 in a header. */
-async function payloadServer(): Promise<{ port: number }> {
-  const server = http.createServer((req, res) => {
-    const body = randomBytes(Number(req.url!.slice(1)) || 1);
-    res.writeHead(200, { 'content-length': body.length, 'x-sha256': createHash('sha256').update(body).digest('hex'), connection: 'close' });
-    res.end(body);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(() => server.close());
-  return { port: (server.address() as net.AddressInfo).port };
 }
 
 function sha256(file: string): string {
@@ -318,8 +306,8 @@ test('direct-tcpip: paramiko open_channel, ssh -W and ssh -L reach a server behi
   const localPort = await freePort();
   const fwd = spawn('ssh', [...sshOptions(door), '-N', '-L', `${localPort}:127.0.0.1:${web.port}`, '-p', String(door.port), 't@127.0.0.1'], { stdio: 'ignore' });
   closers.push(() => fwd.kill('SIGKILL'));
-  assert.ok(await waitFor(async () => (await httpGet(localPort, 10)) === true, 15_000), 'the -L forward never worked');
-  const many = await Promise.all(Array.from({ length: 20 }, () => httpGet(localPort, 100_000)));
+  assert.ok(await waitFor(async () => (await fetchChecked(localPort, 10)) === true, 15_000), 'the -L forward never worked');
+  const many = await Promise.all(Array.from({ length: 20 }, () => fetchChecked(localPort, 100_000)));
   assert.deepEqual(many.filter((x) => x !== true), []);
   fwd.kill('SIGTERM');
   // Streams ride the pooled connection: no login beyond the pool's.
@@ -587,27 +575,3 @@ test('the daemon stopping: a running command gets the grace period, then TERM, a
   assert.equal(await stopped, 0);
   assert.equal(remoteProcesses(m).length, 0);
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** GET through a forward; true when the body matches its checksum. */
-function httpGet(port: number, size: number): Promise<boolean | string> {
-  return new Promise((resolve) => {
-    http.get({ host: '127.0.0.1', port, path: `/${size}`, agent: false }, (res) => {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      res.on('data', (d: Buffer) => {
-        hash.update(d);
-        bytes += d.length;
-      });
-      res.on('end', () => resolve(bytes === size && hash.digest('hex') === res.headers['x-sha256'] ? true : `bad body: ${bytes} bytes`));
-      res.on('error', (e) => resolve(e.message));
-    }).on('error', (e) => resolve(e.message));
-  });
-}
