@@ -17,6 +17,7 @@ import { cleanupAll, freePort, remoteProcesses, startSshd, tempDir, writeClientC
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
 import { fetchChecked, payloadServer } from './helpers/http-payload';
 import { slowReader, underCpuLoad } from './helpers/load';
+import { underTerminal } from './helpers/terminal';
 
 const PYTHON = '/usr/bin/python3';
 const CLIENTS = path.join(__dirname, '..', '..', 'test', 'helpers', 'ssh_clients.py');
@@ -202,33 +203,9 @@ test('what the door does not carry is refused, each as the client expects: -R, -
 });
 
 test('a pty session under a real terminal: the remote sees a tty and a window-size change', () => {
-  const script = `
-import os, pty, subprocess, termios, fcntl, struct, time, signal, select, sys
-master, slave = pty.openpty()
-fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 100, 0, 0))
-p = subprocess.Popen(['ssh'] + sys.argv[2:] + ['-t', sys.argv[1]],
-    stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-    preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-out = b''
-deadline = time.time() + 20
-resized = False
-while p.poll() is None and time.time() < deadline:
-    r, _, _ = select.select([master], [], [], 0.1)
-    if r: out += os.read(master, 65536)
-    if not resized and b'30 100' in out:
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
-        os.killpg(p.pid, signal.SIGWINCH)
-        resized = True
-rc = p.wait(timeout=5)
-while True:
-    r, _, _ = select.select([master], [], [], 0.2)
-    if not r: break
-    out += os.read(master, 65536)
-print(rc, repr(out.decode()))
-`;
   // sleep in the background, so that the WINCH trap runs at once rather than after it.
   const remote = 'trap \'stty size; kill $!; exit 7\' WINCH; tty; stty size; sleep 10 & wait';
-  const out = execFileSync(PYTHON, ['-c', script, remote, ...sshOptions(door), '-p', String(door.port), 't@127.0.0.1'], { timeout: 40_000 }).toString();
+  const out = underTerminal(['ssh', ...sshOptions(door), '-p', String(door.port), 't@127.0.0.1', '-t', remote], '30 100', 20);
   assert.match(out, /^7 /, out);
   assert.match(out, /\/dev\/pts\/\d+/, 'the remote did not get a tty');
   assert.match(out, /30 100/);
