@@ -8,6 +8,7 @@
 // is in ssh-options.ts. No general CLI parser models this, hence this one.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { argvSplit } from '../proto/argv-split';
 
 /** The keyword and flag tables, loaded only when a command line needs them (most do not): they cost a millisecond. */
 const tables = (): typeof import('./ssh-options') => require('./ssh-options');
@@ -264,7 +265,8 @@ class Parser {
     const rest = m[2];
     if (!keyword) return;
     if (!rest) throw new UsageError(`command-line line 0: no argument after keyword "${keyword}"`);
-    const args = splitArgs(rest);
+    const args = argvSplit(rest);
+    if (!args) throw new UsageError('command-line line 0: invalid quotes');
     const rule = tables().OPTION_RULES[keyword];
     if (!rule) {
       if (this.ignoreUnknown.some((pattern) => globMatch(pattern, keyword, true))) return;
@@ -527,35 +529,4 @@ function matchEnv(patterns: string[], env: NodeJS.ProcessEnv): string[] {
 function globMatch(pattern: string, s: string, ignoreCase = false): boolean {
   const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${re}$`, ignoreCase ? 'i' : '').test(s);
-}
-
-/** ssh's argv_split: whitespace separates, double or single quotes group, backslash escapes. */
-function splitArgs(s: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let inWord = false;
-  let quote = '';
-  for (let i = 0; i < s.length; i++) {
-    const ch = s[i];
-    if (ch === '\\' && i + 1 < s.length && (quote === '' || s[i + 1] === quote || s[i + 1] === '\\')) {
-      cur += s[++i];
-      inWord = true;
-    } else if (quote) {
-      if (ch === quote) quote = '';
-      else cur += ch;
-    } else if (ch === '"' || ch === "'") {
-      quote = ch;
-      inWord = true;
-    } else if (/\s/.test(ch)) {
-      if (inWord) out.push(cur);
-      cur = '';
-      inWord = false;
-    } else {
-      cur += ch;
-      inWord = true;
-    }
-  }
-  if (quote) throw new UsageError('command-line line 0: invalid quotes');
-  if (inWord) out.push(cur);
-  return out;
 }

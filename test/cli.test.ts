@@ -1,26 +1,20 @@
 // sshmuxctl: the daemon's state for people (a table) and programs (JSON).
 // The sshmux wrapper has its own file, wrapper.test.ts.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
-import { startDaemon, type DaemonProc } from './helpers/daemon';
+import type { DaemonProc } from './helpers/daemon';
+import { tempDir } from './helpers/sshd';
+import { startWorld } from './helpers/world';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
 let daemon: DaemonProc;
 
+// The daemon and sshd stop when the file ends (helpers/daemon.ts).
 before(async () => {
-  const sshd = await startSshd();
-  const dir = tempDir();
-  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
-  daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
-});
-
-after(async () => {
-  await daemon?.stop();
-  await cleanupAll();
+  ({ daemon } = await startWorld());
 });
 
 function run(bin: string, args: string[], input?: string) {

@@ -11,8 +11,8 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import WebSocket from 'ws';
 import { SshMux } from '../client-sdk';
-import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
-import { freePort, startRedis, type RedisServer } from './helpers/redis';
+import { cleanupAll, freePort, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
+import { startRedis, type RedisServer } from './helpers/redis';
 import { fanOut, startFleet, stopFleet, type FleetMember } from './helpers/fleet';
 import { startDaemon, waitFor } from './helpers/daemon';
 

@@ -4,13 +4,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { SshMux, SshMuxError } from '../client-sdk';
 import { waitFor } from './helpers/daemon';
+import { fetchChecked, payloadServer } from './helpers/http-payload';
+import { freePort } from './helpers/sshd';
 import { startWorld } from './helpers/world';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
@@ -18,43 +18,6 @@ const closers: Array<() => void> = [];
 after(() => {
   for (const c of closers) c();
 });
-
-/** An HTTP server on the remote side: /N answers N random bytes with their sha256 in a header. */
-async function payloadServer(): Promise<{ port: number; served: () => number }> {
-  let served = 0;
-  const server = http.createServer((req, res) => {
-    const body = randomBytes(Number(req.url!.slice(1)) || 1);
-    served++;
-    res.writeHead(200, { 'content-length': body.length, 'x-sha256': createHash('sha256').update(body).digest('hex') });
-    res.end(body);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(() => server.close());
-  return { port: (server.address() as net.AddressInfo).port, served: () => served };
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** GET through a forward; resolves true when the body matches its checksum. */
-function fetchChecked(port: number, size: number): Promise<boolean | string> {
-  return new Promise((resolve) => {
-    // A new TCP connection each time (no keep-alive): each is its own channel.
-    http.get({ host: '127.0.0.1', port, path: `/${size}`, agent: false }, (res) => {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      res.on('data', (d: Buffer) => { hash.update(d); bytes += d.length; });
-      res.on('end', () => resolve(bytes === size && hash.digest('hex') === res.headers['x-sha256'] ? true : `bad body: ${bytes} bytes`));
-      res.on('error', (e) => resolve(e.message));
-    }).on('error', (e) => resolve(e.message));
-  });
-}
 
 async function setup(maxSessions = 10) {
   const { sshd, daemon } = await startWorld({ alias: 'node', sshd: { maxSessions } });

@@ -13,9 +13,11 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import WebSocket from 'ws';
 import { SshMux } from '../client-sdk';
-import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type ClientHost, type Sshd } from './helpers/sshd';
+import { cleanupAll, freePort, remoteProcesses, startSshd, tempDir, writeClientConfig, type ClientHost, type Sshd } from './helpers/sshd';
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
+import { fetchChecked, payloadServer } from './helpers/http-payload';
 import { slowReader, underCpuLoad } from './helpers/load';
+import { underTerminal } from './helpers/terminal';
 
 const PYTHON = '/usr/bin/python3';
 const CLIENTS = path.join(__dirname, '..', '..', 'test', 'helpers', 'ssh_clients.py');
@@ -132,19 +134,6 @@ function py(d: Door, mode: string, args: string[], user = 't', key = d.key): Pro
   });
 }
 
-/** An HTTP server on the remote side: /N answers N random bytes with their sha256 in a header. */
-async function payloadServer(): Promise<{ port: number }> {
-  const server = http.createServer((req, res) => {
-    const body = randomBytes(Number(req.url!.slice(1)) || 1);
-    res.writeHead(200, { 'content-length': body.length, 'x-sha256': createHash('sha256').update(body).digest('hex'), connection: 'close' });
-    res.end(body);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(() => server.close());
-  return { port: (server.address() as net.AddressInfo).port };
-}
-
 function sha256(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
@@ -214,33 +203,9 @@ test('what the door does not carry is refused, each as the client expects: -R, -
 });
 
 test('a pty session under a real terminal: the remote sees a tty and a window-size change', () => {
-  const script = `
-import os, pty, subprocess, termios, fcntl, struct, time, signal, select, sys
-master, slave = pty.openpty()
-fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 100, 0, 0))
-p = subprocess.Popen(['ssh'] + sys.argv[2:] + ['-t', sys.argv[1]],
-    stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-    preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-out = b''
-deadline = time.time() + 20
-resized = False
-while p.poll() is None and time.time() < deadline:
-    r, _, _ = select.select([master], [], [], 0.1)
-    if r: out += os.read(master, 65536)
-    if not resized and b'30 100' in out:
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
-        os.killpg(p.pid, signal.SIGWINCH)
-        resized = True
-rc = p.wait(timeout=5)
-while True:
-    r, _, _ = select.select([master], [], [], 0.2)
-    if not r: break
-    out += os.read(master, 65536)
-print(rc, repr(out.decode()))
-`;
   // sleep in the background, so that the WINCH trap runs at once rather than after it.
   const remote = 'trap \'stty size; kill $!; exit 7\' WINCH; tty; stty size; sleep 10 & wait';
-  const out = execFileSync(PYTHON, ['-c', script, remote, ...sshOptions(door), '-p', String(door.port), 't@127.0.0.1'], { timeout: 40_000 }).toString();
+  const out = underTerminal(['ssh', ...sshOptions(door), '-p', String(door.port), 't@127.0.0.1', '-t', remote], '30 100', 20);
   assert.match(out, /^7 /, out);
   assert.match(out, /\/dev\/pts\/\d+/, 'the remote did not get a tty');
   assert.match(out, /30 100/);
@@ -318,8 +283,8 @@ test('direct-tcpip: paramiko open_channel, ssh -W and ssh -L reach a server behi
   const localPort = await freePort();
   const fwd = spawn('ssh', [...sshOptions(door), '-N', '-L', `${localPort}:127.0.0.1:${web.port}`, '-p', String(door.port), 't@127.0.0.1'], { stdio: 'ignore' });
   closers.push(() => fwd.kill('SIGKILL'));
-  assert.ok(await waitFor(async () => (await httpGet(localPort, 10)) === true, 15_000), 'the -L forward never worked');
-  const many = await Promise.all(Array.from({ length: 20 }, () => httpGet(localPort, 100_000)));
+  assert.ok(await waitFor(async () => (await fetchChecked(localPort, 10)) === true, 15_000), 'the -L forward never worked');
+  const many = await Promise.all(Array.from({ length: 20 }, () => fetchChecked(localPort, 100_000)));
   assert.deepEqual(many.filter((x) => x !== true), []);
   fwd.kill('SIGTERM');
   // Streams ride the pooled connection: no login beyond the pool's.
@@ -587,27 +552,3 @@ test('the daemon stopping: a running command gets the grace period, then TERM, a
   assert.equal(await stopped, 0);
   assert.equal(remoteProcesses(m).length, 0);
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** GET through a forward; true when the body matches its checksum. */
-function httpGet(port: number, size: number): Promise<boolean | string> {
-  return new Promise((resolve) => {
-    http.get({ host: '127.0.0.1', port, path: `/${size}`, agent: false }, (res) => {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      res.on('data', (d: Buffer) => {
-        hash.update(d);
-        bytes += d.length;
-      });
-      res.on('end', () => resolve(bytes === size && hash.digest('hex') === res.headers['x-sha256'] ? true : `bad body: ${bytes} bytes`));
-      res.on('error', (e) => resolve(e.message));
-    }).on('error', (e) => resolve(e.message));
-  });
-}

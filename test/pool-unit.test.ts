@@ -543,18 +543,26 @@ test('HostPool: a request waits for a session until its deadline, then DEADLINE_
 /** A pool whose host answered once, then went down: its breaker is open. */
 async function poolMarkedDown(w: World) {
   const p = pool(w, { breakerThreshold: 2, connectionAttempts: 1, maxConnections: 1 });
+  return { p, log: await markDown(w, p, 60_000) };
+}
+
+/**
+ * Takes `p` (one connection, breaker threshold 2) down: request "first" runs on a connection that is then
+ * lost, "during" (`duringWaitMs`) waits while two handshakes are refused. Returns the requests' outcomes.
+ */
+async function markDown(w: World, p: HostPool, duringWaitMs: number): Promise<Outcome[]> {
   const log: Outcome[] = [];
   ask(p, log, 'first');
   w.dialed[0].up();
   w.dialed[0].endSession();
   w.dialed[0].state = 'closed';
   p.onClosed(w.dialed[0] as unknown as Connection, new Error('lost'));
-  ask(p, log, 'during', 60_000);
+  ask(p, log, 'during', duringWaitMs);
   w.dialed[1].down(Code.REFUSED);
   await w.clock.advance(p.endpoint.backoffRemaining() + 1);
   w.dialed[2].down(Code.REFUSED);
   assert.equal(p.endpoint.breaker, 'open');
-  return { p, log };
+  return log;
 }
 
 test('HostPool: breaker open, a request whose deadline reaches the next probe waits and runs on the probe\'s connection; a shorter one fails fast naming the cause and the probe', async () => {
@@ -604,17 +612,7 @@ test('HostPool: under steady load with every request turned away (short deadline
     checkReachable: async () => (listening ? 'open' : 'refused'),
   });
   const p = pool(w, { breakerThreshold: 2, maxConnections: 1 }, e);
-  const log: Outcome[] = [];
-  ask(p, log, 'first');
-  w.dialed[0].up();
-  w.dialed[0].endSession();
-  w.dialed[0].state = 'closed';
-  p.onClosed(w.dialed[0] as unknown as Connection, new Error('lost'));
-  ask(p, log, 'during', 1000);
-  w.dialed[1].down(Code.REFUSED);
-  await w.clock.advance(e.backoffRemaining() + 1);
-  w.dialed[2].down(Code.REFUSED);
-  assert.equal(e.breaker, 'open');
+  const log = await markDown(w, p, 1000);
   // 40 s of one 1 s request every 100 ms: once the next probe is further than 1 s away, each is turned away.
   for (let i = 0; i < 400; i++) {
     ask(p, log, `r${i}`, 1000);

@@ -1,26 +1,19 @@
 // Bad input harms nobody else: malformed, oversized and out-of-order frames
 // close only the client that sent them, with a PROTOCOL_ERROR saying why.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import { SshMux } from '../client-sdk';
 import { Code, dataFrameHeader, encodeFrame, Fd, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, type IFrame } from '../proto';
-import { cleanupAll, startSshd, tempDir, writeClientConfig } from './helpers/sshd';
-import { startDaemon, type DaemonProc } from './helpers/daemon';
+import type { DaemonProc } from './helpers/daemon';
+import { startWorld } from './helpers/world';
 
 let daemon: DaemonProc;
 
+// The daemon and sshd stop when the file ends (helpers/daemon.ts).
 before(async () => {
-  const sshd = await startSshd();
-  const dir = tempDir();
-  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
-  daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
-});
-
-after(async () => {
-  await daemon?.stop();
-  await cleanupAll();
+  ({ daemon } = await startWorld());
 });
 
 const hello = encodeFrame({ stream: 0, hello: { version: PROTOCOL_VERSION, client: 'test', window: 65536 } });

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
 import { startDaemon, waitFor, type DaemonProc } from './helpers/daemon';
+import { underTerminal } from './helpers/terminal';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 let sshd: Sshd;
@@ -165,34 +166,9 @@ test('rsync -e, scp -S and sftp -S copy 5 MB both ways with equal checksums', ()
 });
 
 test('-t under a real terminal: the remote sees a tty and a window-size change; the terminal is restored', () => {
-  // python3's pty module gives the wrapper a controlling terminal whose size we set and change.
-  const script = `
-import os, pty, subprocess, termios, fcntl, struct, time, signal, select, sys
-master, slave = pty.openpty()
-fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 100, 0, 0))
-before = termios.tcgetattr(slave)
-p = subprocess.Popen([sys.argv[1], sys.argv[2], '-t', 't', 'tty; stty size; trap "stty size; exit 0" WINCH; echo armed; sleep 10'],
-    stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-    preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-out = b''
-deadline = time.time() + 15
-resized = False
-while p.poll() is None and time.time() < deadline:
-    r, _, _ = select.select([master], [], [], 0.1)
-    if r: out += os.read(master, 65536)
-    # Resize only once the remote shell has its trap: a WINCH before it is ignored.
-    if not resized and b'armed' in out:
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
-        os.killpg(p.pid, signal.SIGWINCH)
-        resized = True
-rc = p.wait(timeout=5)
-while True:
-    r, _, _ = select.select([master], [], [], 0.2)
-    if not r: break
-    out += os.read(master, 65536)
-print(rc, 'restored' if termios.tcgetattr(slave) == before else 'NOT-restored', repr(out.decode()))
-`;
-  const out = execFileSync('python3', ['-c', script, process.execPath, SSHMUX], { env, timeout: 30_000 }).toString();
+  // Resize only once the remote shell has its trap: a WINCH before it is ignored.
+  const remote = 'tty; stty size; trap "stty size; exit 0" WINCH; echo armed; sleep 10';
+  const out = underTerminal([process.execPath, SSHMUX, '-t', 't', remote], 'armed', 15, env);
   assert.match(out, /^0 restored /, out);
   assert.match(out, /\/dev\/pts\/\d+/, 'the remote did not get a tty');
   assert.match(out, /30 100/);

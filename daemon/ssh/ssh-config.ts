@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import SSHConfig, { LineType, type Line } from 'ssh-config';
+import { argvSplit } from '../../proto/argv-split';
 import { globRegExp } from '../glob';
 
 // The type lives with the known_hosts checker that consumes it; re-exported
@@ -473,35 +474,11 @@ function parseSetEnv(value: string | undefined): Record<string, string> {
   return out;
 }
 
-/** ssh's argv_split: whitespace separates, quotes (anywhere in a word) group, backslash escapes. */
+/** ssh's argv_split, an open quote reported as a config error. */
 function splitArgs(s: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let inWord = false;
-  let quote = '';
-  for (let i = 0; i < s.length; i++) {
-    const ch = s[i];
-    if (ch === '\\' && i + 1 < s.length && (quote === '' || s[i + 1] === quote || s[i + 1] === '\\')) {
-      cur += s[++i];
-      inWord = true;
-    } else if (quote) {
-      if (ch === quote) quote = '';
-      else cur += ch;
-    } else if (ch === '"' || ch === "'") {
-      quote = ch;
-      inWord = true;
-    } else if (/\s/.test(ch)) {
-      if (inWord) out.push(cur);
-      cur = '';
-      inWord = false;
-    } else {
-      cur += ch;
-      inWord = true;
-    }
-  }
-  if (quote) throw new ConfigError(`unterminated quote in "${s}"`);
-  if (inWord) out.push(cur);
-  return out;
+  const args = argvSplit(s);
+  if (!args) throw new ConfigError(`unterminated quote in "${s}"`);
+  return args;
 }
 
 function stripComment(s: string): string {

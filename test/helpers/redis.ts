@@ -7,7 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { tempDir } from './sshd';
+import { freePort, tempDir } from './sshd';
 
 const REDIS_SERVER = '/usr/bin/redis-server';
 
@@ -138,17 +138,6 @@ function makeCertificates(dir: string): { ca: string; cert: string; key: string 
   // redis-server may run as another user than the tests when they are root; the key is throwaway.
   fs.chmodSync(f('redis.key'), 0o644);
   return { ca: f('ca.pem'), cert: f('redis.pem'), key: f('redis.key') };
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function listening(port: number): Promise<boolean> {
