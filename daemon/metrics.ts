@@ -45,7 +45,7 @@ export class Metrics {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'sshmux_' });
     const registry = this.registry;
     new client.Gauge({
-      name: 'sshmux_sessions_open', help: 'Session slots held per host (open, opening, or closing)', labelNames: ['host'] as const, registers: [registry],
+      name: 'sshmux_sessions_open', help: 'Sessions per host, opening or open', labelNames: ['host'] as const, registers: [registry],
       collect() {
         this.reset();
         for (const p of sample()) this.inc({ host: p.host }, p.sessions);
