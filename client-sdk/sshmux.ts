@@ -361,7 +361,7 @@ export class SshMux {
       proc.onLost(abortedEarly());
       return proc;
     }
-    if (opts.stdin === false) proc.stdin.end();
+    if (opts.stdin === false) proc.noStdin();
     const onAbort = (): void => proc.cancel('aborted');
     signal?.addEventListener('abort', onAbort, { once: true });
     // The daemon enforces the deadline; this only covers a daemon that stops answering.

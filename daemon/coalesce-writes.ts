@@ -1,27 +1,66 @@
 // One syscall per socket per turn of the event loop, instead of one per
 // write. ssh2 writes every SSH packet as three pieces (length, ciphertext,
 // MAC), and an exec sends several packets and frames at once (a channel
-// close and the keepalive after it; a client's Eof and Exit): uncorked,
-// each piece is its own write(2), which the profile showed as the largest
-// cost of a warm exec. Corked until the event loop's check phase, whatever
-// one turn wrote goes out as one writev(2). Memory stays bounded: a turn
-// buffers only what it produced from what it read.
+// close and the keepalive after it; a client's Eof and Exit): written as
+// they come, each piece is its own write(2), which the profile showed as
+// the largest cost of a warm exec. Here the pieces one turn writes are kept
+// until the event loop's check phase and go out together: small ones as one
+// buffer (copying a few hundred bytes costs less than a writev and the
+// stream bookkeeping per piece), large ones (output) as one writev, never
+// copied. Memory stays bounded: a turn keeps only what it produced from
+// what it read, and the stream's own backpressure applies as before.
 import type { Writable } from 'node:stream';
 
-/** Makes `stream` cork on its first write in a turn of the event loop and uncork once the turn's I/O is handled. */
+/** Below this many bytes a turn's pieces are joined into one buffer. */
+const JOIN_BELOW = 16 * 1024;
+
+/**
+ * Makes `stream.write(buffer)` hold the buffer until the turn's I/O is
+ * handled. Writes with a callback or an encoding, and end(), first send what
+ * is held, so order is kept.
+ */
 export function coalesceWrites(stream: Writable): void {
-  const write = stream.write;
-  let corked = false;
+  const write = stream.write.bind(stream) as (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
+  const end = stream.end.bind(stream) as (...args: unknown[]) => Writable;
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  let scheduled = false;
+
   const flush = (): void => {
-    corked = false;
-    stream.uncork();
-  };
-  stream.write = function (this: Writable, ...args: unknown[]): boolean {
-    if (!corked) {
-      corked = true;
+    scheduled = false;
+    if (held.length === 0) return;
+    const pieces = held;
+    const bytes = heldBytes;
+    held = [];
+    heldBytes = 0;
+    if (stream.destroyed) return;
+    if (pieces.length === 1) {
+      write(pieces[0]);
+    } else if (bytes < JOIN_BELOW) {
+      write(Buffer.concat(pieces, bytes));
+    } else {
       stream.cork();
+      for (const piece of pieces) write(piece);
+      stream.uncork();
+    }
+  };
+
+  stream.write = function (chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+    if (!Buffer.isBuffer(chunk) || encoding !== undefined || cb !== undefined) {
+      flush();
+      return write(chunk, encoding, cb);
+    }
+    held.push(chunk);
+    heldBytes += chunk.length;
+    if (!scheduled) {
+      scheduled = true;
       setImmediate(flush);
     }
-    return (write as (...a: unknown[]) => boolean).apply(this, args);
+    return stream.writableLength + heldBytes < stream.writableHighWaterMark;
   } as Writable['write'];
+
+  stream.end = function (...args: unknown[]): Writable {
+    flush();
+    return end(...args);
+  } as Writable['end'];
 }
