@@ -12,6 +12,7 @@ import { Code } from '../../proto';
 import { lostWhileOpening, MuxError } from '../errors';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
+import { quietEnd } from '../ssh/channel';
 import { channelOpen, roundTrip } from '../ssh/ssh2-internals';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
@@ -120,6 +121,7 @@ export class Connection {
     this.reclaimIfFull();
     const opened = (err: Error | undefined, channel: ClientChannel): void => {
       if (!err) {
+        quietEnd(channel);
         channel.once('close', () => this.sessionClosed());
         done({ ok: true, channel });
         return;
@@ -180,6 +182,7 @@ export class Connection {
           return done(new MuxError(/refused/i.test(err.message) ? Code.REFUSED : Code.CONNECT_TIMEOUT,
             `${this.host.hostname} could not reach ${host}:${port}: ${err.message}`, 'handshaking'));
         }
+        quietEnd(channel);
         channel.once('close', closed);
         done(undefined, channel);
       });
