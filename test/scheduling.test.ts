@@ -69,3 +69,19 @@ test('a closed slot is reused without a round trip each time; at the limit it wa
   assert.equal(host.connections!.length, 1);
   mux.close();
 });
+
+test('slots waiting for their round trip count as capacity: a few callers churning through many execs need one connection', async () => {
+  const sshd = await startSshd({ maxSessions: 10 });
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
+  daemons.push(daemon);
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  // 4 at a time, far below 10 sessions: but the closed slots between them reach the limit every few execs,
+  // and a request that waits for their round trip must not open a second connection.
+  await Promise.all(Array.from({ length: 4 }, async () => {
+    for (let i = 0; i < 40; i++) assert.equal((await mux.exec('t', 'true')).code, 0);
+  }));
+  assert.equal(sshd.logins(), 1, `${sshd.logins()} logins for 4 callers`);
+  mux.close();
+});

@@ -84,6 +84,11 @@ export class Connection {
     return w && (w.everySession || firstSession) ? [w.message] : [];
   }
 
+  /** Closed slots a round trip will give back (reclaimIfFull): capacity on its way. */
+  get reclaimableSlots(): number {
+    return this.state === 'ready' ? this.closedSlots + this.reclaiming : 0;
+  }
+
   get freeSlots(): number {
     return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions - this.closedSlots - this.reclaiming) : 0;
   }
