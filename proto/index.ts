@@ -22,7 +22,10 @@ export const Fd = sshmux.v1.Fd;
 export { DATA_CHUNK, dataFrameHeader, FrameError, MAX_FRAME, PROTOCOL_VERSION } from './framing';
 
 export function encodeFrame(frame: IFrame): Buffer {
-  return lengthPrefixed(Frame.encode(frame).finish());
+  // Encoded after 4 placeholder bytes, which then take the length: one buffer, no copy.
+  const out = Frame.encode(frame, protobuf.Writer.create().fixed32(0)).finish() as Buffer;
+  out.writeUInt32BE(out.length - 4, 0);
+  return out;
 }
 
 /**
