@@ -105,7 +105,7 @@ function connectSsh2(t: Target, nodelay = false): Promise<Client> {
     const sock = net.connect(t.sshd.port, '127.0.0.1');
     if (nodelay) sock.setNoDelay(true);
     client.once('ready', () => resolve(client));
-    client.once('error', reject);
+    client.on('error', reject); // ssh2 may report a dropped connection twice; an unheard second 'error' would crash the bench
     client.connect({
       sock, username: t.sshd.user.name, privateKey: fs.readFileSync(t.sshd.clientKeyPath), readyTimeout: 30_000,
       hostVerifier: () => true, // a bench against our own throwaway sshd
