@@ -2,7 +2,7 @@
 // messages and whole-frame encode/decode, shared by the daemon and the SDK.
 // The length prefix lives in framing.ts; the sshmux command uses wire.ts.
 import * as protobuf from 'protobufjs/minimal';
-import { FrameError, FrameSplitter, lengthPrefixed, MAX_FRAME } from './framing';
+import { FrameError, FrameSplitter, MAX_FRAME } from './framing';
 import { sshmux } from './gen/sshmux';
 
 // Counters are uint64 on the wire; plain numbers (exact to 2^53) are

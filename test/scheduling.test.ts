@@ -48,7 +48,6 @@ test('a closed slot is reused without a round trip each time; at the limit it wa
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
   const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, config: { maxSessions: 10, maxConnections: 1 } });
-  daemons.push(daemon);
   const mux = await SshMux.connect({ socket: daemon.socket });
   const keepalives = (): number => sshd.log().split('\n').filter((l) => /global_request: rtype keepalive@openssh\.com/.test(l)).length;
   // Sequential: a round trip once the closed slots and the running one reach 10, i.e. one per 9 sessions.
@@ -75,7 +74,6 @@ test('slots waiting for their round trip count as capacity: a few callers churni
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
   const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
-  daemons.push(daemon);
   const mux = await SshMux.connect({ socket: daemon.socket });
   // 4 at a time, far below 10 sessions: but the closed slots between them reach the limit every few execs,
   // and a request that waits for their round trip must not open a second connection.
