@@ -25,6 +25,10 @@ export function coalesceWrites(stream: Writable): void {
   let held: Buffer[] = [];
   let heldBytes = 0;
   let scheduled = false;
+  // The caller was told to wait for 'drain' while the real stream may not
+  // be full by the time the turn's pieces reach it: then Node would never
+  // emit 'drain', so it is emitted here.
+  let owesDrain = false;
 
   const flush = (): void => {
     scheduled = false;
@@ -34,15 +38,19 @@ export function coalesceWrites(stream: Writable): void {
     held = [];
     heldBytes = 0;
     if (stream.destroyed) return;
+    let roomLeft: boolean;
     if (pieces.length === 1) {
-      write(pieces[0]);
+      roomLeft = write(pieces[0]);
     } else if (bytes < JOIN_BELOW) {
-      write(Buffer.concat(pieces, bytes));
+      roomLeft = write(Buffer.concat(pieces, bytes));
     } else {
       stream.cork();
-      for (const piece of pieces) write(piece);
+      roomLeft = true;
+      for (const piece of pieces) roomLeft = write(piece);
       stream.uncork();
     }
+    if (owesDrain && roomLeft) process.nextTick(() => stream.emit('drain'));
+    owesDrain = false;
   };
 
   stream.write = function (chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
@@ -56,7 +64,9 @@ export function coalesceWrites(stream: Writable): void {
       scheduled = true;
       setImmediate(flush);
     }
-    return stream.writableLength + heldBytes < stream.writableHighWaterMark;
+    const roomLeft = stream.writableLength + heldBytes < stream.writableHighWaterMark;
+    if (!roomLeft) owesDrain = true;
+    return roomLeft;
   } as Writable['write'];
 
   stream.end = function (...args: unknown[]): Writable {

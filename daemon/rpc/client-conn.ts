@@ -242,26 +242,47 @@ export class ClientConn {
     const request = callRequest(frame.session as v1.SessionRequest);
     if (!request) return this.send({ stream, error: errorBody(new MuxError(Code.BAD_REQUEST, `unknown session kind ${frame.session!.kind}`)) });
     const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
-    const sink = this.sinkFor(stream);
+    const session = frame.session!;
+    const sink = this.sinkFor(stream, !!session.deferStarted && !session.stdin);
     const call = request.kind === 'upload' || request.kind === 'download' ? new FileTransfer(sink, request, ctx) : new SessionCall(sink, request, ctx);
     this.calls.set(stream, call);
     call.start();
   }
 
-  /** A call's results as frames on its stream. */
-  private sinkFor(stream: number): CallSink {
+  /**
+   * A call's results as frames on its stream. `deferStarted`: Started waits
+   * for the next frame and goes out in the same write, which spares a short
+   * command's caller a write and a wake-up of its own (see SessionRequest).
+   */
+  private sinkFor(stream: number, deferStarted: boolean): CallSink {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const conn = this;
+    let heldStarted: IFrame | undefined;
+    const sendStarted = (): void => {
+      if (!heldStarted) return;
+      this.send(heldStarted);
+      heldStarted = undefined;
+    };
     return {
       get alive() {
         return conn.alive;
       },
-      started: ({ stdinCredit, ...info }) => this.send({ stream, started: { ...info, window: stdinCredit } }),
-      data: (fd, chunk) => this.sendData(stream, fd, chunk),
+      started: ({ stdinCredit, ...info }) => {
+        heldStarted = { stream, started: { ...info, window: stdinCredit } };
+        if (!deferStarted) sendStarted();
+      },
+      data: (fd, chunk) => {
+        sendStarted();
+        this.sendData(stream, fd, chunk);
+      },
       stdinWritten: (bytes) => this.send({ stream, window: { bytes } }),
-      eof: () => this.send({ stream, eof: {} }),
+      eof: () => {
+        sendStarted();
+        this.send({ stream, eof: {} });
+      },
       end: (outcome) => {
         this.calls.delete(stream);
+        sendStarted();
         this.send({ stream, ...terminalFrame(outcome) });
       },
       protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
