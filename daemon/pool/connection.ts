@@ -13,7 +13,7 @@ import { lostWhileOpening, MuxError } from '../errors';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
 import { quietEnd } from '../ssh/channel';
-import { channelOpen, roundTrip } from '../ssh/ssh2-internals';
+import { channelOpen, execClosingStdin, roundTrip } from '../ssh/ssh2-internals';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -24,6 +24,8 @@ export interface SessionSpec {
   command: string;
   env?: Record<string, string>;
   pty?: PseudoTtyOptions;
+  /** exec: the command has no stdin, so its EOF goes with the request. */
+  closeStdin?: boolean;
 }
 
 /** How an open attempt ended, so the pool can decide: hand over, requeue, or fail. */
@@ -149,7 +151,7 @@ export class Connection {
           });
           break;
         case 'exec':
-          client.exec(spec.command, { env: spec.env, pty: spec.pty ?? false }, opened);
+          execClosingStdin(client, spec.command, { env: spec.env, pty: spec.pty ?? false }, !!spec.closeStdin, opened);
           break;
         case 'shell':
           client.shell(spec.pty ?? false, { env: spec.env }, opened);
