@@ -113,10 +113,12 @@ function connectSsh2(t: Target, nodelay = false): Promise<Client> {
   });
 }
 
+/** An exec as the SDK's exec() and `ssh -n` make it: the command's stdin gets EOF (left open, `cat` would never end). */
 function ssh2Exec(client: Client, command: string, sink?: (n: number) => void): Promise<Outcome> {
   return new Promise((resolve) => {
     client.exec(command, (err, channel) => {
       if (err) return resolve(classify(err.message));
+      channel.end();
       let code: number | null = null;
       channel.on('data', (d: Buffer) => sink?.(d.length));
       channel.stderr.resume();
@@ -412,7 +414,21 @@ async function daemonCost(opts: Options): Promise<Record<string, number>> {
 
 // ---- output ------------------------------------------------------------------------
 
+/**
+ * A process's CPU time: the sum of its threads' run time from
+ * /proc/PID/task/TID/schedstat (nanoseconds; /proc/PID/stat counts in
+ * ticks of 10 ms, too coarse for a batch of execs), else from /proc/PID/stat.
+ */
 function cpuSeconds(pid: number): number {
+  try {
+    let ns = 0;
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    }
+    if (ns > 0) return ns / 1e9;
+  } catch {
+    // no schedstat (or a thread ended while read): fall back to ticks
+  }
   const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
 }
