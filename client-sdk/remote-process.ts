@@ -30,8 +30,13 @@ export interface StartedInfo {
   warnings: string[];
 }
 
-/** Grant in batches of this much consumed output. */
-const GRANT_THRESHOLD = RECEIVE_WINDOW / 4;
+/**
+ * Grant in batches of this much consumed output: each grant is a frame, a
+ * write and a wake-up of the daemon, so half the window (the other half
+ * stays in flight) rather than a quarter, which cost the daemon 10-15 % more
+ * CPU per GiB streamed.
+ */
+const GRANT_THRESHOLD = RECEIVE_WINDOW / 2;
 
 export class RemoteProcess extends EventEmitter implements StreamHandler {
   readonly stdout: Readable;
