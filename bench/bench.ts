@@ -169,7 +169,11 @@ async function latency(opts: Options): Promise<Record<string, { p50: number; p99
       for (const system of SYSTEMS) {
         const perProcess = system === 'sshmux-wrapper' || system.startsWith('ssh-') || system === 'ssh2-new-connection';
         const runs = opts.quick ? (perProcess ? 20 : 200) : (perProcess ? 60 : 1000);
-        for (let i = 0; i < 3; i++) await runOnce(system, t, 'true', shared); // warm up
+        // Warm up: a process per command has nothing to warm but the page cache; an in-process client and the
+        // daemon have their JIT, which a long-running daemon has long done (3 runs left the daemon's first
+        // hundreds of execs, compiled as they ran, in the SDK's p50).
+        const warm = perProcess ? 3 : opts.quick ? 100 : 300;
+        for (let i = 0; i < warm; i++) await runOnce(system, t, 'true', shared);
         const times: number[] = [];
         for (let i = 0; i < runs; i++) {
           const start = performance.now();
