@@ -7,6 +7,12 @@
 // a new connection per command, and bare ssh2 on one shared connection
 // with TCP_NODELAY (the floor: no daemon, no hop).
 //
+// Also the CPU the daemon spends per unit of work against what a bare ssh2
+// client spends on the same work: per warm exec and per GiB of output, with
+// the daemon's CPU from /proc and the client's from process.cpuUsage, in
+// batches that alternate between the two so that a machine whose speed
+// drifts weighs on both alike.
+//
 // Prints a table, writes JSON (bench/results/<date>.json, and stdout with
 // --json) and an SVG chart beside it.
 import { spawn } from 'node:child_process';
@@ -99,7 +105,7 @@ function connectSsh2(t: Target, nodelay = false): Promise<Client> {
     const sock = net.connect(t.sshd.port, '127.0.0.1');
     if (nodelay) sock.setNoDelay(true);
     client.once('ready', () => resolve(client));
-    client.once('error', reject);
+    client.on('error', reject); // ssh2 may report a dropped connection twice; an unheard second 'error' would crash the bench
     client.connect({
       sock, username: t.sshd.user.name, privateKey: fs.readFileSync(t.sshd.clientKeyPath), readyTimeout: 30_000,
       hostVerifier: () => true, // a bench against our own throwaway sshd
@@ -107,10 +113,12 @@ function connectSsh2(t: Target, nodelay = false): Promise<Client> {
   });
 }
 
+/** An exec as the SDK's exec() and `ssh -n` make it: the command's stdin gets EOF (left open, `cat` would never end). */
 function ssh2Exec(client: Client, command: string, sink?: (n: number) => void): Promise<Outcome> {
   return new Promise((resolve) => {
     client.exec(command, (err, channel) => {
       if (err) return resolve(classify(err.message));
+      channel.end();
       let code: number | null = null;
       channel.on('data', (d: Buffer) => sink?.(d.length));
       channel.stderr.resume();
@@ -161,7 +169,11 @@ async function latency(opts: Options): Promise<Record<string, { p50: number; p99
       for (const system of SYSTEMS) {
         const perProcess = system === 'sshmux-wrapper' || system.startsWith('ssh-') || system === 'ssh2-new-connection';
         const runs = opts.quick ? (perProcess ? 20 : 200) : (perProcess ? 60 : 1000);
-        for (let i = 0; i < 3; i++) await runOnce(system, t, 'true', shared); // warm up
+        // Warm up: a process per command has nothing to warm but the page cache; an in-process client and the
+        // daemon have their JIT, which a long-running daemon has long done (3 runs left the daemon's first
+        // hundreds of execs, compiled as they ran, in the SDK's p50).
+        const warm = perProcess ? 3 : opts.quick ? 100 : 300;
+        for (let i = 0; i < warm; i++) await runOnce(system, t, 'true', shared);
         const times: number[] = [];
         for (let i = 0; i < runs; i++) {
           const start = performance.now();
@@ -258,6 +270,112 @@ async function throughput(opts: Options): Promise<{ bytes: number; mib_s: Record
   }
 }
 
+/** [min, max] of a list, rounded. */
+type Range = [number, number];
+
+interface CpuCost {
+  /** Repetitions of each measure (the ranges are over them). */
+  repetitions: number;
+  per_exec: { execs_per_batch: number; daemon_ms: Range; ssh2_ms: Range; ratio: Range; ratio_total: number };
+  exec_p50: { sdk_ms: number; ssh2_ms: number; ratio: number };
+  per_gib: { mib_per_batch: number; daemon_s: Range; ssh2_s: Range; ratio: Range; ratio_total: number };
+  stream_mib_s: { sdk: Range; ssh2: Range; ratio: Range };
+  daemon_peak_rss_mib: number;
+}
+
+/**
+ * CPU per unit of work, side by side: `true` execs and `head -c` output
+ * through the SDK (the daemon's CPU, from /proc) against the same straight
+ * over one ssh2 connection with TCP_NODELAY (this process's CPU). Both are
+ * warmed up first, so that the figures are the steady state of a
+ * long-running daemon rather than its JIT compiling (a few thousand execs).
+ * Batches alternate; each repetition gives one ratio, and the ranges are
+ * over the repetitions. Exec latency is measured in the same batches: the
+ * p50 of every SDK exec against that of every bare one.
+ */
+async function cpuCost(opts: Options): Promise<CpuCost> {
+  const t = await target();
+  const shared = await connectSsh2(t, true);
+  const repetitions = opts.quick ? 4 : 8;
+  const warm = opts.quick ? 1000 : 3000;
+  const execs = opts.quick ? 300 : 500;
+  const mib = opts.quick ? 64 : 256;
+  try {
+    const exec = { daemon: [] as number[], ssh2: [] as number[], sdkTimes: [] as number[], ssh2Times: [] as number[] };
+    // The SDK side is exec(), what a program that runs commands calls (and what the issue measured).
+    const once = async (system: System): Promise<Outcome> => {
+      if (system !== 'sshmux-sdk') return runOnce(system, t, 'true', shared);
+      const r = await t.mux.exec(t.alias, 'true');
+      return r.code === 0 ? 'ok' : `exit ${r.code ?? r.signal}`;
+    };
+    for (let i = 0; i < warm; i++) {
+      await once('sshmux-sdk');
+      await once('ssh2-shared-nodelay');
+    }
+    const batch = async (system: System, times: number[]): Promise<void> => {
+      for (let i = 0; i < execs; i++) {
+        const start = performance.now();
+        const r = await once(system);
+        if (r !== 'ok') throw new Error(`${system}: ${r}`);
+        times.push(performance.now() - start);
+      }
+    };
+    for (let k = 0; k < repetitions; k++) {
+      const d0 = cpuSeconds(t.daemon.pid);
+      await batch('sshmux-sdk', exec.sdkTimes);
+      exec.daemon.push((cpuSeconds(t.daemon.pid) - d0) * 1000 / execs);
+      const c0 = process.cpuUsage();
+      await batch('ssh2-shared-nodelay', exec.ssh2Times);
+      exec.ssh2.push(cpuMs(process.cpuUsage(c0)) / execs);
+    }
+    const bytes = mib * 1024 * 1024;
+    const command = `head -c ${bytes} /dev/zero`;
+    const gib = { daemon: [] as number[], ssh2: [] as number[], sdkRate: [] as number[], ssh2Rate: [] as number[] };
+    const stream = async (system: System): Promise<number> => {
+      let got = 0;
+      const start = performance.now();
+      const r = await runOnce(system, t, command, shared, (n) => (got += n));
+      if (r !== 'ok' || got !== bytes) throw new Error(`${system}: ${r}, ${got} of ${bytes} bytes`);
+      return mib / ((performance.now() - start) / 1000);
+    };
+    await stream('sshmux-sdk');
+    await stream('ssh2-shared-nodelay');
+    for (let k = 0; k < repetitions; k++) {
+      const d0 = cpuSeconds(t.daemon.pid);
+      gib.sdkRate.push(await stream('sshmux-sdk'));
+      gib.daemon.push((cpuSeconds(t.daemon.pid) - d0) * 1024 / mib);
+      const c0 = process.cpuUsage();
+      gib.ssh2Rate.push(await stream('ssh2-shared-nodelay'));
+      gib.ssh2.push(cpuMs(process.cpuUsage(c0)) / 1000 * 1024 / mib);
+    }
+    const ratios = (a: number[], b: number[]): number[] => a.map((x, i) => x / b[i]);
+    const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
+    const p50 = (a: number[]): number => quantile([...a].sort((x, y) => x - y), 0.5);
+    return {
+      repetitions,
+      per_exec: { execs_per_batch: execs, daemon_ms: range(exec.daemon, 3), ssh2_ms: range(exec.ssh2, 3),
+        ratio: range(ratios(exec.daemon, exec.ssh2)), ratio_total: round(sum(exec.daemon) / sum(exec.ssh2)) },
+      exec_p50: { sdk_ms: round(p50(exec.sdkTimes)), ssh2_ms: round(p50(exec.ssh2Times)), ratio: round(p50(exec.sdkTimes) / p50(exec.ssh2Times)) },
+      per_gib: { mib_per_batch: mib, daemon_s: range(gib.daemon), ssh2_s: range(gib.ssh2),
+        ratio: range(ratios(gib.daemon, gib.ssh2)), ratio_total: round(sum(gib.daemon) / sum(gib.ssh2)) },
+      stream_mib_s: { sdk: range(gib.sdkRate, 0), ssh2: range(gib.ssh2Rate, 0), ratio: range(ratios(gib.sdkRate, gib.ssh2Rate)) },
+      daemon_peak_rss_mib: round(t.daemon.peakRssMiB()),
+    };
+  } finally {
+    shared.end();
+    await release(t);
+  }
+}
+
+function cpuMs(usage: NodeJS.CpuUsage): number {
+  return (usage.user + usage.system) / 1000;
+}
+
+function range(values: number[], digits = 2): Range {
+  const f = 10 ** digits;
+  return [Math.round(Math.min(...values) * f) / f, Math.round(Math.max(...values) * f) / f];
+}
+
 async function daemonCost(opts: Options): Promise<Record<string, number>> {
   const connections = opts.quick ? 20 : 100;
   const sessions = opts.quick ? 200 : 1000;
@@ -300,7 +418,21 @@ async function daemonCost(opts: Options): Promise<Record<string, number>> {
 
 // ---- output ------------------------------------------------------------------------
 
+/**
+ * A process's CPU time: the sum of its threads' run time from
+ * /proc/PID/task/TID/schedstat (nanoseconds; /proc/PID/stat counts in
+ * ticks of 10 ms, too coarse for a batch of execs), else from /proc/PID/stat.
+ */
 function cpuSeconds(pid: number): number {
+  try {
+    let ns = 0;
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    }
+    if (ns > 0) return ns / 1e9;
+  } catch {
+    // no schedstat (or a thread ended while read): fall back to ticks
+  }
   const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
 }
@@ -336,6 +468,8 @@ async function main(): Promise<void> {
   const tp = await throughput(opts);
   process.stderr.write('daemon cost ...\n');
   const daemon = await daemonCost(opts);
+  process.stderr.write('CPU per exec and per GiB ...\n');
+  const cpu = await cpuCost(opts);
   await cleanupAll();
 
   const result = {
@@ -349,6 +483,7 @@ async function main(): Promise<void> {
     throughput_mib_s: tp.mib_s,
     throughput_bytes: tp.bytes,
     daemon: { ...daemon, stream_peak_rss_mib: tp.daemon_peak_rss_mib },
+    cpu,
     duration_s: Math.round((Date.now() - started) / 1000),
   };
 
@@ -365,6 +500,15 @@ async function main(): Promise<void> {
   console.log(`\nStream throughput (${tp.bytes / 2 ** 20} MiB of stdout)`);
   console.log(table(['system', 'MiB/s'], Object.entries(tp.mib_s).map(([k, v]) => [k, String(v)])));
   console.log(`daemon peak RSS while streaming: ${tp.daemon_peak_rss_mib} MiB`);
+  const fmt = (r: Range, unit = ''): string => `${r[0]}–${r[1]}${unit}`;
+  console.log(`\nCPU per unit of work: the daemon against a bare ssh2 client, batches alternating, ${cpu.repetitions} repetitions (ranges)`);
+  console.log(table(['measure', 'sshmux daemon', 'bare ssh2 client', 'ratio', 'ratio of totals'], [
+    [`CPU per warm exec (${cpu.per_exec.execs_per_batch} per batch)`, fmt(cpu.per_exec.daemon_ms, ' ms'), fmt(cpu.per_exec.ssh2_ms, ' ms'), `${fmt(cpu.per_exec.ratio)}x`, `${cpu.per_exec.ratio_total}x`],
+    [`CPU per GiB of stdout (${cpu.per_gib.mib_per_batch} MiB per batch)`, fmt(cpu.per_gib.daemon_s, ' s'), fmt(cpu.per_gib.ssh2_s, ' s'), `${fmt(cpu.per_gib.ratio)}x`, `${cpu.per_gib.ratio_total}x`],
+    ['stream throughput (SDK / bare)', fmt(cpu.stream_mib_s.sdk, ' MiB/s'), fmt(cpu.stream_mib_s.ssh2, ' MiB/s'), `${fmt(cpu.stream_mib_s.ratio)}x`, ''],
+    ['exec p50, same batches (SDK / bare)', `${cpu.exec_p50.sdk_ms} ms`, `${cpu.exec_p50.ssh2_ms} ms`, `${cpu.exec_p50.ratio}x`, ''],
+  ]));
+  console.log(`daemon peak RSS in these runs: ${cpu.daemon_peak_rss_mib} MiB`);
   console.log('\nDaemon cost');
   console.log(table(['measure', 'value'], Object.entries(daemon).map(([k, v]) => [k, String(v)])));
 

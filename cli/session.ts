@@ -15,7 +15,8 @@ import type { SshMuxError } from '../client-sdk/errors';
 
 /** ssh's status for "ssh or the connection failed", and for a remote killed by a signal. */
 export const EXIT_FAILURE = 255;
-const GRANT_THRESHOLD = RECEIVE_WINDOW / 4;
+/** Half the window, as the SDK grants: each grant is a frame, a write and a wake-up of the daemon. */
+const GRANT_THRESHOLD = RECEIVE_WINDOW / 2;
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 export interface SessionSpec {

@@ -125,7 +125,9 @@ export class SshMux {
   /** Runs `command` on `host` and collects its output. A non-zero exit is a result, not an error. */
   async exec(host: string, command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     const { stdin, maxBuffer = 16 * 1024 * 1024, ...rest } = opts;
-    const proc = this.spawn(host, command, { ...rest, stdin: stdin !== undefined });
+    // Without stdin nothing here waits for Started, so the daemon sends it with the output or the exit.
+    const proc = this.start({ host, kind: v1.SessionRequest.Kind.EXEC, command, deferStarted: stdin === undefined },
+      { ...rest, stdin: stdin !== undefined });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let total = 0;
@@ -337,7 +339,7 @@ export class SshMux {
     this.transportPromise = undefined;
   }
 
-  private start(target: { host: string; kind: v1.SessionRequest.Kind; command: string; forwardHost?: string; forwardPort?: number; path?: string; mode?: number },
+  private start(target: { host: string; kind: v1.SessionRequest.Kind; command: string; forwardHost?: string; forwardPort?: number; path?: string; mode?: number; deferStarted?: boolean },
     opts: SpawnOptions): RemoteProcess {
     const request: v1.ISessionRequest = {
       ...target,
@@ -361,7 +363,7 @@ export class SshMux {
       proc.onLost(abortedEarly());
       return proc;
     }
-    if (opts.stdin === false) proc.stdin.end();
+    if (opts.stdin === false) proc.noStdin();
     const onAbort = (): void => proc.cancel('aborted');
     signal?.addEventListener('abort', onAbort, { once: true });
     // The daemon enforces the deadline; this only covers a daemon that stops answering.

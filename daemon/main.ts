@@ -1,10 +1,11 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 // sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [--http ADDR] [--gateway ADDR]
 import { parseArgs } from 'node:util';
 import { defaultSocketPath } from '../proto/socket-path';
 import { Daemon, VERSION } from './daemon';
 import { createLogger } from './log';
 import { activatedSocketFd, Notifier } from './systemd';
+import { missingV8Flags } from './v8-flags';
 
 const USAGE = `usage: sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [--log-level LEVEL]
                [--http ADDR] [--gateway ADDR] [--state-dir DIR]
@@ -81,6 +82,10 @@ async function main(): Promise<void> {
   }
   const log = createLogger(args['log-level']);
   const notifier = new Notifier(log);
+  const missing = missingV8Flags();
+  if (missing.length) {
+    log.info({ flags: missing }, 'started without these node flags: streaming output costs up to twice the CPU (see daemon/v8-flags.ts)');
+  }
 
   // Handlers first: a SIGTERM that arrives while we start must still stop us cleanly.
   let daemon: Daemon | undefined;

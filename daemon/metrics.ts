@@ -5,6 +5,8 @@
 import client from 'prom-client';
 
 const MAX_HOST_LABELS = 500;
+/** Exec durations held for the histogram at most; then they are folded in at once. */
+const PENDING_DURATIONS = 1024;
 
 export class Metrics {
   readonly registry = new client.Registry();
@@ -15,14 +17,24 @@ export class Metrics {
     labelNames: ['host', 'result'] as const, registers: [this.registry],
   });
 
+  // Every call ends with a count and an exec with a duration: on that path they
+  // go into a map and a list, which prom-client takes in when it is scraped
+  // (collect), instead of its label checks and hashing per call. Bounded:
+  // host labels are capped and codes are an enum; durations are folded in
+  // every PENDING_DURATIONS.
+  private readonly pendingRequests = new Map<string, { host: string; code: string; n: number }>();
+  private pendingDurations: number[] = [];
+
   readonly requests = new client.Counter({
     name: 'sshmux_requests_total', help: 'Finished calls by outcome (OK, or the error code)',
     labelNames: ['host', 'code'] as const, registers: [this.registry],
+    collect: () => this.foldRequests(),
   });
 
   readonly execDuration = new client.Histogram({
     name: 'sshmux_exec_duration_seconds', help: 'Whole exec calls, from request to exit: queueing, opening and running',
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers: [this.registry],
+    collect: () => this.foldDurations(),
   });
 
   readonly breakerTransitions = new client.Counter({
@@ -45,7 +57,7 @@ export class Metrics {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'sshmux_' });
     const registry = this.registry;
     new client.Gauge({
-      name: 'sshmux_sessions_open', help: 'Session slots held per host (open, opening, or closing)', labelNames: ['host'] as const, registers: [registry],
+      name: 'sshmux_sessions_open', help: 'Sessions per host, opening or open', labelNames: ['host'] as const, registers: [registry],
       collect() {
         this.reset();
         for (const p of sample()) this.inc({ host: p.host }, p.sessions);
@@ -98,6 +110,30 @@ export class Metrics {
     });
   }
 
+  countRequest(host: string, code: string): void {
+    const label = this.host(host);
+    const key = `${label}\0${code}`;
+    const pending = this.pendingRequests.get(key);
+    if (pending) pending.n++;
+    else this.pendingRequests.set(key, { host: label, code, n: 1 });
+  }
+
+  observeExec(seconds: number): void {
+    this.pendingDurations.push(seconds);
+    if (this.pendingDurations.length >= PENDING_DURATIONS) this.foldDurations();
+  }
+
+  private foldRequests(): void {
+    for (const { host, code, n } of this.pendingRequests.values()) this.requests.inc({ host, code }, n);
+    this.pendingRequests.clear();
+  }
+
+  private foldDurations(): void {
+    const durations = this.pendingDurations;
+    this.pendingDurations = [];
+    for (const seconds of durations) this.execDuration.observe(seconds);
+  }
+
   /** A bounded label value for a host name. */
   host(name: string): string {
     if (this.hosts.has(name)) return name;
@@ -123,7 +159,7 @@ export function countHandshake(host: string, result: string): void {
 }
 
 export function countRequest(host: string, code: string): void {
-  current?.requests.inc({ host: current.host(host), code });
+  current?.countRequest(host, code);
 }
 
 export function countBreakerTransition(endpoint: string, to: string): void {
@@ -139,5 +175,5 @@ export function countGatewayAuthFailure(reason: string): void {
 }
 
 export function observeExec(seconds: number): void {
-  current?.execDuration.observe(seconds);
+  current?.observeExec(seconds);
 }

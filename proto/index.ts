@@ -2,7 +2,7 @@
 // messages and whole-frame encode/decode, shared by the daemon and the SDK.
 // The length prefix lives in framing.ts; the sshmux command uses wire.ts.
 import * as protobuf from 'protobufjs/minimal';
-import { FrameError, FrameSplitter, lengthPrefixed, MAX_FRAME } from './framing';
+import { FrameError, FrameSplitter, MAX_FRAME } from './framing';
 import { sshmux } from './gen/sshmux';
 
 // Counters are uint64 on the wire; plain numbers (exact to 2^53) are
@@ -22,7 +22,10 @@ export const Fd = sshmux.v1.Fd;
 export { DATA_CHUNK, dataFrameHeader, FrameError, MAX_FRAME, PROTOCOL_VERSION } from './framing';
 
 export function encodeFrame(frame: IFrame): Buffer {
-  return lengthPrefixed(Frame.encode(frame).finish());
+  // Encoded after 4 placeholder bytes, which then take the length: one buffer, no copy.
+  const out = Frame.encode(frame, protobuf.Writer.create().fixed32(0)).finish() as Buffer;
+  out.writeUInt32BE(out.length - 4, 0);
+  return out;
 }
 
 /**

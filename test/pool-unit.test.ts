@@ -332,6 +332,8 @@ test('Endpoint: an answer of any kind to a probe (throttled, a refused key) clos
 class FakeConnection {
   state: ConnectionState = 'connecting';
   sessions = 0;
+  /** Slots are freed at once here: none wait for a round trip. */
+  readonly reclaimableSlots = 0;
   sessionsOpened = 0;
   tunnels = 0;
   readonly idleSftpSessions = 0;

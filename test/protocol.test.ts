@@ -151,3 +151,72 @@ test('random frame sequences from one client while another runs commands: the ot
 function rnd(n: number): number {
   return Math.floor(Math.random() * n);
 }
+
+/** Sends `frames` after the hello; records each answer with when it came and in which read, until `ends` streams have ended. */
+function converse(frames: IFrame[], ends: number): Promise<Array<{ frame: IFrame; ms: number; read: number }>> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(daemon.socket);
+    const decoder = new FrameDecoder();
+    const got: Array<{ frame: IFrame; ms: number; read: number }> = [];
+    const start = performance.now();
+    let reads = 0;
+    let ended = 0;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no end within 10 s: ${JSON.stringify(got.map((g) => g.frame))}`));
+    }, 10_000);
+    socket.on('data', (d: Buffer) => {
+      reads++;
+      for (const frame of decoder.push(d)) {
+        got.push({ frame, ms: performance.now() - start, read: reads });
+        if (frame.stream && (frame.exit || frame.error)) ended++;
+      }
+      if (ended === ends) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(got);
+      }
+    });
+    socket.on('error', reject);
+    socket.write(hello);
+    for (const f of frames) socket.write(encodeFrame(f));
+  });
+}
+
+test('deferStarted without stdin: Started comes in the same write as the first output; otherwise at once', async () => {
+  const command = 'sleep 0.5; echo hi';
+  const got = await converse([
+    { stream: 1, session: { host: 't', command, stdin: false } },
+    { stream: 2, session: { host: 't', command, stdin: false, deferStarted: true } },
+    // With stdin the caller needs its credit, so Started is never held.
+    { stream: 3, session: { host: 't', command, stdin: true, deferStarted: true } },
+  ], 3);
+  const of = (stream: number, kind: 'started' | 'data' | 'exit') => {
+    const g = got.find((x) => x.frame.stream === stream && x.frame[kind]);
+    assert.ok(g, `stream ${stream} had no ${kind}: ${JSON.stringify(got.map((x) => x.frame))}`);
+    return g;
+  };
+  for (const stream of [1, 3]) {
+    assert.ok(of(stream, 'data').ms - of(stream, 'started').ms > 300, `stream ${stream}: Started was held until the output`);
+  }
+  assert.equal(of(2, 'started').read, of(2, 'data').read, 'deferred Started and the output came in different writes');
+  assert.ok(of(2, 'started').ms > 400, 'deferred Started came before the command had any output');
+  const order = got.filter((x) => x.frame.stream === 2).map((x) => x.frame.body);
+  assert.deepEqual(order.slice(0, 2), ['started', 'data'], `stream 2's frames in order: ${order.join(', ')}`);
+  for (const stream of [1, 2, 3]) assert.equal(of(stream, 'exit').frame.exit!.code ?? 0, 0);
+});
+
+test('deferStarted: a command with no output still gets Started, just before its Exit; exec() has its warnings', async () => {
+  const got = await converse([{ stream: 1, session: { host: 't', command: 'true', stdin: false, deferStarted: true } }], 1);
+  const call = got.filter((x) => x.frame.stream === 1);
+  assert.deepEqual(call.map((x) => x.frame.body), ['started', 'eof', 'exit']);
+  assert.equal(call[0].read, call[1].read, 'Started and the Eof after it came in different writes');
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  try {
+    const r = await mux.exec('t', 'echo ok');
+    assert.equal(r.stdout.toString(), 'ok\n');
+    assert.deepEqual(r.warnings, []);
+  } finally {
+    mux.close();
+  }
+});

@@ -41,3 +41,45 @@ test('sshd at MaxSessions 3 while the daemon assumes 10: 60 concurrent execs all
   assert.ok(daemon.logs().includes('MaxSessions is lower than assumed'));
   mux.close();
 });
+
+test('a closed slot is reused without a round trip each time; at the limit it waits for one, and sshd never refuses', async () => {
+  // sshd logs every global request at DEBUG1: the keepalives whose replies prove it freed closed sessions.
+  const sshd = await startSshd({ maxSessions: 10, logLevel: 'DEBUG1' });
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, config: { maxSessions: 10, maxConnections: 1 } });
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  const keepalives = (): number => sshd.log().split('\n').filter((l) => /global_request: rtype keepalive@openssh\.com/.test(l)).length;
+  // Sequential: a round trip once the closed slots and the running one reach 10, i.e. one per 9 sessions.
+  for (let i = 0; i < 45; i++) assert.equal((await mux.exec('t', 'true')).code, 0);
+  const sequential = keepalives();
+  assert.ok(sequential >= 4 && sequential <= 7, `${sequential} keepalive round trips for 45 sequential execs (one each before)`);
+  // At the limit: 20 callers doing execs back to back on the one connection, so that requests always wait and a
+  // slot the server closes is wanted at once: reused before sshd has freed it, the open would be refused.
+  const outputs = await Promise.all(Array.from({ length: 20 }, async (_, caller) => {
+    let out = '';
+    for (let i = 0; i < 10; i++) out += (await mux.exec('t', `echo ${caller}.${i}`)).stdout.toString();
+    return out;
+  }));
+  assert.deepEqual(outputs, Array.from({ length: 20 }, (_, c) => Array.from({ length: 10 }, (_, i) => `${c}.${i}\n`).join('')));
+  assert.ok(!daemon.logs().includes('MaxSessions is lower than assumed'), 'sshd refused a session: a slot was reused too early');
+  const host = (await mux.status()).hosts!.find((h) => h.name === 't')!;
+  assert.equal(host.maxSessions, 10);
+  assert.equal(host.connections!.length, 1);
+  mux.close();
+});
+
+test('slots waiting for their round trip count as capacity: a few callers churning through many execs need one connection', async () => {
+  const sshd = await startSshd({ maxSessions: 10 });
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  // 4 at a time, far below 10 sessions: but the closed slots between them reach the limit every few execs,
+  // and a request that waits for their round trip must not open a second connection.
+  await Promise.all(Array.from({ length: 4 }, async () => {
+    for (let i = 0; i < 40; i++) assert.equal((await mux.exec('t', 'true')).code, 0);
+  }));
+  assert.equal(sshd.logins(), 1, `${sshd.logins()} logins for 4 callers`);
+  mux.close();
+});

@@ -399,3 +399,22 @@ test('the real ssh agrees on what matters (ssh -G)', { skip: !hasSsh && 'no ssh 
     assert.equal(String(ours.connectTimeoutMs / 1000), field('connecttimeout'), alias);
   }
 });
+
+test('resolutions are kept per alias and overrides until the files are read again', () => {
+  const { r, home } = resolver('Host web\n  HostName 10.0.0.5\n  Port 2222\n');
+  const first = r.resolve('web');
+  assert.equal(r.resolve('web'), first, 'the same alias and overrides resolved twice');
+  assert.ok(Object.isFrozen(first), 'a shared resolution must not be changed by one caller');
+  // Overrides are part of the key, so one client's options never reach another's resolution.
+  const withPort = r.resolve('web', { Port: '2200' });
+  assert.equal(withPort.port, 2200);
+  assert.equal(r.resolve('web').port, 2222);
+  assert.equal(r.resolve('web', { User: 'a' }).user, 'a');
+  assert.equal(r.resolve('web', { User: 'b' }).user, 'b');
+  // A changed file is seen once it is loaded again (a reload makes a new resolver; -F files are reloaded on change).
+  fs.writeFileSync(path.join(home, '.ssh', 'config'), 'Host web\n  HostName 10.0.0.6\n');
+  assert.equal(r.resolve('web').hostname, '10.0.0.5');
+  r.load();
+  assert.equal(r.resolve('web').hostname, '10.0.0.6');
+  assert.equal(r.resolve('web').port, 22);
+});

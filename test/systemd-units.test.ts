@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultSocketPath } from '../proto/socket-path';
+import { DAEMON_V8_FLAGS } from '../daemon/v8-flags';
 
 const ROOT = path.join(__dirname, '..', '..');
 const UNITS = path.join(ROOT, 'packaging', 'systemd');
@@ -18,6 +19,8 @@ const SYSTEM_UNITS = ['sshmuxd.service', 'sshmuxd.socket'];
 const USER_UNITS = ['user/sshmuxd.service', 'user/sshmuxd.socket'];
 const INSTALL_PREFIX = '/opt/sshmux/';
 const NODE = '/usr/bin/node';
+/** What every unit's ExecStart starts with: node with the daemon's V8 flags, then the daemon. */
+const DAEMON = [NODE, ...DAEMON_V8_FLAGS, `${INSTALL_PREFIX}dist/daemon/main.js`];
 
 const ANALYZE = '/usr/bin/systemd-analyze';
 const SYSUSERS = '/usr/bin/systemd-sysusers';
@@ -210,9 +213,10 @@ test('system service: notify, watchdog, reload, drain, identity and directories 
   const svc = loadUnit('sshmuxd.service');
   const S = 'Service';
   const exec = command(one(svc, S, 'ExecStart'));
-  assert.deepEqual(exec.argv.slice(0, 2), [NODE, `${INSTALL_PREFIX}dist/daemon/main.js`]);
+  assert.deepEqual(exec.argv.slice(0, DAEMON.length), DAEMON);
   // The script the unit runs is this package's daemon, at its place in the package.
-  assert.ok(fs.existsSync(path.join(ROOT, exec.argv[1].slice(INSTALL_PREFIX.length))), `${exec.argv[1]} is not in the package`);
+  const script = DAEMON[DAEMON.length - 1];
+  assert.ok(fs.existsSync(path.join(ROOT, script.slice(INSTALL_PREFIX.length))), `${script} is not in the package`);
   assert.equal(exec.opt('--socket'), '/run/sshmux/sshmuxd.sock');
   assert.equal(exec.opt('--socket'), defaultSocketPath({}), 'the socket clients find without $XDG_RUNTIME_DIR');
   assert.equal(exec.opt('-F'), '/etc/sshmux/ssh_config');
@@ -286,7 +290,7 @@ test('user units: the SDK\'s per-user socket, no system paths, hardening an unpr
   const sock = loadUnit('user/sshmuxd.socket');
   const S = 'Service';
   const exec = command(one(svc, S, 'ExecStart'));
-  assert.deepEqual(exec.argv, [NODE, `${INSTALL_PREFIX}dist/daemon/main.js`, '--socket', '%t/sshmux/sshmuxd.sock']);
+  assert.deepEqual(exec.argv, [...DAEMON, '--socket', '%t/sshmux/sshmuxd.sock']);
   // %t is $XDG_RUNTIME_DIR: the path the SDK and the sshmux command try first.
   const xdg = '/run/user/1000';
   assert.equal(exec.opt('--socket')!.replace('%t', xdg), defaultSocketPath({ XDG_RUNTIME_DIR: xdg }));
@@ -319,7 +323,7 @@ test('the daemon accepts every option the units pass it', () => {
   const r = spawnSync(process.execPath, [main, '--help'], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.status, 0, r.stderr);
   for (const rel of ['sshmuxd.service', 'user/sshmuxd.service']) {
-    for (const arg of command(one(loadUnit(rel), 'Service', 'ExecStart')).argv.slice(2)) {
+    for (const arg of command(one(loadUnit(rel), 'Service', 'ExecStart')).argv.slice(DAEMON.length)) {
       if (arg.startsWith('-')) assert.match(r.stdout, new RegExp(`(^|\\s)${arg}\\s`), `${rel}: sshmuxd --help has no ${arg}`);
     }
   }

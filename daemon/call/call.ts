@@ -164,7 +164,8 @@ export abstract class Call {
   }
 
   onEof(): void {
-    if (this.stdinEof) return;
+    // Without stdin the remote had its EOF at the start; older clients still send one.
+    if (this.stdinEof || !this.request.stdin) return;
     this.stdinEof = true;
     this.stdinEnded();
   }

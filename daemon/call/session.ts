@@ -45,7 +45,8 @@ export class SessionCall extends Call {
     if (kind === 'tcpip') return this.startTunnel(pool, this.request.forwardHost!, this.request.forwardPort!);
     const { callMs, waitMs } = this.timeouts(pool);
     this.armDeadline(callMs);
-    const spec: SessionSpec = { kind: kind as SessionSpec['kind'], command: command ?? '', env: env && Object.keys(env).length ? env : undefined, pty };
+    const spec: SessionSpec = { kind: kind as SessionSpec['kind'], command: command ?? '', env: env && Object.keys(env).length ? env : undefined, pty,
+      closeStdin: !this.request.stdin };
     this.pending = pool.request(spec, {
       onOpen: (session) => this.opened(session.channel!, session.connection, session.waitedMs, session.newConnection),
       onError: (err) => this.fail(err),

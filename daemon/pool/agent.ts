@@ -346,10 +346,18 @@ interface PoolOrigin {
   depth: number;
 }
 
+/** poolKey's answers for the resolver's memoized hosts, which come back as the same objects. */
+const poolKeys = new WeakMap<ResolvedHost, string>();
+
 /** Pools are per resolved destination: everything that shapes the connection, not the name it was asked by. */
 function poolKey(host: ResolvedHost): string {
-  const { alias: _alias, ...identity } = host;
-  return JSON.stringify(identity);
+  let key = poolKeys.get(host);
+  if (key === undefined) {
+    const { alias: _alias, ...identity } = host;
+    key = JSON.stringify(identity);
+    poolKeys.set(host, key);
+  }
+  return key;
 }
 
 /** A ProxyJump hop's own user and port, as options for resolving it. */

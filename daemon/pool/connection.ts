@@ -2,14 +2,18 @@
 // connection, bounded concurrency). A slot is taken when a session channel
 // is requested and freed only when the server's CHANNEL_CLOSE arrives:
 // sshd counts a session until then, so freeing on our own close pushes it
-// past MaxSessions under churn.
+// past MaxSessions under churn. Even then sshd may still count it for a
+// moment (see reclaimIfFull): a closed slot is reused only once a round
+// trip proves sshd let it go, and that round trip is made only when the
+// connection is at its limit.
 import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { lostWhileOpening, MuxError } from '../errors';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
-import { channelOpen, roundTrip } from '../ssh/ssh2-internals';
+import { quietEnd } from '../ssh/channel';
+import { channelOpen, execClosingStdin, roundTrip } from '../ssh/ssh2-internals';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -20,6 +24,8 @@ export interface SessionSpec {
   command: string;
   env?: Record<string, string>;
   pty?: PseudoTtyOptions;
+  /** exec: the command has no stdin, so its EOF goes with the request. */
+  closeStdin?: boolean;
 }
 
 /** How an open attempt ended, so the pool can decide: hand over, requeue, or fail. */
@@ -41,7 +47,7 @@ export interface ConnectionOwner {
 
 export class Connection {
   state: ConnectionState = 'connecting';
-  /** Session slots held: opening, open, or closed by us but not yet by the server. */
+  /** Sessions opening or open: until the server closes the channel (closed slots are counted apart). */
   sessions = 0;
   /** Sessions ever opened here (0: the next one is the connection's first). */
   sessionsOpened = 0;
@@ -53,9 +59,13 @@ export class Connection {
   /** Forwarding channels (to hosts behind this one): they hold the connection open but take no session slot. */
   tunnels = 0;
   private idleTimer: NodeJS.Timeout | undefined;
-  /** Slots whose channel the server closed, waiting for the round trip that proves sshd freed them. */
-  private closing = 0;
-  private roundTripInFlight = false;
+  /**
+   * Slots whose channel the server closed, not reusable until a round trip
+   * proves sshd freed them (reclaimIfFull); the ones in `reclaiming` are
+   * covered by the round trip in flight.
+   */
+  private closedSlots = 0;
+  private reclaiming = 0;
   /** SFTP sessions between transfers: each still holds its slot, and the next transfer reuses it. */
   private idleSftp: Array<{ sftp: SFTPWrapper; timer: NodeJS.Timeout }> = [];
 
@@ -76,8 +86,13 @@ export class Connection {
     return w && (w.everySession || firstSession) ? [w.message] : [];
   }
 
+  /** Closed slots a round trip will give back (reclaimIfFull): capacity on its way. */
+  get reclaimableSlots(): number {
+    return this.state === 'ready' ? this.closedSlots + this.reclaiming : 0;
+  }
+
   get freeSlots(): number {
-    return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions) : 0;
+    return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions - this.closedSlots - this.reclaiming) : 0;
   }
 
   connect(): void {
@@ -110,9 +125,11 @@ export class Connection {
     this.sessions++;
     this.sessionsOpened++;
     clearTimeout(this.idleTimer);
+    this.reclaimIfFull();
     const opened = (err: Error | undefined, channel: ClientChannel): void => {
       if (!err) {
-        channel.once('close', () => this.releaseAfterRoundTrip());
+        quietEnd(channel);
+        channel.once('close', () => this.sessionClosed());
         done({ ok: true, channel });
         return;
       }
@@ -125,7 +142,7 @@ export class Connection {
             if (err) return done(this.openFailed(err));
             sftp.once('close', () => {
               this.forgetIdleSftp(sftp);
-              this.releaseAfterRoundTrip();
+              this.sessionClosed();
             });
             sftp.on('error', () => {
               // Reported to the transfer through its request callbacks; 'close' frees the slot.
@@ -134,7 +151,7 @@ export class Connection {
           });
           break;
         case 'exec':
-          client.exec(spec.command, { env: spec.env, pty: spec.pty ?? false }, opened);
+          execClosingStdin(client, spec.command, { env: spec.env, pty: spec.pty ?? false }, !!spec.closeStdin, opened);
           break;
         case 'shell':
           client.shell(spec.pty ?? false, { env: spec.env }, opened);
@@ -172,6 +189,7 @@ export class Connection {
           return done(new MuxError(/refused/i.test(err.message) ? Code.REFUSED : Code.CONNECT_TIMEOUT,
             `${this.host.hostname} could not reach ${host}:${port}: ${err.message}`, 'handshaking'));
         }
+        quietEnd(channel);
         channel.once('close', closed);
         done(undefined, channel);
       });
@@ -250,11 +268,13 @@ export class Connection {
     }
     if (err.reason === 2 || /open failed/.test(err.message)) {
       // sshd refused the channel: its MaxSessions is lower than we assumed.
-      // This connection's limit becomes what it holds now; the pool learns it.
+      // This connection's limit becomes what it holds now (closed slots
+      // included: sshd may still count them); the pool learns it.
       this.sessions--;
-      const held = this.sessions;
+      const held = this.sessions + this.closedSlots + this.reclaiming;
       if (held > 0) {
         this.maxSessions = Math.min(this.maxSessions, held);
+        this.reclaimIfFull();
         return { ok: false, retry: true, error: new MuxError(Code.CHANNEL_OPEN_FAILED, err.message, 'opening') };
       }
       this.armIdleTimer();
@@ -270,38 +290,43 @@ export class Connection {
   }
 
   /**
-   * sshd frees a session in its main loop after it sees our CHANNEL_CLOSE,
-   * not while reading it: a CHANNEL_OPEN in the same read is refused as
-   * past MaxSessions. So a slot is reused only after a round trip (a
-   * keepalive request, whose reply sshd sends after processing our close);
-   * one round trip covers every close before it.
+   * The server closed a session's channel: the session is over, but its slot
+   * is not reusable yet (reclaimIfFull). A draining connection with nothing
+   * left closes now; closing needs no slot.
    */
-  private releaseAfterRoundTrip(): void {
-    this.closing++;
-    this.startRoundTrip();
-  }
-
-  private startRoundTrip(): void {
-    if (this.roundTripInFlight || this.closing === 0 || this.state === 'closed') return;
-    this.roundTripInFlight = true;
-    const batch = this.closing;
-    this.closing = 0;
-    roundTrip(this.client!, () => {
-      this.roundTripInFlight = false;
-      if (this.state === 'closed') return;
-      this.release(batch);
-      this.startRoundTrip();
-    });
-  }
-
-  private release(count: number): void {
-    this.sessions -= count;
+  private sessionClosed(): void {
+    this.sessions--;
+    this.closedSlots++;
     if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) {
       this.destroy();
       return;
     }
     this.armIdleTimer();
-    this.owner.onCapacity(this);
+    this.reclaimIfFull();
+  }
+
+  /**
+   * sshd frees a session in its main loop after it sees our CHANNEL_CLOSE,
+   * not while reading it: a CHANNEL_OPEN in the same read is refused as
+   * past MaxSessions. So a closed slot is reused only after a round trip (a
+   * keepalive request, whose reply sshd sends after processing our close);
+   * one round trip covers every close before it. While the connection is
+   * below its limit counting closed slots as held, sshd cannot refuse an
+   * open even if it still counts them all, so the round trip is made only
+   * once sessions and closed slots reach the limit: for sequential execs,
+   * one round trip per maxSessions - 1 sessions instead of one per session.
+   */
+  private reclaimIfFull(): void {
+    if (this.reclaiming > 0 || this.closedSlots === 0 || this.state === 'closed') return;
+    if (this.sessions + this.closedSlots < this.maxSessions) return;
+    this.reclaiming = this.closedSlots;
+    this.closedSlots = 0;
+    roundTrip(this.client!, () => {
+      this.reclaiming = 0;
+      if (this.state === 'closed') return;
+      this.reclaimIfFull();
+      this.owner.onCapacity(this);
+    });
   }
 
   private armIdleTimer(): void {

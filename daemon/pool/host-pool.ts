@@ -449,7 +449,9 @@ export class HostPool implements ConnectionOwner, Tunneler {
   private grow(): void {
     if (this.closed) return;
     const connecting = this.connections.filter((c) => c.state === 'connecting').length;
-    let demand = this.queue.length - connecting * this.maxSessions;
+    // Closed slots a round trip is about to give back are capacity on its way too, as a connecting connection's are.
+    const reclaimable = this.connections.reduce((n, c) => n + c.reclaimableSlots, 0);
+    let demand = this.queue.length - connecting * this.maxSessions - reclaimable;
     // Tunnels and readiness checks need one connection, not slots.
     const needsOne = this.tunnelWaiters.length > 0 || this.readyWaiters.length > 0;
     if (needsOne && this.connections.length === 0) demand = Math.max(demand, 1);

@@ -7,7 +7,7 @@ import type { ConnectionState } from './connection';
 export interface PoolLoad {
   connections: number;
   connectionsByState: Partial<Record<ConnectionState, number>>;
-  /** Session slots held: opening, open, or closed by us but not yet by the server. */
+  /** Sessions opening or open (a slot the server closed and sshd may still count is not one). */
   sessions: number;
   /** Session slots the connections have in all (their MaxSessions). */
   sessionCapacity: number;

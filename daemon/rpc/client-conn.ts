@@ -8,6 +8,7 @@ import { Code, DATA_CHUNK, dataFrameHeader, encodeFrame, FrameDecoder, FrameErro
 import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink } from '../call/call';
 import { FileTransfer } from '../call/transfer';
 import { SessionCall } from '../call/session';
+import { coalesceWrites } from '../coalesce-writes';
 import type { Jobs } from '../jobs/jobs';
 import { JobCall, type JobCallPeer } from './job-call';
 import { LogTally, type Logger } from '../log';
@@ -57,6 +58,7 @@ export class ClientConn {
     private readonly onGone: (c: ClientConn) => void,
   ) {
     this.helloTimer = setTimeout(() => setImmediate(() => this.helloOverdue()), HELLO_TIMEOUT_MS).unref();
+    coalesceWrites(socket);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', () => {
       // 'close' follows; a client resetting its socket is routine.
@@ -81,16 +83,14 @@ export class ClientConn {
     if (this.alive) this.socket.write(encodeFrame(frame));
   }
 
-  /** Output on the hot path: header and payload written together, the payload never copied. */
+  /** Output on the hot path: header and payload written apart (one writev with the turn's other frames), the payload never copied. */
   private sendData(stream: number, fd: number, data: Buffer): void {
     if (!this.alive) return;
-    this.socket.cork();
     for (let off = 0; off < data.length; off += DATA_CHUNK) {
       const piece = off === 0 && data.length <= DATA_CHUNK ? data : data.subarray(off, off + DATA_CHUNK);
       this.socket.write(dataFrameHeader(stream, fd, piece.length));
       this.socket.write(piece);
     }
-    this.socket.uncork();
   }
 
   /** Ends every call of this client: the daemon is stopping. */
@@ -242,26 +242,47 @@ export class ClientConn {
     const request = callRequest(frame.session as v1.SessionRequest);
     if (!request) return this.send({ stream, error: errorBody(new MuxError(Code.BAD_REQUEST, `unknown session kind ${frame.session!.kind}`)) });
     const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
-    const sink = this.sinkFor(stream);
+    const session = frame.session!;
+    const sink = this.sinkFor(stream, !!session.deferStarted && !session.stdin);
     const call = request.kind === 'upload' || request.kind === 'download' ? new FileTransfer(sink, request, ctx) : new SessionCall(sink, request, ctx);
     this.calls.set(stream, call);
     call.start();
   }
 
-  /** A call's results as frames on its stream. */
-  private sinkFor(stream: number): CallSink {
+  /**
+   * A call's results as frames on its stream. `deferStarted`: Started waits
+   * for the next frame and goes out in the same write, which spares a short
+   * command's caller a write and a wake-up of its own (see SessionRequest).
+   */
+  private sinkFor(stream: number, deferStarted: boolean): CallSink {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const conn = this;
+    let heldStarted: IFrame | undefined;
+    const sendStarted = (): void => {
+      if (!heldStarted) return;
+      this.send(heldStarted);
+      heldStarted = undefined;
+    };
     return {
       get alive() {
         return conn.alive;
       },
-      started: ({ stdinCredit, ...info }) => this.send({ stream, started: { ...info, window: stdinCredit } }),
-      data: (fd, chunk) => this.sendData(stream, fd, chunk),
+      started: ({ stdinCredit, ...info }) => {
+        heldStarted = { stream, started: { ...info, window: stdinCredit } };
+        if (!deferStarted) sendStarted();
+      },
+      data: (fd, chunk) => {
+        sendStarted();
+        this.sendData(stream, fd, chunk);
+      },
       stdinWritten: (bytes) => this.send({ stream, window: { bytes } }),
-      eof: () => this.send({ stream, eof: {} }),
+      eof: () => {
+        sendStarted();
+        this.send({ stream, eof: {} });
+      },
       end: (outcome) => {
         this.calls.delete(stream);
+        sendStarted();
         this.send({ stream, ...terminalFrame(outcome) });
       },
       protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),

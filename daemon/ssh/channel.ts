@@ -3,8 +3,10 @@
 // its MaxSessions slot with it, until the command exits. So every cancel
 // (the caller's, a deadline, a client that went away, the daemon stopping,
 // a channel that opened for a caller who had already gone) ends the same
-// way, with one set of timings: TERM, then KILL, then close.
+// way, with one set of timings: TERM, then KILL, then close. And the end
+// every channel comes to anyway costs no needless Error (quietEnd).
 import type { ClientChannel } from 'ssh2';
+import type { Duplex } from 'node:stream';
 import { signalChannel } from './ssh2-internals';
 
 /** Grace between TERM and KILL. */
@@ -24,6 +26,22 @@ export const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KIL
  */
 export function sendSignal(channel: ClientChannel, name: string): void {
   signalChannel(channel, name);
+}
+
+/**
+ * Makes end() on the channel a no-op once its writable side has finished.
+ * When a channel's output ends, Node destroys it, and ssh2's destroy()
+ * calls end() whether or not our side already ended (it has, for every
+ * command without stdin): Node then builds an ERR_STREAM_ALREADY_FINISHED
+ * error, stack trace and all, that nobody sees. One per session: 3% of the
+ * daemon's CPU for a warm exec.
+ */
+export function quietEnd(channel: Duplex): void {
+  const end = channel.end;
+  channel.end = function (this: Duplex, ...args: unknown[]): Duplex {
+    if (args.length === 0 && this.writableFinished) return this;
+    return (end as (...a: unknown[]) => Duplex).apply(this, args);
+  } as Duplex['end'];
 }
 
 /**

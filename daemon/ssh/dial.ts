@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Client, type ConnectConfig } from 'ssh2';
 import { Code } from '../../proto';
+import { coalesceWrites } from '../coalesce-writes';
 import { MuxError } from '../errors';
 import type { ResolvedHost } from './ssh-config';
 import { credentialsFor } from './auth';
@@ -136,6 +137,7 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
         // delayed ACK (44 ms instead of 1.3 ms); keepalive finds dead peers.
         tcp.setNoDelay(true);
         tcp.setKeepAlive(true, TCP_KEEPALIVE_MS);
+        coalesceWrites(tcp);
         start(tcp);
       });
     }

@@ -85,6 +85,8 @@ const TRACKED: Record<string, string> = { hostname: 'HostName', user: 'User' };
 /** SendEnv accumulates in ssh but is first-wins in the package, so each line gets its own name. */
 const SENDENV_PREFIX = 'sendenv#';
 const SECTION_LINE = /^\s*(Host|Match)(\s|=)/i;
+/** Resolutions kept per resolver; past this the memo starts afresh (a bound, not a cache policy). */
+const MEMO_LIMIT = 1024;
 
 type Computed = Record<string, string | string[] | undefined>;
 
@@ -92,6 +94,13 @@ export class SshConfigResolver {
   /** The config files actually read, in order (included files where they were included). */
   readonly files: string[] = [];
   private config: SSHConfig | undefined;
+  /**
+   * Resolving is a pure function of the loaded config, the alias and the
+   * overrides, and costs more than the rest of a warm exec together (the
+   * package walks every line and asks the OS for the user each time), so
+   * the results are kept until load() reads the files again.
+   */
+  private memo = new Map<string, Readonly<ResolvedHost>>();
   private readonly home: string;
   private readonly localUser: string;
   private readonly env: NodeJS.ProcessEnv;
@@ -126,11 +135,24 @@ export class SshConfigResolver {
     }
     sanitize(config);
     this.config = config;
+    this.memo = new Map();
     this.files.splice(0, this.files.length, ...files);
   }
 
-  resolve(alias: string, overrides: Record<string, string> = {}): ResolvedHost {
+  /** The host as ssh would resolve it; the same (frozen) object for the same alias and overrides. */
+  resolve(alias: string, overrides: Record<string, string> = {}): Readonly<ResolvedHost> {
     if (!this.config) this.load();
+    const key = memoKey(alias, overrides);
+    let host = this.memo.get(key);
+    if (!host) {
+      host = Object.freeze(this.compute(alias, overrides));
+      if (this.memo.size >= MEMO_LIMIT) this.memo.clear();
+      this.memo.set(key, host);
+    }
+    return host;
+  }
+
+  private compute(alias: string, overrides: Record<string, string>): ResolvedHost {
     // -o options come before every file in ssh, so they win; lowercase keys
     // because ssh keywords are case-insensitive.
     const ov: Record<string, string> = {};
@@ -325,6 +347,15 @@ export class SshConfigResolver {
       C: createHash('sha1').update(`${this.localHost}${hostname}${port}${user}`).digest('hex'),
     };
   }
+}
+
+/**
+ * The memo's key: the alias and the overrides in order (a client sends them
+ * in the same order each time). Unambiguous, so that no crafted value can
+ * stand for another client's options.
+ */
+function memoKey(alias: string, overrides: Record<string, string>): string {
+  return JSON.stringify([alias, overrides]);
 }
 
 /** "user@host:port", "host", "[v6addr]:port" or "ssh://user@host:port" as one ProxyJump hop. */

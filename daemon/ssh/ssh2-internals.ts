@@ -8,7 +8,10 @@
 //   sshd frees a session only after a round trip following our close;
 // - CHANNEL_REQUEST "signal" after our EOF (_client._protocol.signal): ssh2's
 //   channel.signal() refuses once the channel is not writable, sshd does not;
-// - whether an SFTP session's channel is still open (outgoing.state).
+// - whether an SFTP session's channel is still open (outgoing.state);
+// - a command's EOF sent with its exec request, in the same write
+//   (_protocol.exec, _protocol.channelEOF, _chanMgr): ssh2 hands out the
+//   channel only once the server has answered, a write and a turn later.
 // And for the SSH front door, ssh2's Server (daemon/gateway/):
 // - a channel-open failure with a description (Protocol.channelOpenFail):
 //   reject() always sends an empty one, and the description is what
@@ -19,15 +22,18 @@
 //   _chanMgr): ssh2 sends none and keeps the channel number;
 // - the socket under a connection (_sock), to drop one that never logs in.
 import type { Socket } from 'node:net';
-import { Client, type Connection, type RejectConnection, type Session } from 'ssh2';
+import { Client, type ClientCallback, type Connection, type ExecOptions, type RejectConnection, type Session } from 'ssh2';
 
 interface ProtocolInternals {
   ping(): void;
   signal(channelId: number, name: string): void;
+  exec(channelId: number, command: string, wantReply: boolean): void;
+  channelEOF(channelId: number): void;
 }
 interface ClientInternals {
   _callbacks: Array<() => void>;
   _protocol: ProtocolInternals;
+  _chanMgr: { _channels: Record<number, unknown> };
 }
 interface ChannelInternals {
   outgoing: { id: number; state: string };
@@ -50,6 +56,70 @@ export function signalChannel(channel: unknown, name: string): void {
 /** Whether our side of a channel (a session or SFTP) is still open. */
 export function channelOpen(channel: unknown): boolean {
   return (channel as ChannelInternals).outgoing.state === 'open';
+}
+
+/** Per connection and command line: how many execs in flight want their EOF sent with the request, and how many not. */
+const eofPlans = new WeakMap<Client, Map<string, { withEof: number; without: number }>>();
+
+/**
+ * client.exec(), and with `closeStdin` the channel's EOF right behind the
+ * exec request, in the same write, rather than on its own once the server
+ * has answered (a command without stdin; saves a write per exec). ssh2
+ * gives out the channel only with the answer, so the EOF is sent from
+ * inside the request: the connection's Protocol.exec is wrapped, and knows
+ * which exec it sends only by the command line. When execs of one command
+ * line in flight differ in whether they want the EOF, none gets it early:
+ * each then ends its stdin once it has its channel, as ssh2 does anyway.
+ */
+export function execClosingStdin(client: Client, command: string, opts: ExecOptions, closeStdin: boolean, cb: ClientCallback): void {
+  const plans = eofPlansFor(client);
+  let plan = plans.get(command);
+  if (!plan) plans.set(command, (plan = { withEof: 0, without: 0 }));
+  const p = plan;
+  if (closeStdin) p.withEof++;
+  else p.without++;
+  let settled = false;
+  const settle = (): void => {
+    if (settled) return;
+    settled = true;
+    if (closeStdin) p.withEof--;
+    else p.without--;
+    if (p.withEof === 0 && p.without === 0 && plans.get(command) === p) plans.delete(command);
+  };
+  try {
+    client.exec(command, opts, (err, channel) => {
+      settle();
+      cb(err, channel);
+    });
+  } catch (err) {
+    settle();
+    throw err;
+  }
+}
+
+function eofPlansFor(client: Client): Map<string, { withEof: number; without: number }> {
+  let plans = eofPlans.get(client);
+  if (plans) return plans;
+  const plansOfClient = new Map<string, { withEof: number; without: number }>();
+  eofPlans.set(client, plansOfClient);
+  const c = client as unknown as ClientInternals;
+  const protocol = c._protocol;
+  const sendExec = protocol.exec;
+  protocol.exec = function (channelId: number, command: string, wantReply: boolean): void {
+    sendExec.call(this, channelId, command, wantReply);
+    const plan = plansOfClient.get(command);
+    if (!plan || plan.withEof === 0 || plan.without > 0) return;
+    for (const channel of Object.values(c._chanMgr._channels)) {
+      const ch = channel as Partial<ChannelInternals>;
+      if (ch.outgoing?.id !== channelId) continue;
+      if (ch.outgoing.state !== 'open') return;
+      // As ssh2's own eof() does: its end() then sends nothing more.
+      ch.outgoing.state = 'eof';
+      this.channelEOF(channelId);
+      return;
+    }
+  };
+  return plansOfClient;
 }
 
 // ---- ssh2's Server: the SSH front door ------------------------------------
@@ -139,6 +209,12 @@ export function checkSsh2Internals(): void {
   const Protocol = require('ssh2/lib/protocol/Protocol.js') as { prototype?: Partial<ProtocolInternals> };
   if (typeof Protocol.prototype?.ping !== 'function') missing.push('Protocol.prototype.ping');
   if (typeof Protocol.prototype?.signal !== 'function') missing.push('Protocol.prototype.signal');
+  if (typeof Protocol.prototype?.exec !== 'function') missing.push('Protocol.prototype.exec');
+  if (typeof Protocol.prototype?.channelEOF !== 'function') missing.push('Protocol.prototype.channelEOF');
+  // connect() sets Client._chanMgr to one of these.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { ChannelManager } = require('ssh2/lib/utils.js') as { ChannelManager?: new (client: unknown) => Partial<ClientInternals['_chanMgr']> };
+  if (typeof ChannelManager !== 'function' || typeof new ChannelManager({})._channels !== 'object') missing.push('ChannelManager._channels');
   const serverProtocol = Protocol.prototype as Partial<ServerProtocolInternals> | undefined;
   if (typeof serverProtocol?.channelOpenFail !== 'function') missing.push('Protocol.prototype.channelOpenFail');
   if (typeof serverProtocol?.channelClose !== 'function') missing.push('Protocol.prototype.channelClose');

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { cleanupAll } from './sshd';
+import { DAEMON_V8_FLAGS } from '../../daemon/v8-flags';
 
 const MAIN = path.join(__dirname, '..', '..', 'daemon', 'main.js');
 
@@ -54,7 +55,7 @@ process.once('exit', () => {
 
 export async function startDaemon(opts: DaemonOptions): Promise<DaemonProc> {
   const socket = opts.socket ?? path.join(opts.dir, 'sshmuxd.sock');
-  const args = [MAIN, '--socket', socket, '-F', opts.sshConfigPath, ...(opts.args ?? [])];
+  const args = [...DAEMON_V8_FLAGS, MAIN, '--socket', socket, '-F', opts.sshConfigPath, ...(opts.args ?? [])];
   if (opts.config) {
     const configPath = path.join(opts.dir, `sshmuxd-${Date.now()}-${Math.random().toString(16).slice(2)}.json`);
     fs.writeFileSync(configPath, JSON.stringify(opts.config));

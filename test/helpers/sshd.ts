@@ -19,6 +19,8 @@ export interface SshdOptions {
   loginGraceTime?: number;
   /** Lines appended to sshd_config. */
   extraConfig?: string[];
+  /** sshd's LogLevel (default VERBOSE; DEBUG1 logs every global request, e.g. keepalives). */
+  logLevel?: string;
   port?: number;
   hostKey?: KeyPair;
   /** Listen on this address instead of 127.0.0.1 (with netns: an address inside it). */
@@ -172,7 +174,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
       `MaxSessions ${opts.maxSessions ?? 10}`,
       `MaxStartups ${opts.maxStartups ?? '10:30:100'}`,
       `LoginGraceTime ${opts.loginGraceTime ?? 30}`,
-      'LogLevel VERBOSE',
+      `LogLevel ${opts.logLevel ?? 'VERBOSE'}`,
       'Subsystem sftp internal-sftp',
       'AcceptEnv SSHMUX_*',
       'PermitRootLogin no',
