@@ -70,7 +70,11 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
 
   constructor() {
     super();
-    const read = (): void => this.grant();
+    // Readable calls _read before read() takes the data it returns out of the
+    // buffer, so that data would not count as consumed yet: a reader that
+    // takes the whole window in one read() would then never grant, and the
+    // daemon would wait for it forever. Grant once it is out.
+    const read = (): void => process.nextTick(() => this.grant());
     this.stdout = new Readable({ read, highWaterMark: 64 * 1024 });
     this.stderr = new Readable({ read, highWaterMark: 64 * 1024 });
     this.stdin = new Writable({

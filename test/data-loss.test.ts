@@ -300,3 +300,31 @@ test('SDK spawn: `closed` settles only after the last byte was read, while `exit
   // What `closed` is for: the status arrives while output still waits unread.
   assert.ok(exitedEarly > 0, 'exited never came before the last byte was read: this test no longer shows the difference');
 });
+
+test('SDK: a reader that takes a whole window per read() after a pause gets every byte (a grant computed before read() took its data never came), 4 runs, half under CPU load', async () => {
+  const size = 8 << 20;
+  for (let run = 0; run < 4; run++) {
+    const go = async (): Promise<void> => {
+      const proc = mux.spawn('t', `head -c ${size} /dev/zero | tr '\\0' x`, { stdin: false, timeoutMs: 60_000 });
+      proc.stderr.resume();
+      let got = 0;
+      let bytesOk = true;
+      // Paused mode, one read() of everything buffered every 50 ms: by then the daemon has sent the whole window.
+      const deadline = Date.now() + 30_000;
+      while (true) {
+        if (Date.now() > deadline || proc.stdout.destroyed) assert.fail(`run ${run}: stalled after ${got} of ${size} bytes`);
+        await new Promise((r) => setTimeout(r, 50));
+        let chunk: Buffer | null;
+        while ((chunk = proc.stdout.read() as Buffer | null) !== null) {
+          got += chunk.length;
+          if (chunk.some((b) => b !== 0x78)) bytesOk = false;
+        }
+        if (proc.stdout.readableEnded || got >= size) break;
+      }
+      await proc.closed;
+      assert.equal(got, size, `run ${run}`);
+      assert.ok(bytesOk, `run ${run}: bytes other than the remote's`);
+    };
+    await (run % 2 ? underCpuLoad(go) : go());
+  }
+});
