@@ -213,7 +213,8 @@ test('logs: 32 MiB through a 1 MiB client window to a slow reader in bounded dae
   assert.equal((await mux.jobs.wait(job.id, { timeoutMs: 30_000 })).exitCode, 0);
   assert.equal((await mux.jobs.wait(small.id, { timeoutMs: 30_000 })).exitCode, 0);
   // The heap first grows to its working size on a smaller log; then a daemon that buffered
-  // the big one would grow by 60 MiB or more (measured), a bounded one by about 10.
+  // the big one would grow by 60 MiB or more (measured), a bounded one by 19-27 (measured
+  // 2026-11-23: 19-23 alone, 27 once in the full suite; the same without the daemon's V8 flag).
   for (let i = 0; i < 2; i++) assert.equal((await readLog(mux, small.id)).length, 4 << 20);
   const base = daemon.rssMiB();
   let peak = base;
@@ -229,7 +230,7 @@ test('logs: 32 MiB through a 1 MiB client window to a slow reader in bounded dae
   const all = Buffer.concat(chunks);
   assert.equal(all.length, size);
   assert.ok(all.equals(expected), 'the log differs');
-  assert.ok(peak - base < 24, `the daemon grew by ${(peak - base).toFixed(1)} MiB streaming a 32 MiB log`);
+  assert.ok(peak - base < 40, `the daemon grew by ${(peak - base).toFixed(1)} MiB streaming a 32 MiB log`);
 
   const from = 12_345_677;
   const tail = await readLog(mux, job.id, { from });
