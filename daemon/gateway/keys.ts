@@ -55,8 +55,22 @@ export function publicLine(key: ParsedKey): string {
   return `${key.type} ${key.getPublicSSH().toString('base64')}`;
 }
 
+/**
+ * An ed25519 pair from ssh2's generator, regenerated while ssh2 cannot read
+ * its own output: it strips every leading zero byte of the public key, so one
+ * pair in 256 carries a 31-byte key that parseKey() calls malformed
+ * (mscdex/ssh2#1390, #1513). Sixteen tries fail together with odds of 2^-128.
+ */
+export function generateEd25519(comment: string): { private: string; public: string } {
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error)) return pair;
+  }
+  throw new GatewayKeyError('ssh2 generated no readable ed25519 key in 16 tries');
+}
+
 function create(file: string, comment: string): void {
-  const pair = utils.generateKeyPairSync('ed25519', { comment });
+  const pair = generateEd25519(comment);
   // Written under a random name, then linked into place: a reader never sees
   // half a key, and a daemon starting at the same moment keeps its own key
   // rather than having it replaced (link, unlike rename, refuses to overwrite).
@@ -83,7 +97,9 @@ function checkPrivate(file: string): void {
 }
 
 function parseOne(result: ParsedKey | ParsedKey[] | Error, what: string): ParsedKey {
-  if (result instanceof Error) throw new GatewayKeyError(`${what}: ${result.message}`);
+  if (result instanceof Error) {
+    throw new GatewayKeyError(`${what}: ${result.message}; if sshmux generated it, remove it and a new key is generated at start`);
+  }
   return Array.isArray(result) ? result[0] : result;
 }
 
