@@ -6,6 +6,7 @@ import { Daemon, VERSION } from './daemon';
 import { createLogger } from './log';
 import { activatedSocketFd, Notifier } from './systemd';
 import { missingV8Flags } from './v8-flags';
+import { ssh2NativeCrypto } from './ssh/ssh2-internals';
 
 const USAGE = `usage: sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [--log-level LEVEL]
                [--http ADDR] [--gateway ADDR] [--state-dir DIR]
@@ -85,6 +86,9 @@ async function main(): Promise<void> {
   const missing = missingV8Flags();
   if (missing.length) {
     log.info({ flags: missing }, 'started without these node flags: streaming output costs up to twice the CPU (see daemon/v8-flags.ts)');
+  }
+  if (!ssh2NativeCrypto()) {
+    log.info('ssh2\'s native crypto binding is not built: SSH ciphers run slower, in JavaScript (README: "ssh2\'s crypto binding")');
   }
 
   // Handlers first: a SIGTERM that arrives while we start must still stop us cleanly.

@@ -228,3 +228,14 @@ export function checkSsh2Internals(): void {
     throw new Error(`ssh2 ${version} lacks internals sshmuxd relies on (${missing.join(', ')}); install the version package.json pins`);
   }
 }
+
+/**
+ * Whether ssh2 runs its ciphers through its optional C++ binding, built at
+ * install when npm may run ssh2's install script (package.json allowScripts)
+ * and a compiler is there. Without it, AES-GCM creates a Node Decipher per
+ * packet and ChaCha20-Poly1305 runs in JavaScript: the same bytes, more CPU.
+ */
+export function ssh2NativeCrypto(): boolean {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('ssh2/lib/protocol/crypto.js') as { bindingAvailable?: boolean }).bindingAvailable === true;
+}
