@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     log.info({ flags: missing }, 'started without these node flags: streaming output costs up to twice the CPU (see daemon/v8-flags.ts)');
   }
   if (!ssh2NativeCrypto()) {
-    log.info('ssh2\'s native crypto binding is not built: SSH ciphers run slower, in JavaScript (README: "ssh2\'s crypto binding")');
+    log.info('ssh2\'s native crypto binding is not built: SSH ciphers run in JavaScript, at more CPU per byte and per exec (README, design notes: "ssh2\'s C++ crypto binding"; npm ci builds it where a compiler is)');
   }
 
   // Handlers first: a SIGTERM that arrives while we start must still stop us cleanly.
