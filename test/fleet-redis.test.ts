@@ -3,7 +3,7 @@
 // and applies the fleet limits again once Redis is back. And the Redis
 // password (redis://:pw@, rediss:// with TLS) never shows: not in the logs,
 // not in sshmuxctl status, /metrics, the status feed or the status page.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as http from 'node:http';
@@ -11,21 +11,15 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import WebSocket from 'ws';
 import { SshMux } from '../client-sdk';
-import { cleanupAll, freePort, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
-import { startRedis, type RedisServer } from './helpers/redis';
+import { freePort, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
+import { startRedis } from './helpers/redis';
 import { fanOut, startFleet, stopFleet, type FleetMember } from './helpers/fleet';
 import { startDaemon, waitFor } from './helpers/daemon';
 
 const MAIN = path.join(__dirname, '..', 'daemon', 'main.js');
 const CTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
 
-const fleets: FleetMember[][] = [];
-const redises: RedisServer[] = [];
-after(async () => {
-  for (const f of fleets) await stopFleet(f);
-  for (const r of redises) await r.stop();
-  await cleanupAll();
-});
+// Daemons, Redis servers and sshd stop when the file ends (helpers/daemon.ts, redis.ts).
 
 const warnings = (m: FleetMember, re: RegExp): number => m.daemon.logs().split('\n').filter((l) => /"level":40/.test(l) && re.test(l)).length;
 
@@ -37,13 +31,11 @@ test('Redis killed mid-run: no request fails, every daemon serves on, one warnin
   const cap = 6;
   const sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100' });
   const redis = await startRedis();
-  redises.push(redis);
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
   // Each daemon alone may hold 4 connections: 16 in all, over the fleet's 6, while Redis is away.
   const members = await startFleet({ n: 4, dir, sshConfigPath: client.sshConfigPath,
     config: { maxConnections: 4, fleet: { redis: redis.url, maxConcurrentHandshakes: 4, maxConnections: cap } } });
-  fleets.push(members);
 
   // Redis dies while the first wave runs.
   const wave1 = fanOut(members, 't', 60, 'sleep 0.5; echo %i', 60_000);
@@ -81,11 +73,9 @@ test('Redis killed mid-run: no request fails, every daemon serves on, one warnin
 test('Redis frozen (SIGSTOP): requests needing new connections are served within their deadlines, on local limits', async () => {
   const sshd = await startSshd();
   const redis = await startRedis();
-  redises.push(redis);
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
   const members = await startFleet({ n: 2, dir, sshConfigPath: client.sshConfigPath, config: { fleet: { redis: redis.url } } });
-  fleets.push(members);
   redis.freeze();
   try {
     // No connection yet: every one of these needs the fleet's permits, and Redis never answers.
@@ -111,7 +101,6 @@ test('Redis unreachable at start: the daemon starts, warns once, serves; it join
   const started = Date.now();
   const daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, config: { fleet: { redis: `redis://127.0.0.1:${port}` } } });
   const member = { daemon, mux: await SshMux.connect({ socket: daemon.socket }) };
-  fleets.push([member]);
   assert.ok(Date.now() - started < 8_000, 'the daemon waited too long for Redis');
   const r = await member.mux.exec('t', 'echo served');
   assert.equal(r.stdout.toString(), 'served\n');
@@ -121,7 +110,6 @@ test('Redis unreachable at start: the daemon starts, warns once, serves; it join
   assert.equal(await redisUp(member), false);
 
   const redis = await startRedis({ port });
-  redises.push(redis);
   assert.ok(await waitFor(() => redisUp(member), 10_000, 200), 'the daemon never joined the fleet');
   // The connection it opened alone is counted into the fleet.
   assert.ok(await waitFor(() => Number(redis.cli('zcard', `semaphore:sshmux:fleet:127.0.0.1:${sshd.port}:connections`)) === 1, 5_000, 200));
@@ -133,17 +121,14 @@ test('the Redis password never shows, over TLS or not: logs, sshmuxctl status, /
   const wrong = 'wrong-Kx77-never-shown';
   const sshd = await startSshd();
   const redis = await startRedis({ password, tls: true });
-  redises.push(redis);
   assert.match(redis.url, /^rediss:\/\/:pw-Zq81x/);
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
   const env = { NODE_EXTRA_CA_CERTS: redis.caPath };
   const good = await startFleet({ n: 1, dir: path.join(dir, 'good'), sshConfigPath: client.sshConfigPath, env,
     args: ['--http', '127.0.0.1:0'], config: { fleet: { redis: redis.url } } });
-  fleets.push(good);
   const bad = await startFleet({ n: 1, dir: path.join(dir, 'bad'), sshConfigPath: client.sshConfigPath, env,
     config: { fleet: { redis: redis.url.replace(encodeURIComponent(password), encodeURIComponent(wrong)) } } });
-  fleets.push(bad);
   const [g, b] = [good[0], bad[0]];
   assert.ok(await waitFor(() => redisUp(g), 5_000, 100), g.daemon.logs());
   await fanOut([g, b], 't', 10, 'echo %i');

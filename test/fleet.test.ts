@@ -3,30 +3,22 @@
 // stay within one handshake budget and one connection cap per target, late
 // daemons get their share, and a daemon that dies holding permits holds up
 // the others only until its leases expire.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
+import { startSshd, tempDir, writeClientConfig, type Sshd } from './helpers/sshd';
 import { startRedis, type RedisServer } from './helpers/redis';
 import { fanOut, startFleet, stopFleet, type FleetMember } from './helpers/fleet';
 import { waitFor } from './helpers/daemon';
 
-const fleets: FleetMember[][] = [];
-const redises: RedisServer[] = [];
-after(async () => {
-  for (const f of fleets) await stopFleet(f);
-  for (const r of redises) await r.stop();
-  await cleanupAll();
-});
+// Daemons, Redis servers and sshd stop when the file ends (helpers/daemon.ts, redis.ts).
 
 async function world(n: number, fleet: Record<string, unknown>, opts: { limits?: Record<string, unknown>; sshdExtra?: string[] } = {}):
   Promise<{ sshd: Sshd; redis: RedisServer; members: FleetMember[]; key: (what: string) => string }> {
   const sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100' });
   const redis = await startRedis();
-  redises.push(redis);
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd, extra: opts.sshdExtra }]);
   const members = await startFleet({ n, dir, sshConfigPath: client.sshConfigPath, config: { ...opts.limits, fleet: { redis: redis.url, ...fleet } } });
-  fleets.push(members);
   // The semaphores as redis-semaphore keeps them: a sorted set of holders.
   const key = (what: string): string => `semaphore:sshmux:fleet:127.0.0.1:${sshd.port}:${what}`;
   return { sshd, redis, members, key };

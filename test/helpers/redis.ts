@@ -3,6 +3,7 @@
 // --appendonly no), optionally with a password or TLS only. It can be
 // killed and started again on the same port (Redis lost mid-run, then back),
 // or stopped with SIGSTOP (a Redis that accepts and never answers).
+import { after } from 'node:test';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -40,6 +41,13 @@ export interface RedisServer {
 }
 
 const running = new Set<ChildProcess>();
+const startedServers: RedisServer[] = [];
+// As in helpers/daemon.ts: the file's servers stop when it ends, under the test runner only.
+if (process.env.NODE_TEST_CONTEXT) {
+  after(async () => {
+    for (const r of startedServers.splice(0)) await r.stop();
+  });
+}
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
@@ -96,7 +104,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> 
     }
     await exited;
   };
-  return {
+  const server: RedisServer = {
     port,
     url,
     caPath: tls?.ca,
@@ -112,6 +120,8 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> 
     ]).toString(),
     stop: kill,
   };
+  startedServers.push(server);
+  return server;
 }
 
 function readLog(dir: string): string {
