@@ -5,7 +5,9 @@
 // past MaxSessions under churn. Even then sshd may still count it for a
 // moment (see reclaimIfFull): a closed slot is reused only once a round
 // trip proves sshd let it go, and that round trip is made only when the
-// connection is at its limit.
+// connection is at its limit. A connection in use keeps one session
+// channel open ahead of need (the spare, when a slot is free for it), so a
+// session starts without waiting for an open's round trip.
 import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
@@ -13,7 +15,7 @@ import { lostWhileOpening, MuxError } from '../errors';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
 import { quietEnd } from '../ssh/channel';
-import { channelOpen, execClosingStdin, roundTrip } from '../ssh/ssh2-internals';
+import { channelOpen, execClosingStdin, holdCloseReplies, roundTrip, SpareSession } from '../ssh/ssh2-internals';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -37,6 +39,12 @@ export type OpenResult =
 /** An SFTP session nobody uses is closed after this long, freeing its slot. */
 const SFTP_IDLE_MS = 15_000;
 
+/**
+ * At most this long our reply to the server's close of a channel waits for
+ * the next channel open or keepalive to go out with (holdCloseReplies).
+ */
+const CLOSE_REPLY_HOLD_MS = 100;
+
 export interface ConnectionOwner {
   onReady(conn: Connection): void;
   onHandshakeFailed(conn: Connection, err: MuxError): void;
@@ -47,7 +55,7 @@ export interface ConnectionOwner {
 
 export class Connection {
   state: ConnectionState = 'connecting';
-  /** Sessions opening or open: until the server closes the channel (closed slots are counted apart). */
+  /** Sessions opening or open: until the server closes the channel (closed slots and the spare are counted apart). */
   sessions = 0;
   /** Sessions ever opened here (0: the next one is the connection's first). */
   sessionsOpened = 0;
@@ -68,6 +76,8 @@ export class Connection {
   private reclaiming = 0;
   /** SFTP sessions between transfers: each still holds its slot, and the next transfer reuses it. */
   private idleSftp: Array<{ sftp: SFTPWrapper; timer: NodeJS.Timeout }> = [];
+  /** The session channel opened ahead of need; none once the server refused one on this connection. */
+  private spare: SpareSession | undefined;
 
   constructor(
     readonly id: string,
@@ -91,8 +101,15 @@ export class Connection {
     return this.state === 'ready' ? this.closedSlots + this.reclaiming : 0;
   }
 
+  /** Slots a session can take now: unheld ones, and the spare once it is open. */
   get freeSlots(): number {
-    return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions - this.closedSlots - this.reclaiming) : 0;
+    if (this.state !== 'ready') return 0;
+    return Math.max(0, this.maxSessions - this.held) + (this.spare?.state === 'ready' ? 1 : 0);
+  }
+
+  /** Slots sshd may count: sessions, closed slots not yet reclaimed, and the spare. */
+  private get held(): number {
+    return this.sessions + this.closedSlots + this.reclaiming + (this.spare && this.spare.state !== 'none' ? 1 : 0);
   }
 
   connect(): void {
@@ -103,6 +120,8 @@ export class Connection {
       }
       this.client = client;
       this.socket = socket;
+      holdCloseReplies(client, CLOSE_REPLY_HOLD_MS);
+      this.spare = new SpareSession(client, (err, wasReady) => this.spareLost(err, wasReady), () => this.owner.onCapacity(this));
       this.hostKeyWarning = hostKeyWarning;
       client.on('error', () => {
         // Reported through 'close'; an 'error' without a listener would crash the daemon.
@@ -119,13 +138,22 @@ export class Connection {
     });
   }
 
-  /** Opens a session channel in a free slot; the caller checked freeSlots. */
+  /** Opens a session channel in a free slot, the spare if it is open; the caller checked freeSlots. */
   openSession(spec: SessionSpec, done: (result: OpenResult) => void): void {
     const client = this.client!;
+    const spare = this.spare?.state === 'ready' ? this.spare : undefined;
     this.sessions++;
     this.sessionsOpened++;
     clearTimeout(this.idleTimer);
-    this.reclaimIfFull();
+    if (spare) spare.claim(() => this.requestSession(client, spec, done));
+    else {
+      this.reclaimIfFull();
+      this.requestSession(client, spec, done);
+    }
+    this.openSpare();
+  }
+
+  private requestSession(client: Client, spec: SessionSpec, done: (result: OpenResult) => void): void {
     const opened = (err: Error | undefined, channel: ClientChannel): void => {
       if (!err) {
         quietEnd(channel);
@@ -168,6 +196,30 @@ export class Connection {
       this.destroy();
       done({ ok: false, retry: true, error: lostWhileOpening(this.id) });
     }
+  }
+
+  /** Opens the next spare when a slot is free for it: none while the connection is unused or full. */
+  private openSpare(): void {
+    if (this.state !== 'ready' || !this.spare || this.spare.state !== 'none' || this.sessionsOpened === 0) return;
+    if (this.held >= this.maxSessions) return;
+    this.spare.open();
+  }
+
+  /**
+   * The server refused the spare, or closed it: a refusal is sshd's
+   * MaxSessions, lower than assumed; a closed spare's slot is a closed slot.
+   */
+  private spareLost(err: Error & { reason?: unknown }, wasReady: boolean): void {
+    if (this.state !== 'ready') return;
+    if (wasReady) {
+      this.closedSlots++;
+      this.reclaimIfFull();
+    } else if (err.reason === 2 || /open failed/.test(err.message)) {
+      if (this.held > 0) this.maxSessions = Math.min(this.maxSessions, this.held);
+      else this.spare = undefined;
+      this.reclaimIfFull();
+    }
+    this.owner.onCapacity(this);
   }
 
   /**
@@ -271,7 +323,7 @@ export class Connection {
       // This connection's limit becomes what it holds now (closed slots
       // included: sshd may still count them); the pool learns it.
       this.sessions--;
-      const held = this.sessions + this.closedSlots + this.reclaiming;
+      const held = this.held;
       if (held > 0) {
         this.maxSessions = Math.min(this.maxSessions, held);
         this.reclaimIfFull();
@@ -318,13 +370,14 @@ export class Connection {
    */
   private reclaimIfFull(): void {
     if (this.reclaiming > 0 || this.closedSlots === 0 || this.state === 'closed') return;
-    if (this.sessions + this.closedSlots < this.maxSessions) return;
+    if (this.held < this.maxSessions) return;
     this.reclaiming = this.closedSlots;
     this.closedSlots = 0;
     roundTrip(this.client!, () => {
       this.reclaiming = 0;
       if (this.state === 'closed') return;
       this.reclaimIfFull();
+      this.openSpare();
       this.owner.onCapacity(this);
     });
   }

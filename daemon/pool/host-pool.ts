@@ -490,13 +490,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
         this.handOver(pending, { channel: result.channel, sftp: result.sftp, connection: conn, newConnection });
         return;
       }
-      if (result.error.code === Code.CHANNEL_OPEN_FAILED && result.retry) {
-        if (conn.maxSessions < this.maxSessions) {
-          this.maxSessions = conn.maxSessions;
-          this.log.warn({ host: this.name, connection: conn.id, maxSessions: conn.maxSessions },
-            'server refused a session: its MaxSessions is lower than assumed; using the lower limit');
-        }
-      }
+      if (result.error.code === Code.CHANNEL_OPEN_FAILED && result.retry) this.learnLimit(conn);
       if (pending.state === 'done') return;
       if (result.retry) {
         pending.state = 'queued';
@@ -612,8 +606,17 @@ export class HostPool implements ConnectionOwner, Tunneler {
     if (policy.waiting === 'fail-now' || this.endpoint.failures >= this.limits.connectionAttempts) this.failQueued(err);
   }
 
-  onCapacity(): void {
+  onCapacity(conn: Connection): void {
+    this.learnLimit(conn);
     this.dispatch();
+  }
+
+  /** A connection learned the server's MaxSessions is lower than assumed (a refused session or spare): so does the pool. */
+  private learnLimit(conn: Connection): void {
+    if (conn.maxSessions >= this.maxSessions) return;
+    this.maxSessions = conn.maxSessions;
+    this.log.warn({ host: this.name, connection: conn.id, maxSessions: conn.maxSessions },
+      'server refused a session: its MaxSessions is lower than assumed; using the lower limit');
   }
 
   onClosed(conn: Connection, err?: Error): void {

@@ -11,7 +11,15 @@
 // - whether an SFTP session's channel is still open (outgoing.state);
 // - a command's EOF sent with its exec request, in the same write
 //   (_protocol.exec, _protocol.channelEOF, _chanMgr): ssh2 hands out the
-//   channel only once the server has answered, a write and a turn later.
+//   channel only once the server has answered, a write and a turn later;
+// - our CHANNEL_CLOSE in reply to the server's, held for the connection's
+//   next channel open or keepalive (_protocol._handlers.CHANNEL_CLOSE,
+//   _protocol.channelClose, session, directTcpip, ping): ssh2 sends it at
+//   once, a write of its own per session;
+// - a session channel opened ahead of need and given to the next session
+//   (_chanMgr, _handlers.CHANNEL_OPEN_CONFIRMATION, _protocol.session,
+//   Channel's MAX_WINDOW and PACKET_SIZE): ssh2 opens a channel only when
+//   asked for a session, a round trip before the command can start.
 // And for the SSH front door, ssh2's Server (daemon/gateway/):
 // - a channel-open failure with a description (Protocol.channelOpenFail):
 //   reject() always sends an empty one, and the description is what
@@ -25,15 +33,30 @@ import type { Socket } from 'node:net';
 import { Client, type ClientCallback, type Connection, type ExecOptions, type RejectConnection, type Session } from 'ssh2';
 
 interface ProtocolInternals {
+  _handlers: Record<string, ((...args: unknown[]) => void) | undefined>;
   ping(): void;
+  channelClose(channelId: number): void;
+  session(...args: unknown[]): void;
+  directTcpip(...args: unknown[]): void;
   signal(channelId: number, name: string): void;
   exec(channelId: number, command: string, wantReply: boolean): void;
   channelEOF(channelId: number): void;
 }
+interface ChannelManagerInternals {
+  _channels: Record<number, unknown>;
+  add(value: unknown): number;
+  get(id: number): unknown;
+  update(id: number, value: unknown): void;
+  remove(id: number): void;
+}
 interface ClientInternals {
   _callbacks: Array<() => void>;
   _protocol: ProtocolInternals;
-  _chanMgr: { _channels: Record<number, unknown> };
+  _chanMgr: ChannelManagerInternals;
+}
+interface OpenConfirmation {
+  recipient: number;
+  sender: number;
 }
 interface ChannelInternals {
   outgoing: { id: number; state: string };
@@ -109,8 +132,9 @@ function eofPlansFor(client: Client): Map<string, { withEof: number; without: nu
     sendExec.call(this, channelId, command, wantReply);
     const plan = plansOfClient.get(command);
     if (!plan || plan.withEof === 0 || plan.without > 0) return;
-    for (const channel of Object.values(c._chanMgr._channels)) {
-      const ch = channel as Partial<ChannelInternals>;
+    const channels = c._chanMgr._channels;
+    for (const localId in channels) {
+      const ch = channels[localId] as Partial<ChannelInternals>;
       if (ch.outgoing?.id !== channelId) continue;
       if (ch.outgoing.state !== 'open') return;
       // As ssh2's own eof() does: its end() then sends nothing more.
@@ -120,6 +144,177 @@ function eofPlansFor(client: Client): Map<string, { withEof: number; without: nu
     }
   };
   return plansOfClient;
+}
+
+/**
+ * Holds the CHANNEL_CLOSE ssh2 sends in reply to the server's, and sends it
+ * with the connection's next channel open or keepalive request, in the same
+ * write, or `delayMs` later if none comes: a session's last packet no longer
+ * costs a write of its own. Closes we start are sent at once.
+ *
+ * sshd frees a session only once it has our close, so a held close keeps
+ * the slot counted a little longer. The pool already counts a closed slot
+ * as held until a keepalive round trip (Connection.reclaimIfFull), and that
+ * keepalive sends what is held first, so its reply still proves sshd let
+ * every closed slot go; a channel open sends them first too, so sshd sees
+ * the closes before the open.
+ */
+export function holdCloseReplies(client: Client, delayMs: number): void {
+  const protocol = (client as unknown as ClientInternals)._protocol;
+  const onServerClose = protocol._handlers.CHANNEL_CLOSE;
+  if (typeof onServerClose !== 'function') return;
+  const sendClose = protocol.channelClose;
+  const held: number[] = [];
+  let replying = false;
+  let timer: NodeJS.Timeout | undefined;
+  const sendHeld = (): void => {
+    const ids = held.splice(0);
+    for (const id of ids) sendClose.call(protocol, id);
+  };
+  const sendHeldLater = (): void => {
+    try {
+      sendHeld();
+    } catch {
+      // The connection ended meanwhile: sshd has let the sessions go.
+    }
+  };
+  protocol._handlers.CHANNEL_CLOSE = (...args: unknown[]): void => {
+    replying = true;
+    try {
+      onServerClose(...args);
+    } finally {
+      replying = false;
+    }
+  };
+  protocol.channelClose = function (channelId: number): void {
+    if (!replying) {
+      sendClose.call(this, channelId);
+      return;
+    }
+    held.push(channelId);
+    if (held.length > 1) return;
+    if (timer) timer.refresh();
+    else {
+      timer = setTimeout(sendHeldLater, delayMs);
+      timer.unref();
+    }
+  };
+  for (const name of ['session', 'directTcpip', 'ping'] as const) {
+    const send = protocol[name] as (...args: unknown[]) => void;
+    protocol[name] = function (...args: unknown[]): void {
+      if (held.length) sendHeld();
+      send.apply(this, args);
+    };
+  }
+}
+
+/**
+ * A session channel opened before anyone asks for one, on one connection,
+ * so the next session there (exec, shell, subsystem or SFTP) skips the open
+ * round trip: its requests go out at once, in the same write as the open
+ * of the spare after it. ssh2 is left to build the channel as usual: the
+ * spare's confirmation is kept, and replayed to the next channel open ssh2
+ * makes inside claim(), under the spare's channel number.
+ *
+ * sshd counts a spare against MaxSessions like any session; the owner
+ * counts it as held while it opens and as free once it is ready.
+ */
+export class SpareSession {
+  state: 'none' | 'opening' | 'ready' = 'none';
+  private localId = -1;
+  private confirmation: [unknown, OpenConfirmation] | undefined;
+  private claiming = false;
+  private readonly channels: ChannelManagerInternals;
+  private readonly protocol: ProtocolInternals;
+
+  constructor(
+    client: Client,
+    /** The spare was refused or lost: `err.reason` 2 is sshd's MaxSessions. */
+    private readonly onLost: (err: Error & { reason?: unknown }, wasReady: boolean) => void,
+    private readonly onReady: () => void,
+  ) {
+    const c = client as unknown as ClientInternals;
+    this.channels = c._chanMgr;
+    this.protocol = c._protocol;
+    const handlers = this.protocol._handlers;
+    const confirm = handlers.CHANNEL_OPEN_CONFIRMATION!;
+    handlers.CHANNEL_OPEN_CONFIRMATION = (proto: unknown, info: unknown): void => {
+      const confirmation = info as OpenConfirmation;
+      if (this.state !== 'opening' || confirmation.recipient !== this.localId) {
+        confirm(proto, info);
+        return;
+      }
+      this.confirmation = [proto, confirmation];
+      this.state = 'ready';
+      this.onReady();
+    };
+    const sendOpen = this.protocol.session;
+    const spare = this;
+    this.protocol.session = function (localId: unknown, ...rest: unknown[]): void {
+      if (!spare.claiming || spare.state !== 'ready') {
+        sendOpen.call(this, localId, ...rest);
+        return;
+      }
+      // The channel ssh2 just reserved for this open is given the spare's number instead.
+      spare.claiming = false;
+      const opener = spare.channels.get(localId as number);
+      spare.channels.remove(localId as number);
+      spare.channels.update(spare.localId, opener);
+      const [proto, confirmation] = spare.confirmation!;
+      spare.reset();
+      confirm(proto, confirmation);
+    };
+  }
+
+  /** Sends the open; the caller checked the connection has a slot for it. */
+  open(): void {
+    if (this.state !== 'none') return;
+    const lost = (err?: Error): void => {
+      if (!err || this.localId !== id) return;
+      const wasReady = this.state === 'ready';
+      const sender = this.confirmation?.[1].sender;
+      this.reset();
+      // sshd closed a spare it had confirmed: it waits for our close as for any channel.
+      if (wasReady && sender !== undefined) {
+        try {
+          this.protocol.channelClose(sender);
+        } catch {
+          // The connection is gone.
+        }
+      }
+      this.onLost(err, wasReady);
+    };
+    const id = this.channels.add(Object.assign(lost, { type: 'session' }));
+    if (id === -1) return;
+    this.localId = id;
+    this.state = 'opening';
+    this.protocol.session(id, channelConstants().MAX_WINDOW, channelConstants().PACKET_SIZE);
+  }
+
+  /**
+   * Calls `openSession` (client.exec, shell, subsys or sftp), and the channel
+   * open it makes takes the ready spare instead of going to the server.
+   */
+  claim(openSession: () => void): void {
+    this.claiming = true;
+    try {
+      openSession();
+    } finally {
+      this.claiming = false;
+    }
+  }
+
+  private reset(): void {
+    this.state = 'none';
+    this.localId = -1;
+    this.confirmation = undefined;
+  }
+}
+
+let constants: { MAX_WINDOW: number; PACKET_SIZE: number } | undefined;
+function channelConstants(): { MAX_WINDOW: number; PACKET_SIZE: number } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (constants ??= require('ssh2/lib/Channel.js') as { MAX_WINDOW: number; PACKET_SIZE: number });
 }
 
 // ---- ssh2's Server: the SSH front door ------------------------------------
@@ -211,10 +406,21 @@ export function checkSsh2Internals(): void {
   if (typeof Protocol.prototype?.signal !== 'function') missing.push('Protocol.prototype.signal');
   if (typeof Protocol.prototype?.exec !== 'function') missing.push('Protocol.prototype.exec');
   if (typeof Protocol.prototype?.channelEOF !== 'function') missing.push('Protocol.prototype.channelEOF');
+  for (const name of ['session', 'directTcpip'] as const) {
+    if (typeof Protocol.prototype?.[name] !== 'function') missing.push(`Protocol.prototype.${name}`);
+  }
+  const handlers = { CHANNEL_CLOSE: () => {}, CHANNEL_OPEN_CONFIRMATION: () => {} };
+  const ProtocolClass = Protocol as unknown as new (config: object) => Partial<ProtocolInternals>;
+  if (new ProtocolClass({ onWrite() {}, onError() {}, onHeader() {}, onHandshakeComplete() {}, messageHandlers: handlers })._handlers !== handlers) missing.push('Protocol._handlers');
   // connect() sets Client._chanMgr to one of these.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { ChannelManager } = require('ssh2/lib/utils.js') as { ChannelManager?: new (client: unknown) => Partial<ClientInternals['_chanMgr']> };
-  if (typeof ChannelManager !== 'function' || typeof new ChannelManager({})._channels !== 'object') missing.push('ChannelManager._channels');
+  const channelManager = typeof ChannelManager === 'function' ? new ChannelManager({}) : undefined;
+  if (typeof channelManager?._channels !== 'object') missing.push('ChannelManager._channels');
+  for (const name of ['add', 'get', 'update', 'remove'] as const) {
+    if (typeof channelManager?.[name] !== 'function') missing.push(`ChannelManager.${name}`);
+  }
+  if (typeof channelConstants().MAX_WINDOW !== 'number' || typeof channelConstants().PACKET_SIZE !== 'number') missing.push('Channel MAX_WINDOW, PACKET_SIZE');
   const serverProtocol = Protocol.prototype as Partial<ServerProtocolInternals> | undefined;
   if (typeof serverProtocol?.channelOpenFail !== 'function') missing.push('Protocol.prototype.channelOpenFail');
   if (typeof serverProtocol?.channelClose !== 'function') missing.push('Protocol.prototype.channelClose');
