@@ -1,5 +1,7 @@
 #!/usr/bin/env -S node --initial-old-space-size=64
 // sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [--http ADDR] [--gateway ADDR]
+// First, before anything loads ssh2 (see the module).
+import { ssh2PaddingPooled } from './ssh/ssh2-padding';
 import { parseArgs } from 'node:util';
 import { defaultSocketPath } from '../proto/socket-path';
 import { Daemon, VERSION } from './daemon';
@@ -86,6 +88,9 @@ async function main(): Promise<void> {
   const missing = missingV8Flags();
   if (missing.length) {
     log.info({ flags: missing }, 'started without these node flags: streaming output costs up to twice the CPU (see daemon/v8-flags.ts)');
+  }
+  if (!ssh2PaddingPooled()) {
+    log.info('ssh2 was loaded before daemon/ssh/ssh2-padding: each SSH packet\'s padding costs a call into OpenSSL');
   }
   if (!ssh2NativeCrypto()) {
     log.info('ssh2\'s native crypto binding is not built: SSH ciphers run in JavaScript, at more CPU per byte and per exec (README, design notes: "ssh2\'s C++ crypto binding"; npm ci builds it where a compiler is)');
