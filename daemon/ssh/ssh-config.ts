@@ -355,7 +355,9 @@ export class SshConfigResolver {
  * stand for another client's options.
  */
 function memoKey(alias: string, overrides: Record<string, string>): string {
-  return JSON.stringify([alias, overrides]);
+  for (const _ in overrides) return JSON.stringify([alias, overrides]);
+  // No overrides, the common case, without a JSON walk: "=" starts no JSON text.
+  return `=${alias}`;
 }
 
 /** "user@host:port", "host", "[v6addr]:port" or "ssh://user@host:port" as one ProxyJump hop. */
