@@ -92,7 +92,9 @@ export interface Recovery {
   /**
    * Requests that arrived during the fault, or after it, with a deadline
    * reaching `graceMs` past the server's return, and still failed: each
-   * could have waited for the server.
+   * could have waited for the server. A request still running when the
+   * next fault began is that fault's casualty: its command may have started
+   * (CONNECTION_LOST, not retried), which no deadline changes.
    */
   failedThoughDeadlineReached: Outcome[];
   /** Failures during the fault, by code. */
@@ -110,7 +112,7 @@ export function recovery(outcomes: Outcome[], fault: Fault, graceMs: number, unt
     firstOkMs: firstOk ? firstOk.endedAt - fault.answeredAt : -1,
     failedAfter: mine.filter((o) => o.code !== 'OK' && o.endedAt >= fault.answeredAt).length,
     failedThoughDeadlineReached: mine.filter((o) => o.code !== 'OK' && o.startedAt >= fault.startedAt &&
-      o.deadlineAt >= fault.answeredAt + graceMs),
+      o.deadlineAt >= fault.answeredAt + graceMs && o.endedAt < until),
     during,
   };
 }
