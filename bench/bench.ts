@@ -277,7 +277,11 @@ type Range = [number, number];
 interface CpuCost {
   /** Repetitions of each measure (the ranges are over them). */
   repetitions: number;
-  per_exec: { execs_per_batch: number; daemon_ms: Range; ssh2_ms: Range; ratio: Range; ratio_total: number };
+  per_exec: {
+    execs_per_batch: number; daemon_ms: Range; ssh2_ms: Range; ratio: Range; ratio_total: number;
+    /** CPU per exec while warming up, per chunk: how far from the steady state a fresh daemon starts. */
+    warmup: { after_execs: number; daemon_ms: number; ssh2_ms: number }[];
+  };
   exec_p50: { sdk_ms: number; ssh2_ms: number; ratio: number };
   per_gib: { mib_per_batch: number; daemon_s: Range; ssh2_s: Range; ratio: Range; ratio_total: number };
   stream_mib_s: { sdk: Range; ssh2: Range; ratio: Range };
@@ -289,16 +293,23 @@ interface CpuCost {
  * through the SDK (the daemon's CPU, from /proc) against the same straight
  * over one ssh2 connection with TCP_NODELAY (this process's CPU). Both are
  * warmed up first, so that the figures are the steady state of a
- * long-running daemon rather than its JIT compiling (a few thousand execs).
- * Batches alternate; each repetition gives one ratio, and the ranges are
- * over the repetitions. Exec latency is measured in the same batches: the
- * p50 of every SDK exec against that of every bare one.
+ * long-running daemon rather than its JIT compiling: a fresh daemon spends
+ * 3-4x its steady CPU on its first execs and gets cheaper for about 8,000
+ * (a bare client for about 5,000), so each side makes 10,000 first, in
+ * alternating chunks whose CPU is kept as the warm-up curve.
+ * Sides alternate (every 50 execs, every stream); each repetition gives one
+ * ratio, and the ranges are over the repetitions. Exec latency is measured
+ * in the same batches: the p50 of every SDK exec against that of every bare one.
  */
+/** The CPU section's exec batches switch side every this many execs. */
+const EXECS_PER_TURN = 50;
+
 async function cpuCost(opts: Options): Promise<CpuCost> {
   const t = await target();
   const shared = await connectSsh2(t, true);
-  const repetitions = opts.quick ? 4 : 8;
-  const warm = opts.quick ? 1000 : 3000;
+  const repetitions = opts.quick ? 4 : 10;
+  const warm = opts.quick ? 2000 : 10_000;
+  const warmChunk = opts.quick ? 500 : 1000;
   const execs = opts.quick ? 300 : 500;
   const mib = opts.quick ? 64 : 256;
   try {
@@ -309,25 +320,39 @@ async function cpuCost(opts: Options): Promise<CpuCost> {
       const r = await t.mux.exec(t.alias, 'true');
       return r.code === 0 ? 'ok' : `exit ${r.code ?? r.signal}`;
     };
-    for (let i = 0; i < warm; i++) {
-      await once('sshmux-sdk');
-      await once('ssh2-shared-nodelay');
+    const warmup: CpuCost['per_exec']['warmup'] = [];
+    for (let done = 0; done < warm; done += warmChunk) {
+      const d0 = cpuSeconds(t.daemon.pid);
+      for (let i = 0; i < warmChunk; i++) await once('sshmux-sdk');
+      const daemonMs = (cpuSeconds(t.daemon.pid) - d0) * 1000 / warmChunk;
+      const c0 = process.cpuUsage();
+      for (let i = 0; i < warmChunk; i++) await once('ssh2-shared-nodelay');
+      warmup.push({ after_execs: done + warmChunk, daemon_ms: round3(daemonMs), ssh2_ms: round3(cpuMs(process.cpuUsage(c0)) / warmChunk) });
     }
-    const batch = async (system: System, times: number[]): Promise<void> => {
-      for (let i = 0; i < execs; i++) {
+    const batch = async (system: System, times: number[], n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
         const start = performance.now();
         const r = await once(system);
         if (r !== 'ok') throw new Error(`${system}: ${r}`);
         times.push(performance.now() - start);
       }
     };
+    // Each repetition alternates the two sides every 50 execs, so that a
+    // change in the machine's speed (other tenants of a VM's host) lands on
+    // both alike; its CPU is summed per side.
     for (let k = 0; k < repetitions; k++) {
-      const d0 = cpuSeconds(t.daemon.pid);
-      await batch('sshmux-sdk', exec.sdkTimes);
-      exec.daemon.push((cpuSeconds(t.daemon.pid) - d0) * 1000 / execs);
-      const c0 = process.cpuUsage();
-      await batch('ssh2-shared-nodelay', exec.ssh2Times);
-      exec.ssh2.push(cpuMs(process.cpuUsage(c0)) / execs);
+      let daemonSeconds = 0;
+      let clientMs = 0;
+      for (let done = 0; done < execs; done += EXECS_PER_TURN) {
+        const d0 = cpuSeconds(t.daemon.pid);
+        await batch('sshmux-sdk', exec.sdkTimes, EXECS_PER_TURN);
+        daemonSeconds += cpuSeconds(t.daemon.pid) - d0;
+        const c0 = process.cpuUsage();
+        await batch('ssh2-shared-nodelay', exec.ssh2Times, EXECS_PER_TURN);
+        clientMs += cpuMs(process.cpuUsage(c0));
+      }
+      exec.daemon.push(daemonSeconds * 1000 / execs);
+      exec.ssh2.push(clientMs / execs);
     }
     const bytes = mib * 1024 * 1024;
     const command = `head -c ${bytes} /dev/zero`;
@@ -361,7 +386,7 @@ async function cpuCost(opts: Options): Promise<CpuCost> {
     return {
       repetitions,
       per_exec: { execs_per_batch: execs, daemon_ms: range(exec.daemon, 3), ssh2_ms: range(exec.ssh2, 3),
-        ratio: range(ratios(exec.daemon, exec.ssh2)), ratio_total: round(sum(exec.daemon) / sum(exec.ssh2)) },
+        ratio: range(ratios(exec.daemon, exec.ssh2)), ratio_total: round(sum(exec.daemon) / sum(exec.ssh2)), warmup },
       exec_p50: { sdk_ms: round(p50(exec.sdkTimes)), ssh2_ms: round(p50(exec.ssh2Times)), ratio: round(p50(exec.sdkTimes) / p50(exec.ssh2Times)) },
       per_gib: { mib_per_batch: mib, daemon_s: range(gib.daemon), ssh2_s: range(gib.ssh2),
         ratio: range(ratios(gib.daemon, gib.ssh2)), ratio_total: round(sum(gib.daemon) / sum(gib.ssh2)) },
@@ -372,6 +397,10 @@ async function cpuCost(opts: Options): Promise<CpuCost> {
     shared.end();
     await release(t);
   }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
 }
 
 function cpuMs(usage: NodeJS.CpuUsage): number {
@@ -518,6 +547,8 @@ async function main(): Promise<void> {
     ['stream throughput (SDK / bare)', fmt(cpu.stream_mib_s.sdk, ' MiB/s'), fmt(cpu.stream_mib_s.ssh2, ' MiB/s'), `${fmt(cpu.stream_mib_s.ratio)}x`, ''],
     ['exec p50, same batches (SDK / bare)', `${cpu.exec_p50.sdk_ms} ms`, `${cpu.exec_p50.ssh2_ms} ms`, `${cpu.exec_p50.ratio}x`, ''],
   ]));
+  const curve = cpu.per_exec.warmup.filter((_, i, all) => i % 2 === 0 || i === all.length - 1);
+  console.log(`CPU per exec while warming up (daemon / bare, ms): ${curve.map((w) => `${w.after_execs}: ${w.daemon_ms} / ${w.ssh2_ms}`).join(', ')}`);
   console.log(`daemon peak RSS in these runs: ${cpu.daemon_peak_rss_mib} MiB`);
   console.log('\nDaemon cost');
   console.log(table(['measure', 'value'], Object.entries(daemon).map(([k, v]) => [k, String(v)])));
