@@ -366,7 +366,8 @@ export class Connection {
    * below its limit counting closed slots as held, sshd cannot refuse an
    * open even if it still counts them all, so the round trip is made only
    * once sessions and closed slots reach the limit: for sequential execs,
-   * one round trip per maxSessions - 1 sessions instead of one per session.
+   * one round trip per maxSessions - 2 sessions (the running one and the
+   * spare hold two) instead of one per session.
    */
   private reclaimIfFull(): void {
     if (this.reclaiming > 0 || this.closedSlots === 0 || this.state === 'closed') return;
