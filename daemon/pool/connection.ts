@@ -109,7 +109,7 @@ export class Connection {
 
   /** Slots sshd may count: sessions, closed slots not yet reclaimed, and the spare. */
   private get held(): number {
-    return this.sessions + this.closedSlots + this.reclaiming + (this.spare && this.spare.state !== 'none' ? 1 : 0);
+    return this.sessions + this.closedSlots + this.reclaiming + (this.spare?.state === 'opening' || this.spare?.state === 'ready' ? 1 : 0);
   }
 
   connect(): void {

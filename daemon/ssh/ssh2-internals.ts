@@ -220,7 +220,7 @@ export function holdCloseReplies(client: Client, delayMs: number): void {
  * counts it as held while it opens and as free once it is ready.
  */
 export class SpareSession {
-  state: 'none' | 'opening' | 'ready' = 'none';
+  state: 'none' | 'opening' | 'ready' | 'unavailable' = 'none';
   private localId = -1;
   private confirmation: [unknown, OpenConfirmation] | undefined;
   private claiming = false;
@@ -237,7 +237,12 @@ export class SpareSession {
     this.channels = c._chanMgr;
     this.protocol = c._protocol;
     const handlers = this.protocol._handlers;
-    const confirm = handlers.CHANNEL_OPEN_CONFIRMATION!;
+    const confirm = handlers.CHANNEL_OPEN_CONFIRMATION;
+    // Pinned ssh2 has it; without it (checkSsh2Internals says so at start) no spare opens.
+    if (typeof confirm !== 'function') {
+      this.state = 'unavailable';
+      return;
+    }
     handlers.CHANNEL_OPEN_CONFIRMATION = (proto: unknown, info: unknown): void => {
       const confirmation = info as OpenConfirmation;
       if (this.state !== 'opening' || confirmation.recipient !== this.localId) {
