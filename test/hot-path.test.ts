@@ -13,6 +13,7 @@ import * as net from 'node:net';
 import { Server } from 'ssh2';
 import { closeUnstartedSession } from '../daemon/ssh/ssh2-internals';
 import { startSshd, type Sshd } from './helpers/sshd';
+import { waitFor } from './helpers/daemon';
 import { startWorld } from './helpers/world';
 
 /** A TCP relay to sshd that counts the chunks the daemon sends: with TCP_NODELAY on both, one chunk per write(2). */
@@ -74,8 +75,7 @@ test('a close held for the next open reaches sshd within its hold when nothing f
   const closed = (): number => (sshd.log().match(/Close session: /g) ?? []).length;
   for (let i = 0; i < 5; i++) assert.equal((await mux.exec('t', 'echo hi')).code, 0);
   // The last close waits for a next open that does not come: at most 100 ms, then it goes alone.
-  const deadline = Date.now() + 2000;
-  while (closed() < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await waitFor(() => closed() >= 5, 2000, 20);
   assert.equal(closed(), 5, 'sshd did not get the close of the last session');
 });
 
@@ -161,13 +161,11 @@ test('a server that closes the unused spare: the daemon answers the close, and t
       assert.deepEqual([r.code, r.stdout.toString()], [0, 'ok\n'], `round ${round}`);
       // The spare opened beside it is closed by the server meanwhile.
       const closedBefore = server.sparesClosed();
-      const deadline = Date.now() + 3000;
-      while (server.sparesClosed() === closedBefore && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+      await waitFor(() => server.sparesClosed() > closedBefore, 3000, 20);
       assert.equal(server.sparesClosed(), closedBefore + 1, `round ${round}: no spare was opened`);
     }
     // Every channel closed, by either side, got its close from the daemon: 5 sessions and 5 spares.
-    const deadline = Date.now() + 2000;
-    while (server.closesReceived() < 10 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    await waitFor(() => server.closesReceived() >= 10, 2000, 20);
     assert.equal(server.closesReceived(), 10);
   } finally {
     server.close();
