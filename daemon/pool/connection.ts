@@ -214,10 +214,8 @@ export class Connection {
     if (wasReady) {
       this.closedSlots++;
       this.reclaimIfFull();
-    } else if (err.reason === 2 || /open failed/.test(err.message)) {
-      if (this.held > 0) this.maxSessions = Math.min(this.maxSessions, this.held);
-      else this.spare = undefined;
-      this.reclaimIfFull();
+    } else if (refusedAsPastMaxSessions(err) && !this.learnLimit()) {
+      this.spare = undefined;
     }
     this.owner.onCapacity(this);
   }
@@ -318,15 +316,9 @@ export class Connection {
       this.sessions--;
       return { ok: false, retry: true, error: lostWhileOpening(this.id) };
     }
-    if (err.reason === 2 || /open failed/.test(err.message)) {
-      // sshd refused the channel: its MaxSessions is lower than we assumed.
-      // This connection's limit becomes what it holds now (closed slots
-      // included: sshd may still count them); the pool learns it.
+    if (refusedAsPastMaxSessions(err)) {
       this.sessions--;
-      const held = this.held;
-      if (held > 0) {
-        this.maxSessions = Math.min(this.maxSessions, held);
-        this.reclaimIfFull();
+      if (this.learnLimit()) {
         return { ok: false, retry: true, error: new MuxError(Code.CHANNEL_OPEN_FAILED, err.message, 'opening') };
       }
       this.armIdleTimer();
@@ -339,6 +331,19 @@ export class Connection {
     this.close();
     return { ok: false, retry: false, error: new MuxError(Code.CHANNEL_OPEN_FAILED,
       `${this.host.hostname} refused the session request: ${err.message}`, 'opening') };
+  }
+
+  /**
+   * sshd refused a channel: its MaxSessions is lower than we assumed. This
+   * connection's limit becomes what it holds now (closed slots and the spare
+   * included: sshd may still count them); the pool learns it. False when it
+   * holds nothing, so the refusal says nothing about the limit.
+   */
+  private learnLimit(): boolean {
+    if (this.held === 0) return false;
+    this.maxSessions = Math.min(this.maxSessions, this.held);
+    this.reclaimIfFull();
+    return true;
   }
 
   /**
@@ -396,4 +401,9 @@ export class Connection {
     clearTimeout(this.idleTimer);
     this.owner.onClosed(this, wasClean ? undefined : err);
   }
+}
+
+/** A channel open refused as "administratively prohibited" (reason 2), sshd's answer past MaxSessions. */
+function refusedAsPastMaxSessions(err: Error & { reason?: unknown }): boolean {
+  return err.reason === 2 || /open failed/.test(err.message);
 }
