@@ -320,38 +320,40 @@ async function cpuCost(opts: Options): Promise<CpuCost> {
       const r = await t.mux.exec(t.alias, 'true');
       return r.code === 0 ? 'ok' : `exit ${r.code ?? r.signal}`;
     };
-    const warmup: CpuCost['per_exec']['warmup'] = [];
-    for (let done = 0; done < warm; done += warmChunk) {
-      const d0 = cpuSeconds(t.daemon.pid);
-      for (let i = 0; i < warmChunk; i++) await once('sshmux-sdk');
-      const daemonMs = (cpuSeconds(t.daemon.pid) - d0) * 1000 / warmChunk;
-      const c0 = process.cpuUsage();
-      for (let i = 0; i < warmChunk; i++) await once('ssh2-shared-nodelay');
-      warmup.push({ after_execs: done + warmChunk, daemon_ms: round3(daemonMs), ssh2_ms: round3(cpuMs(process.cpuUsage(c0)) / warmChunk) });
-    }
-    const batch = async (system: System, times: number[], n: number): Promise<void> => {
+    const batch = async (system: System, n: number, times?: number[]): Promise<void> => {
       for (let i = 0; i < n; i++) {
         const start = performance.now();
         const r = await once(system);
         if (r !== 'ok') throw new Error(`${system}: ${r}`);
-        times.push(performance.now() - start);
+        times?.push(performance.now() - start);
       }
     };
+    /** n execs through the daemon, then n bare: the CPU each side spent on them, in ms. */
+    const turn = async (n: number, sdkTimes?: number[], ssh2Times?: number[]): Promise<{ daemonMs: number; clientMs: number }> => {
+      const d0 = cpuSeconds(t.daemon.pid);
+      await batch('sshmux-sdk', n, sdkTimes);
+      const daemonMs = (cpuSeconds(t.daemon.pid) - d0) * 1000;
+      const c0 = process.cpuUsage();
+      await batch('ssh2-shared-nodelay', n, ssh2Times);
+      return { daemonMs, clientMs: cpuMs(process.cpuUsage(c0)) };
+    };
+    const warmup: CpuCost['per_exec']['warmup'] = [];
+    for (let done = 0; done < warm; done += warmChunk) {
+      const { daemonMs, clientMs } = await turn(warmChunk);
+      warmup.push({ after_execs: done + warmChunk, daemon_ms: round3(daemonMs / warmChunk), ssh2_ms: round3(clientMs / warmChunk) });
+    }
     // Each repetition alternates the two sides every 50 execs, so that a
     // change in the machine's speed (other tenants of a VM's host) lands on
     // both alike; its CPU is summed per side.
     for (let k = 0; k < repetitions; k++) {
-      let daemonSeconds = 0;
+      let daemonMs = 0;
       let clientMs = 0;
       for (let done = 0; done < execs; done += EXECS_PER_TURN) {
-        const d0 = cpuSeconds(t.daemon.pid);
-        await batch('sshmux-sdk', exec.sdkTimes, EXECS_PER_TURN);
-        daemonSeconds += cpuSeconds(t.daemon.pid) - d0;
-        const c0 = process.cpuUsage();
-        await batch('ssh2-shared-nodelay', exec.ssh2Times, EXECS_PER_TURN);
-        clientMs += cpuMs(process.cpuUsage(c0));
+        const spent = await turn(EXECS_PER_TURN, exec.sdkTimes, exec.ssh2Times);
+        daemonMs += spent.daemonMs;
+        clientMs += spent.clientMs;
       }
-      exec.daemon.push(daemonSeconds * 1000 / execs);
+      exec.daemon.push(daemonMs / execs);
       exec.ssh2.push(clientMs / execs);
     }
     const bytes = mib * 1024 * 1024;
