@@ -1,0 +1,63 @@
+// Memory stays bounded whatever the output size: flow control reaches the
+// remote writer instead of buffering in the daemon.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { SshMux } from '../../client-sdk';
+import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../helpers/sshd';
+import { startDaemon, type DaemonProc } from '../helpers/daemon';
+
+let daemon: DaemonProc | undefined;
+after(async () => {
+  await daemon?.stop();
+  await cleanupAll();
+});
+
+const GiB = 1024 * 1024 * 1024;
+
+test('1 GiB of stdout through the daemon with its RSS under 150 MiB', async (t) => {
+  const sshd = await startSshd();
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  daemon = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
+  const mux = await SshMux.connect({ socket: daemon.socket });
+  const started = performance.now();
+  const proc = mux.spawn('t', `head -c ${GiB} /dev/zero`, { stdin: false });
+  let bytes = 0;
+  let nonZero = 0;
+  proc.stdout.on('data', (d: Buffer) => {
+    bytes += d.length;
+    if (d[0] !== 0 || d[d.length - 1] !== 0) nonZero++;
+  });
+  const r = await proc.exited;
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(r.code, 0);
+  assert.equal(bytes, GiB);
+  assert.equal(nonZero, 0);
+  const peak = daemon.peakRssMiB();
+  t.diagnostic(`1 GiB in ${((performance.now() - started) / 1000).toFixed(1)} s; daemon peak RSS ${peak.toFixed(1)} MiB`);
+  assert.ok(peak < 150, `daemon peak RSS ${peak.toFixed(1)} MiB`);
+  mux.close();
+});
+
+test('a reader that stops reading stalls the remote writer instead of growing the daemon', async () => {
+  const mux = await SshMux.connect({ socket: daemon!.socket });
+  const before = daemon!.rssMiB();
+  const proc = mux.spawn('t', 'head -c 400000000 /dev/zero; echo done >&2', { stdin: false });
+  let got = 0;
+  let resumed = false;
+  proc.stdout.on('data', (d: Buffer) => {
+    got += d.length;
+    if (!resumed && got > 4 * 1024 * 1024) proc.stdout.pause();
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  const stalledAt = got;
+  await new Promise((r) => setTimeout(r, 500));
+  assert.ok(got - stalledAt < 2 * 1024 * 1024, 'data kept arriving at a paused reader');
+  assert.ok(daemon!.rssMiB() - before < 64, `daemon grew by ${(daemon!.rssMiB() - before).toFixed(1)} MiB for one stalled reader`);
+  resumed = true;
+  proc.stdout.resume();
+  const r = await proc.exited;
+  assert.equal(got, 400_000_000);
+  assert.equal(r.code, 0);
+  mux.close();
+});
