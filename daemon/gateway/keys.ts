@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { utils, type ParsedKey } from 'ssh2';
+import { utils, type ParsedKey } from '../ssh/ssh2';
 import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
 

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { Server, type ClientInfo, type Connection } from 'ssh2';
+import { Server, type ClientInfo, type Connection } from '../ssh/ssh2';
 import type { v1 } from '../../proto';
 import { parseListenAddress } from '../listen-address';
 import { LogTally, type Logger } from '../log';
@@ -16,7 +16,6 @@ import { listenUnix } from '../rpc/server';
 import { FrontConn, type AuthFailure } from './front-conn';
 import { AuthorizedKeys, CLIENT_KEY_FILE, HOST_KEY_FILE, loadOrCreateKey, type KeyFile } from './keys';
 import type { BridgeContext } from './session-bridge';
-import { socketOf } from '../ssh/ssh2-internals';
 
 export interface GatewayOptions {
   /** host:port (loopback unless allowRemote), or an absolute Unix socket path. */
@@ -85,14 +84,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const loginTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
   let authFailures = 0;
   const ssh = new Server({ hostKeys: [hostKey.privateKey], ident: `sshmuxd_${opts.version}` }, (conn: Connection, info: ClientInfo) => {
-    const socket = socketOf(conn);
-    const loginTimer = socket && loginTimers.get(socket);
-    if (!loginTimer) {
-      // Fail closed and loudly: without its timer a connection could not be told apart once logged in.
-      opts.log.error('gateway: ssh2 no longer exposes a connection\'s socket (see daemon/ssh/ssh2-internals.ts); refusing the connection');
-      conn.end();
-      return;
-    }
+    const loginTimer = loginTimers.get(info.socket);
     conn.once('ready', () => clearTimeout(loginTimer));
     clients.add(new FrontConn(conn, info, {
       bridge: opts.bridge,

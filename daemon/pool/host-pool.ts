@@ -5,7 +5,7 @@
 // moves whenever capacity frees. While the endpoint's breaker is open, a
 // request waits only if its deadline reaches the next probe.
 import type { Duplex } from 'node:stream';
-import type { ClientChannel, SFTPWrapper } from 'ssh2';
+import type { ClientChannel, SFTPWrapper } from '../ssh/ssh2';
 import { Code, codeName } from '../../proto';
 import type { Limits } from '../config';
 import { MuxError, type Phase } from '../errors';

@@ -2,7 +2,7 @@
 // the agent (unless IdentitiesOnly), then each IdentityFile, as ssh does.
 // The daemon never prompts: encrypted keys without an agent are skipped.
 import * as fs from 'node:fs/promises';
-import { utils, type AgentAuthMethod, type PublicKeyAuthMethod } from 'ssh2';
+import { utils, type AgentAuthMethod, type PublicKeyAuthMethod } from './ssh2';
 import type { ResolvedHost } from './ssh-config';
 
 export interface Credentials {

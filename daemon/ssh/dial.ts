@@ -5,12 +5,12 @@
 // throttled server is retried with backoff, a bad host key never is.
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client, type ConnectConfig } from 'ssh2';
 import { Code } from '../../proto';
 import { coalesceWrites } from '../coalesce-writes';
 import { MuxError } from '../errors';
 import type { ResolvedHost } from './ssh-config';
 import { credentialsFor } from './auth';
+import { Client, type ConnectConfig } from './ssh2';
 import {
   fingerprint, knownKeyTypes, lookupName, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyVerdict,
 } from './known-hosts';
@@ -19,6 +19,13 @@ type Stage = 'tcp' | 'banner' | 'kex' | 'auth';
 
 /** TCP keepalive probes start after this much silence; SSH keepalive does the real work. */
 const TCP_KEEPALIVE_MS = 15_000;
+
+/**
+ * At most this long our reply to the server's close of a channel waits for
+ * the next channel open or keepalive to go out with, in the same write
+ * (ssh2's closeReplyHoldMs, daemon/ssh/ssh2/).
+ */
+const CLOSE_REPLY_HOLD_MS = 100;
 
 export interface Dialed {
   client: Client;
@@ -88,6 +95,7 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
         readyTimeout: 0, // our own timer covers every stage
         keepaliveInterval: host.serverAliveIntervalMs,
         keepaliveCountMax: host.serverAliveCountMax,
+        closeReplyHoldMs: CLOSE_REPLY_HOLD_MS,
         authHandler: methods.slice(),
         hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
           verifyHostKey({
