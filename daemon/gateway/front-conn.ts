@@ -19,7 +19,7 @@ const OPEN_RESOURCE_SHORTAGE = 4;
 /** As sshd's MaxAuthTries. */
 const MAX_AUTH_TRIES = 6;
 
-export type AuthFailure = 'key_not_authorized' | 'bad_signature' | 'method_refused' | 'destination' | 'too_many_tries';
+export type AuthFailure = 'key_not_authorized' | 'bad_signature' | 'method_refused' | 'sha1_signature' | 'destination' | 'too_many_tries';
 
 export interface FrontContext {
   bridge: BridgeContext;
@@ -105,6 +105,12 @@ export class FrontConn {
       return auth.reject(['publickey']);
     }
     const fp = fingerprint(auth.key.data);
+    if (signsWithSha1(auth)) {
+      // As OpenSSH since 8.8 (PubkeyAcceptedAlgorithms): RSA keys sign with rsa-sha2-256/512 instead.
+      this.failed(auth, 'sha1_signature', { fingerprint: fp }, `${auth.key.algo} signatures (SHA-1) are refused: ` +
+        'use a client that signs with rsa-sha2-256 or rsa-sha2-512 (OpenSSH 7.2 and later; JSch 0.1.5x does not), or an ECDSA or ed25519 key');
+      return auth.reject(['publickey']);
+    }
     const listed = this.ctx.keys().find(auth.key.data);
     if (!listed) {
       this.failed(auth, 'key_not_authorized', { fingerprint: fp }, 'key not in the gateway\'s authorized keys');
@@ -266,6 +272,15 @@ export class FrontConn {
       call.start();
     });
   }
+}
+
+/**
+ * Whether the client would sign with SHA-1: RSA under the name `ssh-rsa`
+ * (ssh2 gives RSA under rsa-sha2-256/512 the hash name; under ssh-rsa none),
+ * or DSA, which knows only SHA-1.
+ */
+function signsWithSha1(auth: AuthContext & { method: 'publickey' }): boolean {
+  return (auth.key.algo === 'ssh-rsa' && !auth.hashAlgo) || auth.key.algo === 'ssh-dss';
 }
 
 /**

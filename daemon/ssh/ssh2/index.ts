@@ -42,7 +42,8 @@ declare module 'ssh2' {
 export const { Client, Server, utils } = ssh2;
 export type {
   AcceptConnection, AgentAuthMethod, AuthContext, ClientCallback, ClientChannel, ClientInfo, ConnectConfig, Connection,
-  ExecOptions, ParsedKey, PseudoTtyOptions, PublicKeyAuthMethod, RejectConnection, ServerChannel, Session, SFTPWrapper,
+  ExecOptions, ParsedKey, PseudoTtyOptions, PublicKeyAuthMethod, RejectConnection, ServerChannel, ServerHostKeyAlgorithm, Session,
+  SFTPWrapper,
   TcpipRequestInfo,
 } from 'ssh2';
 export type Client = ssh2.Client;
