@@ -82,9 +82,8 @@ function keyTypeIs(sshType: string, type: KeyType): boolean {
 
 /**
  * The signature algorithms a host key is offered under. RSA only with SHA-2
- * (RFC 8332): SHA-1 `ssh-rsa` is not asked for, as OpenSSH stopped offering
- * it in 8.8. (ssh2 1.17 adds it to an RSA key all the same; the todo tests in
- * test/system/gateway-clients.test.ts say what ssh2 needs.)
+ * (RFC 8332): SHA-1 `ssh-rsa` is not offered, as OpenSSH stopped offering
+ * it in 8.8 (ssh2 would add it of its own accord but for patch 034).
  */
 export function hostKeyAlgorithms(keys: KeyFile[]): ServerHostKeyAlgorithm[] {
   return keys.flatMap((k): ServerHostKeyAlgorithm[] => (k.parsed.type === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256'] : [k.parsed.type as ServerHostKeyAlgorithm]));
