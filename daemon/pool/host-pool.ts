@@ -44,6 +44,8 @@ const HANDSHAKE_FAILURE_POLICY: Partial<Record<Code, FailurePolicy>> = {
   [Code.HOST_KEY_UNKNOWN]: { waiting: 'fail-now', backoff: false, trips: false },
   [Code.HOST_KEY_MISMATCH]: { waiting: 'fail-now', backoff: false, trips: false },
   [Code.HOST_KEY_REVOKED]: { waiting: 'fail-now', backoff: false, trips: false },
+  // Decided before dialing when the daemon can tell (the validity window); else after the one refused login.
+  [Code.CERTIFICATE_INVALID]: { waiting: 'fail-now', backoff: false, trips: false },
 };
 const DEFAULT_FAILURE_POLICY: FailurePolicy = { waiting: 'fail-after-attempts', backoff: true, trips: true };
 
