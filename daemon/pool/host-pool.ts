@@ -458,6 +458,12 @@ export class HostPool implements ConnectionOwner, Tunneler {
     const needsOne = this.tunnelWaiters.length > 0 || this.readyWaiters.length > 0;
     if (needsOne && this.connections.length === 0) demand = Math.max(demand, 1);
     while (demand > 0 && this.connections.length < this.limits.maxConnections) {
+      // Until this pool has logged in once, one handshake at a time: a
+      // refused login (a wrong key, a certificate the server rejects) fails
+      // every waiting request at once, and each refused login costs the
+      // host a PerSourcePenalties authfail on OpenSSH >= 9.8, so a burst
+      // learns it from one attempt instead of maxConnections.
+      if (this.stats.handshakesOk === 0 && this.connections.some((c) => c.state === 'connecting')) return;
       if (!this.endpoint.available()) {
         this.endpoint.waitForCapacity(this.wake);
         return;
