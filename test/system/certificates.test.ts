@@ -106,9 +106,18 @@ test('CertificateFile, and an RSA key whose certificate is offered as rsa-sha2-*
   const d = tempDir();
   const rsa = makeKey(d, 'id_rsa', 'rsa', 2048);
   const cert = signKey(userCa, rsa, { principals: [sshd.user.name], out: path.join(d, 'my-cert.pub') });
-  const { mux } = await daemonFor([{ alias: 'r', sshd, identity: rsa.privatePath, extra: [`CertificateFile ${cert.path}`] }]);
+  const { mux, env } = await daemonFor([{ alias: 'r', sshd, identity: rsa.privatePath, extra: [`CertificateFile ${cert.path}`, 'HostKeyAlias 127.0.0.1'] }]);
   assert.equal((await mux.exec('r', 'echo rsa cert')).stdout.toString(), 'rsa cert\n');
   assert.match(sshd.log(), /Accepted publickey for \S+ from .* RSA-CERT SHA256:/);
+  // sshmux -G prints them as ssh -G does.
+  const g = spawnSync(process.execPath, [SSHMUX, '-G', 'r'], { env, timeout: 30_000 }).stdout.toString();
+  assert.match(g, new RegExp(`^certificatefile ${cert.path}$`, 'm'));
+  assert.match(g, /^hostkeyalias 127\.0\.0\.1$/m);
+  // -o CertificateFile per call, routed to the daemon as IdentityFile is, and offered first.
+  const other = signKey(userCa, rsa, { principals: [sshd.user.name], id: 'per-call', out: path.join(d, 'per-call-cert.pub') });
+  const perCall = spawnSync(process.execPath, [SSHMUX, '-o', `CertificateFile=${other.path}`, 'r', 'echo', 'per call'], { env, timeout: 30_000 });
+  assert.equal(perCall.stdout.toString(), 'per call\n', perCall.stderr.toString());
+  assert.match(sshd.log(), /ID per-call/);
   mux.close();
 });
 
