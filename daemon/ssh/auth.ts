@@ -153,6 +153,8 @@ function certificateOf(text: Buffer): Certificate | Error {
 // ---- agents ----------------------------------------------------------------
 
 type Identities = (err: Error | undefined, keys?: ParsedKey[]) => void;
+
+const noIdentities = (): Error => new Error('the agent listed no identities');
 type Signed = (err?: Error | null, signature?: Buffer) => void;
 
 /**
@@ -170,7 +172,7 @@ class AgentView extends BaseAgent<ParsedKey> {
 
   getIdentities(cb: Identities): void {
     this.agent.getIdentities((err, keys) => {
-      if (err || !keys) return cb(err ?? new Error('the agent listed no identities'));
+      if (err || !keys) return cb(err ?? noIdentities());
       const certs: ParsedKey[] = [];
       const plain: ParsedKey[] = [];
       for (const raw of keys) {
@@ -215,7 +217,7 @@ class CertificateByAgent extends BaseAgent<ParsedKey> {
 
   getIdentities(cb: Identities): void {
     this.agent.getIdentities((err, keys) => {
-      if (err || !keys) return cb(err ?? new Error('the agent listed no identities'));
+      if (err || !keys) return cb(err ?? noIdentities());
       this.key = (keys as ParsedKey[]).find((k) => !(k instanceof Error) && k.getPublicSSH().equals(this.cert.publicKey));
       const offered = parseSshKey(this.text);
       cb(undefined, this.key && !(offered instanceof Error) ? [offered] : []);

@@ -74,10 +74,15 @@ class Reader {
     return this.pos === this.buf.length;
   }
 
+  /** Throws unless `n` more bytes are there. */
+  private need(n: number, field: string): void {
+    if (this.pos + n > this.buf.length) throw new CertificateError(`certificate truncated at ${field}`);
+  }
+
   bytes(field: string): Buffer {
-    if (this.pos + 4 > this.buf.length) throw new CertificateError(`certificate truncated at ${field}`);
+    this.need(4, field);
     const len = this.buf.readUInt32BE(this.pos);
-    if (this.pos + 4 + len > this.buf.length) throw new CertificateError(`certificate truncated at ${field}`);
+    this.need(4 + len, field);
     const out = this.buf.subarray(this.pos + 4, this.pos + 4 + len);
     this.pos += 4 + len;
     return out;
@@ -88,14 +93,14 @@ class Reader {
   }
 
   uint32(field: string): number {
-    if (this.pos + 4 > this.buf.length) throw new CertificateError(`certificate truncated at ${field}`);
+    this.need(4, field);
     const v = this.buf.readUInt32BE(this.pos);
     this.pos += 4;
     return v;
   }
 
   uint64(field: string): bigint {
-    if (this.pos + 8 > this.buf.length) throw new CertificateError(`certificate truncated at ${field}`);
+    this.need(8, field);
     const v = this.buf.readBigUInt64BE(this.pos);
     this.pos += 8;
     return v;
