@@ -237,7 +237,7 @@ export async function verifyHostKey(check: HostKeyCheck, keyBlob: Buffer): Promi
         await appendKey(check.userFiles[0], name, key.blob, check.hashKnownHosts === true);
         return {
           ok: true, added: true,
-          warning: `${certNote}Warning: Permanently added '${name}' (${typeWord(key.type)}) to the list of known hosts (${check.userFiles[0]}).`,
+          warning: `${certNote}Permanently added '${name}' (${typeWord(key.type)}) to the list of known hosts (${check.userFiles[0]}).`,
         };
       }
       case 'revoked':
@@ -247,7 +247,7 @@ export async function verifyHostKey(check: HostKeyCheck, keyBlob: Buffer): Promi
           'This could mean that a stolen key is being used to impersonate this host; refusing to connect. ' +
           'Install a new host key (or certificate) on the server and add it to known_hosts');
       case 'changed': {
-        const message = `WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED for ${name}! It presented ${shown}; ` +
+        const message = `REMOTE HOST IDENTIFICATION HAS CHANGED for ${name}! It presented ${shown}; ` +
           `Offending ${typeWord(found!.keyType)} key in ${found!.file}:${found!.line}. ` +
           'Someone could be eavesdropping on you right now (man-in-the-middle attack), or the host key has just been changed. ' +
           `If the change is expected, remove the old key with: ssh-keygen -R '${name}' -f ${found!.file}`;
