@@ -1,14 +1,15 @@
 // SSH certificates through every door, against real sshds that trust only a
 // CA made here with ssh-keygen -s (TrustedUserCAKeys, no authorized key) and
 // present a host certificate (HostCertificate), with only an
-// @cert-authority line in known_hosts: exec through the SDK and the sshmux
-// command, sftp, a job, a ProxyJump pair with a certificate for each hop;
+// @cert-authority line in known_hosts: exec through the SDK, the sshmux
+// command and the SSH front door (OpenSSH and paramiko), sftp, a job, a
+// ProxyJump pair with a certificate for each hop;
 // an expired certificate, a wrong principal and a revoked CA refused with
 // their codes, one login attempt at most reaching sshd for a burst of 40;
 // and a certificate valid for a minute renewed on disk while commands run.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SshMux, SshMuxError } from '../../client-sdk';
@@ -18,6 +19,8 @@ import { makeKey, signKey, type Key } from '../helpers/certs';
 import { fingerprint } from '../../daemon/ssh/known-hosts';
 
 const SSHMUX = path.join(__dirname, '..', '..', 'cli', 'sshmux.js');
+const SSHMUXCTL = path.join(__dirname, '..', '..', 'cli', 'sshmuxctl.js');
+const CLIENTS = path.join(__dirname, '..', '..', '..', 'test', 'helpers', 'ssh_clients.py');
 const dir = tempDir();
 let userCa: Key;
 let hostCa: Key;
@@ -63,11 +66,11 @@ function clientFiles(hosts: HostSpec[], d = tempDir()): { sshConfig: string; dir
   return { sshConfig, dir: d };
 }
 
-async function daemonFor(hosts: HostSpec[]): Promise<{ mux: SshMux; env: NodeJS.ProcessEnv; sshConfig: string }> {
+async function daemonFor(hosts: HostSpec[], args: string[] = []): Promise<{ mux: SshMux; env: NodeJS.ProcessEnv; sshConfig: string; socket: string; dir: string }> {
   const files = clientFiles(hosts);
-  const daemon = await startDaemon({ dir: files.dir, sshConfigPath: files.sshConfig });
+  const daemon = await startDaemon({ dir: files.dir, sshConfigPath: files.sshConfig, args });
   const mux = await SshMux.connect({ socket: daemon.socket });
-  return { mux, env: { ...process.env, SSHMUX_SOCKET: daemon.socket }, sshConfig: files.sshConfig };
+  return { mux, env: { ...process.env, SSHMUX_SOCKET: daemon.socket }, sshConfig: files.sshConfig, socket: daemon.socket, dir: files.dir };
 }
 
 test('a user certificate beside the key (-cert.pub) and a host certificate: SDK exec, the sshmux command, sftp and a job log in by certificate', async () => {
@@ -98,6 +101,28 @@ test('a user certificate beside the key (-cert.pub) and a host certificate: SDK 
   assert.equal(ended.state, 'exited');
   await mux.jobs.remove(job.id);
   assert.equal(sshd.failedLogins(), 0);
+  mux.close();
+});
+
+test('the SSH front door: OpenSSH and paramiko reach a host the daemon logs into by certificate', async () => {
+  const sshd = await certSshd();
+  const user = makeKey(tempDir(), 'id_ed25519');
+  signKey(userCa, user, { principals: [sshd.user.name], id: 'door' });
+  const stateDir = path.join(tempDir(), 'state');
+  const { mux, socket, dir: d } = await daemonFor([{ alias: 'c', sshd, identity: user.privatePath }], ['--gateway', '127.0.0.1:0', '--state-dir', stateDir]);
+  const info = JSON.parse(execFileSync(process.execPath, [SSHMUXCTL, '--socket', socket, '--json', 'gateway']).toString());
+  const knownHosts = path.join(d, 'gateway_known_hosts');
+  fs.writeFileSync(knownHosts, `${info.knownHosts}\n`);
+  const port = /:(\d+)$/.exec(info.address)![1];
+  const ssh = spawnSync('ssh', ['-F', '/dev/null', '-i', info.clientKey, '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${knownHosts}`,
+    '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', port, 'c@127.0.0.1', 'echo through the door'],
+  { timeout: 60_000 });
+  assert.equal(ssh.stdout.toString(), 'through the door\n', ssh.stderr.toString());
+  const py = spawnSync('/usr/bin/python3', [CLIENTS, 'exec', '--port', port, '--key', info.clientKey, '--known-hosts', knownHosts,
+    '--user', 'c', '--command', 'echo paramiko'], { timeout: 60_000 });
+  const r = JSON.parse(py.stdout.toString());
+  assert.equal(Buffer.from(r.stdout, 'base64').toString(), 'paramiko\n', py.stdout.toString() + py.stderr.toString());
+  assert.match(sshd.log(), /Accepted publickey for \S+ from .* ED25519-CERT .* ID door/);
   mux.close();
 });
 
