@@ -17,8 +17,9 @@ const QUERIES: Record<string, (a: Ssh2Algorithms) => string[]> = {
   kexalgorithms: (a) => a.DEFAULT_KEX,
   key: (a) => a.DEFAULT_SERVER_HOST_KEY,
   'key-plain': (a) => a.DEFAULT_SERVER_HOST_KEY,
-  // ssh2 does not do certificates.
-  'key-cert': () => [],
+  // The certificate types the daemon offers and accepts (ssh2 patches 040/041).
+  'key-cert': () => ['ssh-ed25519-cert-v01@openssh.com', 'ecdsa-sha2-nistp256-cert-v01@openssh.com', 'ecdsa-sha2-nistp384-cert-v01@openssh.com',
+    'ecdsa-sha2-nistp521-cert-v01@openssh.com', 'ssh-rsa-cert-v01@openssh.com'],
   'key-sig': (a) => a.DEFAULT_SERVER_HOST_KEY,
   sig: (a) => a.DEFAULT_SERVER_HOST_KEY,
   pubkeyacceptedkeytypes: (a) => a.DEFAULT_SERVER_HOST_KEY,

@@ -91,7 +91,7 @@ export const USAGE = 'usage: sshmux [-46AaCfGgKkMNnqsTtVvXxYy] [-B bind_interfac
 const REFUSED_FLAGS = new Set('bBDRwI');
 const CONTROL_COMMANDS = new Set<string>(['check', 'forward', 'exit', 'stop', 'cancel', 'proxy']);
 /** Options naming local files: made absolute, as the daemon has another working directory. */
-const PATH_OPTIONS = new Set(['identityfile', 'userknownhostsfile', 'configfile']);
+const PATH_OPTIONS = new Set(['identityfile', 'certificatefile', 'userknownhostsfile', 'configfile']);
 
 /** Parses argv (without node and the script) as ssh does; throws UsageError where ssh would exit 255. */
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): Invocation {

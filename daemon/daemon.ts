@@ -374,6 +374,7 @@ function resolvedToWire(h: ResolvedHost): v1.IResolvedHost {
     port: h.port,
     user: h.user,
     identityFiles: h.identityFiles,
+    certificateFiles: h.certificateFiles,
     identitiesOnly: h.identitiesOnly,
     identityAgent: h.identityAgent ?? '',
     userKnownHostsFiles: h.userKnownHostsFiles,

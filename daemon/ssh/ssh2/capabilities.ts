@@ -15,6 +15,7 @@ import type {
   AuthContext, Client as ClientType, ClientChannel, ClientInfo, ConnectConfig, Connection, ExecOptions, ServerChannel, Session,
 } from 'ssh2';
 import type * as Ssh2 from 'ssh2';
+import { makeCertificateFixture, runCertificateCheck, type CertificateCheckResult } from './certificates';
 
 /** ssh2 as loaded from one directory: the installed (patched) one, or a pristine copy in the tests. */
 interface Ssh2Module {
@@ -53,6 +54,8 @@ interface Kit {
   waitFor(what: string, until: () => boolean): Promise<void>;
   /** Rejects with `what` if `p` has not settled by the deadline. */
   within<T>(what: string, p: Promise<T>): Promise<T>;
+  /** The deadline of every wait, in ms. */
+  timeoutMs: number;
   /** client.exec(), its answer awaited within the deadline. */
   exec(client: ClientType, command: string, opts?: ExecOptions): Promise<ClientChannel>;
   ssh2: Ssh2Module;
@@ -139,8 +142,9 @@ const CAPABILITIES: Capability[] = [
     async check(kit) {
       const HOLD_MS = 50;
       const { client, serverLog } = await kit.connect(execServer(endAtOnce), { closeReplyHoldMs: HOLD_MS });
-      const closes = (): number => serverLog.filter((l) => l.startsWith('Inbound: CHANNEL_CLOSE')).length;
-      const opens = (): number => serverLog.filter((l) => l.startsWith('Inbound: CHANNEL_OPEN (')).length;
+      const closes = (): number => countLines(serverLog, CLOSE_READ);
+      const opens = (): number => countLines(serverLog, OPEN_READ);
+      const notHeld = 'the close reply was sent at once, not held';
       const run = async (): Promise<number> => {
         const ch = await kit.exec(client, 'true', { closeStdin: true });
         ch.resume();
@@ -149,10 +153,10 @@ const CAPABILITIES: Capability[] = [
       // Nothing follows the first session: its close reply goes alone, once the hold is over.
       const closedAt = await run();
       await kit.waitFor('the held close reply was never sent', () => closes() === 1);
-      if (Date.now() - closedAt < HOLD_MS / 2) throw new Error('the close reply was sent at once, not held');
+      if (Date.now() - closedAt < HOLD_MS / 2) throw new Error(notHeld);
       // The second's waits for the next open, and goes before it.
       await run();
-      if (closes() !== 1) throw new Error('the close reply was sent at once, not held');
+      if (closes() !== 1) throw new Error(notHeld);
       await kit.exec(client, 'true', { closeStdin: true });
       const seen = serverLog.filter((l) => /^Inbound: CHANNEL_(OPEN \(|CLOSE)/.test(l)).map((l) => l.split(' ')[1]);
       if (opens() !== 3 || seen.slice(-2).join(' ') !== 'CHANNEL_CLOSE CHANNEL_OPEN') {
@@ -175,7 +179,7 @@ const CAPABILITIES: Capability[] = [
         });
       });
       if (typeof client.openSpareSession !== 'function') throw new Error('Client has no openSpareSession()');
-      const count = (prefix: string): number => serverLog.filter((l) => l.startsWith(prefix)).length;
+      const count = (prefix: string): number => countLines(serverLog, prefix);
       const lost: Array<{ reason: unknown; wasReady: boolean }> = [];
       const onLost = (err: Error & { reason?: unknown }, wasReady: boolean): void => {
         lost.push({ reason: err.reason, wasReady });
@@ -186,18 +190,18 @@ const CAPABILITIES: Capability[] = [
       const ch = kit.exec(client, 'true', { closeStdin: true });
       if (client.spareSession !== 'none') throw new Error('an exec did not take the ready spare');
       (await ch).resume();
-      if (count('Inbound: CHANNEL_OPEN (') !== 1) throw new Error('an exec opened a channel of its own instead of taking the spare');
+      if (count(OPEN_READ) !== 1) throw new Error('an exec opened a channel of its own instead of taking the spare');
       refuse = true;
       client.openSpareSession(() => {}, onLost);
       await kit.waitFor('a refused spare was never reported', () => lost.length === 1);
       if (lost[0].wasReady || lost[0].reason === undefined) throw new Error('a refused spare was not reported with its reason');
       refuse = false;
       closeUnused = true;
-      const closesBefore = count('Inbound: CHANNEL_CLOSE');
+      const closesBefore = count(CLOSE_READ);
       client.openSpareSession(() => {}, onLost);
       await kit.waitFor('a spare the server closed was never reported', () => lost.length === 2);
       if (client.spareSession !== 'none') throw new Error('a spare the server closed is still held');
-      await kit.waitFor('a spare the server closed was not answered with our close', () => count('Inbound: CHANNEL_CLOSE') > closesBefore);
+      await kit.waitFor('a spare the server closed was not answered with our close', () => count(CLOSE_READ) > closesBefore);
     },
   },
   {
@@ -249,7 +253,23 @@ const CAPABILITIES: Capability[] = [
       const refused = await kit.exec(client, 'true', { pty: true }).then(() => false, () => true);
       if (!refused) throw new Error('the pty request was not refused');
       await kit.waitFor('the server never answered the close of a session that had not started',
-        () => clientLog.some((l) => l.startsWith('Inbound: CHANNEL_CLOSE')));
+        () => clientLog.some((l) => l.startsWith(CLOSE_READ)));
+    },
+  },
+  {
+    name: 'host-certificates', patch: '040',
+    async check(kit) {
+      const r = await certificateLogin(kit);
+      if (r.hostKeyAlgorithm !== CERT) throw new Error(`a host certificate reached the verifier as ${r.hostKeyAlgorithm || 'nothing'}`);
+    },
+  },
+  {
+    name: 'user-certificates', patch: '041',
+    async check(kit) {
+      const r = await certificateLogin(kit);
+      if (r.offeredAlgorithm !== CERT || !r.signatureValid) {
+        throw new Error(`a user certificate was offered as ${r.offeredAlgorithm}${r.signatureValid ? '' : ', its signature not made by its key'}`);
+      }
     },
   },
   {
@@ -292,6 +312,27 @@ const CAPABILITIES: Capability[] = [
     },
   },
 ];
+
+/** One certificate login for the two certificate checks, made on first use. */
+const certificateLogins = new WeakMap<Ssh2Module, Promise<CertificateCheckResult>>();
+function certificateLogin(kit: Kit): Promise<CertificateCheckResult> {
+  let login = certificateLogins.get(kit.ssh2);
+  if (!login) {
+    login = runCertificateCheck(makeCertificateFixture(), kit.timeoutMs, kit.ssh2);
+    certificateLogins.set(kit.ssh2, login);
+  }
+  return login;
+}
+
+const CERT = 'ssh-ed25519-cert-v01@openssh.com';
+
+/** ssh2's debug lines for a channel open and a close read from the peer. */
+const OPEN_READ = 'Inbound: CHANNEL_OPEN (';
+const CLOSE_READ = 'Inbound: CHANNEL_CLOSE';
+
+function countLines(log: string[], prefix: string): number {
+  return log.filter((l) => l.startsWith(prefix)).length;
+}
 
 /** The server side of an exec that ends at once: no output, status 0, closed. */
 function endAtOnce(stream: ServerChannel): void {
@@ -365,6 +406,7 @@ function makeKit(ssh2: Ssh2Module, hostKey: string, timeoutMs: number, closers: 
   });
   const kit = {
     ssh2,
+    timeoutMs,
     within,
     exec: (client: ClientType, command: string, opts: ExecOptions = {}): Promise<ClientChannel> => within(`the exec of "${command}" was never answered`,
       new Promise((resolve, reject) => client.exec(command, opts, (err, ch) => (err ? reject(err) : resolve(ch))))),

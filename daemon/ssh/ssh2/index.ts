@@ -39,7 +39,7 @@ declare module 'ssh2' {
   }
 }
 
-export const { Client, Server, utils } = ssh2;
+export const { BaseAgent, Client, createAgent, Server, utils } = ssh2;
 export type {
   AcceptConnection, AgentAuthMethod, AuthContext, ClientCallback, ClientChannel, ClientInfo, ConnectConfig, Connection,
   ExecOptions, ParsedKey, PseudoTtyOptions, PublicKeyAuthMethod, RejectConnection, ServerChannel, ServerHostKeyAlgorithm, Session,
@@ -48,6 +48,7 @@ export type {
 } from 'ssh2';
 export type Client = ssh2.Client;
 export type Server = ssh2.Server;
+export type BaseAgent = ssh2.BaseAgent;
 
 /** reject() of a channel open, with the reason code and the text a client shows (patch 030). */
 export function rejectChannel(reject: RejectConnection, reasonCode: number, description: string): void {
