@@ -12,7 +12,7 @@
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type {
-  AuthContext, Client as ClientType, ClientChannel, ClientInfo, ConnectConfig, Connection, ExecOptions, ServerChannel, Session,
+  AuthContext, Client as ClientType, ClientChannel, ClientInfo, ConnectConfig, Connection, ExecOptions, ServerChannel, ServerConfig, Session,
 } from 'ssh2';
 import type * as Ssh2 from 'ssh2';
 import { makeCertificateFixture, runCertificateCheck, type CertificateCheckResult } from './certificates';
@@ -46,10 +46,12 @@ interface Kit {
    * Connects a client to a server whose connections `onConnection` handles,
    * and waits for the client to be ready. `authenticate` decides each
    * authentication request (default: accept); `onClient` sees the client
-   * before it connects.
+   * before it connects; `extra.server` adds to the server's config, and
+   * `extra.greeting` is written on the client's socket before ssh2 speaks.
    */
   connect(onConnection: (conn: Connection, info: ClientInfo) => void, config?: Partial<ConnectConfig>,
-    authenticate?: (ctx: AuthContext) => void, onClient?: (c: ClientType) => void, hostKeys?: string[]): Promise<Pair>;
+    authenticate?: (ctx: AuthContext) => void, onClient?: (c: ClientType) => void, hostKeys?: string[],
+    extra?: { server?: Partial<ServerConfig>; greeting?: string }): Promise<Pair>;
   /** Resolves when `until` is true, checking on every turn of the event loop; rejects with `what` after the deadline. */
   waitFor(what: string, until: () => boolean): Promise<void>;
   /** Rejects with `what` if `p` has not settled by the deadline. */
@@ -257,6 +259,18 @@ const CAPABILITIES: Capability[] = [
     },
   },
   {
+    name: 'client-greeting', patch: '035',
+    async check(kit) {
+      // A line before the client's identification, as the front door's ProxyCommand helper writes.
+      let greeting: string | undefined;
+      const { client } = await kit.connect((_conn, info) => {
+        greeting = info.header.greeting;
+      }, {}, undefined, undefined, undefined, { server: { clientGreetingLines: 1 }, greeting: 'sshmux check: greeting\r\n' });
+      client.end();
+      if (greeting !== 'sshmux check: greeting\r\n') throw new Error(`the server saw the client's greeting as ${JSON.stringify(greeting)}`);
+    },
+  },
+  {
     name: 'host-certificates', patch: '040',
     async check(kit) {
       const r = await certificateLogin(kit);
@@ -422,11 +436,11 @@ function makeKit(ssh2: Ssh2Module, hostKey: string, timeoutMs: number, closers: 
     },
     connect(onConnection: (conn: Connection, info: ClientInfo) => void, config: Partial<ConnectConfig> = {},
       authenticate: (ctx: AuthContext) => void = (ctx) => ctx.accept(), onClient?: (c: ClientType) => void,
-      hostKeys: string[] = [hostKey]): Promise<Pair> {
+      hostKeys: string[] = [hostKey], extra: { server?: Partial<ServerConfig>; greeting?: string } = {}): Promise<Pair> {
       const serverLog: string[] = [];
       const clientLog: string[] = [];
       // The server prefixes each line with a tag of the connection ('[123.456] ').
-      const server = new ssh2.Server({ hostKeys, algorithms: { serverHostKey: ['ecdsa-sha2-nistp256', 'rsa-sha2-512', 'rsa-sha2-256'] }, debug: (line: string) => serverLog.push(line.replace(/^\[[^\]]*\] /, '')) }, (conn, info) => {
+      const server = new ssh2.Server({ ...extra.server, hostKeys, algorithms: { serverHostKey: ['ecdsa-sha2-nistp256', 'rsa-sha2-512', 'rsa-sha2-256'] }, debug: (line: string) => serverLog.push(line.replace(/^\[[^\]]*\] /, '')) }, (conn, info) => {
         conn.on('error', () => {});
         conn.on('authentication', (ctx) => {
           try {
@@ -449,9 +463,14 @@ function makeKit(ssh2: Ssh2Module, hostKey: string, timeoutMs: number, closers: 
           const { port } = server.address() as net.AddressInfo;
           client.once('ready', () => resolve({ client, serverLog, clientLog }));
           client.once('error', reject);
-          client.connect({
-            host: '127.0.0.1', port, username: 'sshmux-check', hostVerifier: () => true, debug: (line: string) => clientLog.push(line), ...config,
-          });
+          const connect = (sock?: net.Socket): void => {
+            client.connect({
+              host: '127.0.0.1', port, username: 'sshmux-check', hostVerifier: () => true, debug: (line: string) => clientLog.push(line), sock, ...config,
+            });
+          };
+          if (extra.greeting === undefined) return connect();
+          const sock = net.connect(port, '127.0.0.1', () => sock.write(extra.greeting!, () => connect(sock)));
+          sock.on('error', reject);
         });
       }));
     },
