@@ -1,5 +1,7 @@
 // One client connection to the SSH front door. The SSH user name names the
-// destination (alias or user@alias); authentication is by public key only,
+// destination (alias or user@alias), unless the connection opened with the
+// greeting of `sshmuxctl ssh-config`'s ProxyCommand (greeting.ts), which
+// names it with ssh's port; authentication is by public key only,
 // against the authorized keys; each channel the client opens runs as a call
 // through session-bridge. What the door does not carry (remote forwarding,
 // agent and X11 forwarding, Unix-socket forwarding) is refused as sshd
@@ -9,6 +11,7 @@ import { codeName } from '../../proto';
 import { MuxError } from '../errors';
 import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
+import { parseGreeting } from './greeting';
 import type { AuthorizedKeys } from './keys';
 import { ChannelCall, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
 
@@ -36,6 +39,15 @@ export class FrontConn {
   /** Channels open or opening: what the status page counts as this client's sessions. */
   channels = 0;
   private destination = '';
+  /** The destination's ssh -o style options: the port a greeting names. */
+  private options: Record<string, string> = {};
+  /**
+   * What the greeting named. Such a client is OpenSSH behind a ControlMaster,
+   * which shows the user neither an open failure's text nor the banner of a
+   * refusal after it has logged in; so its sessions open at once and report
+   * a failure as a failed ssh does: a line on stderr and exit status 255.
+   */
+  private readonly greeted: { destination: string; port: string } | undefined;
   private readonly calls = new Set<ChannelCall>();
   private readonly checks = new Set<() => void>();
   private failures = 0;
@@ -50,6 +62,13 @@ export class FrontConn {
   constructor(private readonly conn: Connection, info: ClientInfo, private readonly ctx: FrontContext, onGone: (c: FrontConn) => void) {
     this.log = ctx.log.child({ gatewayClient: info.ip ? `${info.ip}:${info.port}` : 'unix' });
     this.socket = info.socket;
+    const greeting = parseGreeting(info.header.greeting);
+    if (greeting instanceof Error) {
+      this.log.warn({ err: greeting.message }, 'gateway: connection refused');
+      this.refused = true;
+      conn.end();
+    }
+    this.greeted = greeting instanceof Error ? undefined : greeting;
     conn.on('authentication', (auth) => this.authenticate(auth));
     conn.once('ready', () => this.log.debug({ destination: this.destination }, 'gateway: client authenticated'));
     conn.on('session', (accept, reject) => this.openSession(accept, reject));
@@ -122,18 +141,22 @@ export class FrontConn {
       this.failed(auth, 'bad_signature', { fingerprint: fp }, 'signature does not verify');
       return auth.reject(['publickey']);
     }
-    const problem = destinationProblem(this.ctx.bridge.agent, auth.username);
+    const destination = this.greeted?.destination ?? auth.username;
+    const options: Record<string, string> = this.greeted ? { port: this.greeted.port } : {};
+    const problem = destinationProblem(this.ctx.bridge.agent, destination, options);
     if (problem) {
       // Checked only for an authorized key, so strangers cannot probe the daemon's hosts.
       this.failed(auth, 'destination', { fingerprint: fp }, problem.message);
-      auth.banner(`sshmux: the user name names the destination host: ${codeName(problem.code)}: ${problem.message}`);
+      const named = this.greeted ? `the destination ${destination} port ${this.greeted.port}` : 'the user name names the destination host';
+      auth.banner(`sshmux: ${named}: ${codeName(problem.code)}: ${problem.message}`);
       this.refused = true;
       auth.reject([]);
       this.conn.end();
       return;
     }
-    this.destination = auth.username;
-    this.log.debug({ fingerprint: fp, listedAt: listed.where, destination: auth.username }, 'gateway: key accepted');
+    this.destination = destination;
+    this.options = options;
+    this.log.debug({ fingerprint: fp, listedAt: listed.where, destination, ...options }, 'gateway: key accepted');
     auth.accept();
   }
 
@@ -175,7 +198,7 @@ export class FrontConn {
    * or deadline is the channel's open failure, with the sshmux code and message.
    */
   private whenReachable(reject: RejectConnection, release: () => void, then: () => void): void {
-    const check = whenReachable(this.ctx.bridge.agent, this.destination);
+    const check = whenReachable(this.ctx.bridge.agent, this.destination, this.options);
     this.checks.add(check.cancel);
     check.ready.then(() => {
       this.checks.delete(check.cancel);
@@ -195,7 +218,9 @@ export class FrontConn {
 
   private openSession(accept: () => Session, reject: RejectConnection): void {
     const release = this.admit(reject);
-    if (release) this.whenReachable(reject, release, () => this.runSession(accept(), release));
+    if (!release) return;
+    if (this.greeted) this.runSession(accept(), release);
+    else this.whenReachable(reject, release, () => this.runSession(accept(), release));
   }
 
   /** A session's requests: env and pty are kept for the exec, shell or subsystem that starts the call. */
@@ -205,7 +230,7 @@ export class FrontConn {
     let call: ChannelCall | undefined;
     const start = (kind: 'exec' | 'shell' | 'subsystem', command: string, accept: () => ServerChannel, reject?: () => void): void => {
       if (call || !this.alive) return reject?.();
-      call = new ChannelCall(this.ctx.bridge, this.destination, { kind, command, env, pty });
+      call = new ChannelCall(this.ctx.bridge, this.destination, { kind, command, env, pty }, {}, this.options);
       call.start(accept());
       this.calls.add(call);
     };
@@ -267,7 +292,7 @@ export class FrontConn {
           this.calls.delete(call);
           this.refuse(reject, OPEN_CONNECT_FAILED, `${codeName(err.code)}: ${err.message}`);
         },
-      });
+      }, this.options);
       this.calls.add(call);
       call.start();
     });

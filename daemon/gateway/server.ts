@@ -14,6 +14,7 @@ import { LogTally, type Logger } from '../log';
 import { countGatewayAuthFailure, type Metrics } from '../metrics';
 import { listenUnix } from '../rpc/server';
 import { FrontConn, type AuthFailure } from './front-conn';
+import { GREETING_LINES } from './greeting';
 import { AuthorizedKeys, CLIENT_KEY_FILE, hostKeyAlgorithms, loadHostKeys, loadOrCreateKey, writeKnownHosts, type KeyFile } from './keys';
 import type { BridgeContext } from './session-bridge';
 
@@ -86,6 +87,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const ssh = new Server({
     hostKeys: hostKeys.map((k) => k.privateKey),
     algorithms: { serverHostKey: hostKeyAlgorithms(hostKeys) },
+    // The line the ssh_config block's ProxyCommand helper writes first (greeting.ts).
+    clientGreetingLines: GREETING_LINES,
     ident: `sshmuxd_${opts.version}`,
   }, (conn: Connection, info: ClientInfo) => {
     const loginTimer = loginTimers.get(info.socket);

@@ -38,10 +38,13 @@ export type ChannelRequest =
 /** stdin, as the call numbers file descriptors. */
 const STDIN = 0;
 
-/** Why `destination` (an SSH user name: alias or user@alias) cannot be used, resolved as the RPC resolves hosts. */
-export function destinationProblem(agent: Agent, destination: string): MuxError | undefined {
+/**
+ * Why `destination` (an SSH user name: alias or user@alias) with `options`
+ * (ssh -o style, as a call's) cannot be used, resolved as the RPC resolves hosts.
+ */
+export function destinationProblem(agent: Agent, destination: string, options: Record<string, string> = {}): MuxError | undefined {
   try {
-    agent.pool(destination, {});
+    agent.pool(destination, options);
     return undefined;
   } catch (err) {
     return toMuxError(err);
@@ -53,9 +56,9 @@ export function destinationProblem(agent: Agent, destination: string): MuxError 
  * has one), without taking a session slot; rejects with the handshake's own
  * error, or DEADLINE_EXCEEDED after the pool's queueTimeoutMs.
  */
-export function whenReachable(agent: Agent, destination: string): { ready: Promise<void>; cancel(): void } {
+export function whenReachable(agent: Agent, destination: string, options: Record<string, string> = {}): { ready: Promise<void>; cancel(): void } {
   try {
-    const pool = agent.pool(destination, {});
+    const pool = agent.pool(destination, options);
     return pool.connected(pool.limits.queueTimeoutMs);
   } catch (err) {
     return { ready: Promise.reject(toMuxError(err)), cancel: () => {} };
@@ -96,12 +99,13 @@ export class ChannelCall implements CallSink {
   /** The client closed the channel or went away. */
   private closed = false;
 
-  constructor(ctx: BridgeContext, destination: string, private readonly request: ChannelRequest, private readonly hooks: ChannelCallHooks = {}) {
+  constructor(ctx: BridgeContext, destination: string, private readonly request: ChannelRequest, private readonly hooks: ChannelCallHooks = {},
+    options: Record<string, string> = {}) {
     this.log = ctx.log;
     const r = request;
     this.call = new SessionCall(this, r.kind === 'tcpip'
-      ? { kind: 'tcpip', host: destination, forwardHost: r.host, forwardPort: r.port, stdin: true }
-      : { kind: r.kind, host: destination, command: r.command, env: r.env, pty: r.pty, stdin: true },
+      ? { kind: 'tcpip', host: destination, options, forwardHost: r.host, forwardPort: r.port, stdin: true }
+      : { kind: r.kind, host: destination, options, command: r.command, env: r.env, pty: r.pty, stdin: true },
     { agent: ctx.agent, log: ctx.log, outputWindow: OUTPUT_WINDOW, stdinCredit: STDIN_WINDOW });
   }
 
