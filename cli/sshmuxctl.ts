@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // sshmuxctl: inspect and steer a running sshmuxd.
+import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SshMux, SshMuxError, type ControlAction, type Status } from '../client-sdk';
 import { checkJobArgs, JOB_USAGE, runJobCommand } from './job-command';
+import { controlDir, dialerPath, doorIdentity, NEEDS_GATEWAY, sshConfigBlock } from './ssh-config-block';
 
 const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
 
@@ -22,6 +24,14 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
                     known_hosts line per host key (ed25519, ECDSA, RSA) and the
                     file holding them, the key to log in with, and its
                     connections and sessions now
+  ssh-config [--identity FILE] [HOST...]
+                    an ssh_config block to Include at the top of
+                    ~/.ssh/config: then ssh, scp, sftp, rsync, git and
+                    Ansible reach HOST (default: every host) on the pooled
+                    connections, through a ControlMaster per destination
+                    whose connection goes to the front door; --identity: the
+                    key to log in to the door with (default: its generated
+                    client key, if you can read it)
 ${JOB_USAGE}`;
 
 const HOST_COMMANDS = new Set(['check', 'drain']);
@@ -35,6 +45,8 @@ async function main(): Promise<number> {
         // job ...
         name: { type: 'string' }, timeout: { type: 'string' }, stderr: { type: 'boolean' }, from: { type: 'string' },
         follow: { type: 'boolean' }, force: { type: 'boolean' },
+        // ssh-config
+        identity: { type: 'string' },
       },
       allowPositionals: true,
     });
@@ -68,9 +80,17 @@ async function main(): Promise<number> {
       mux?.close();
     }
   }
+  if (command === 'ssh-config') {
+    const mux = await SshMux.connect({ socket, clientName: 'sshmuxctl' });
+    try {
+      return sshConfig(await mux.status(), rest, values.identity);
+    } finally {
+      mux.close();
+    }
+  }
   const jobFlag = Object.keys(flags).find((f) => f !== 'json');
   if (jobFlag) {
-    process.stderr.write(`sshmuxctl: --${jobFlag} is for job commands\n${USAGE}\n`);
+    process.stderr.write(`sshmuxctl: --${jobFlag} is for ${jobFlag === 'identity' ? 'ssh-config' : 'job commands'}\n${USAGE}\n`);
     return 2;
   }
   const wantsHost = HOST_COMMANDS.has(command);
@@ -134,6 +154,29 @@ function gateway(s: Status, json: boolean): number {
     `now              ${info.connections} connections, ${info.sessions} sessions, ${info.authFailures} refused logins since start`,
     '',
   ].join('\n'));
+  return 0;
+}
+
+/** sshmuxctl ssh-config: the block on stdout, or why this daemon cannot serve it (exit 1). */
+function sshConfig(s: Status, hosts: string[], identityFlag: string | undefined): number {
+  const g = s.gateway;
+  const refuse = (why: string): number => {
+    process.stderr.write(`sshmuxctl: ${why}\n`);
+    return 1;
+  };
+  if (!g?.address) return refuse(`the ssh_config block ${NEEDS_GATEWAY}; this sshmuxd has no front door: restart it with one, then run sshmuxctl ssh-config again`);
+  const id = doorIdentity(identityFlag, g.clientKey ?? '', g.authorizedKeys ?? '');
+  if ('error' in id) return refuse(id.error);
+  // The masters' sockets go there (~ is the passwd entry's home to ssh), and ssh refuses to start a master without it.
+  const dotSsh = controlDir();
+  if (!fs.existsSync(dotSsh)) {
+    fs.mkdirSync(dotSsh, { mode: 0o700 });
+    process.stderr.write(`sshmuxctl: made ${dotSsh} (mode 0700) for the ControlMaster sockets\n`);
+  }
+  process.stdout.write(sshConfigBlock({
+    address: g.address, knownHosts: g.knownHosts ?? '', knownHostsFile: g.knownHostsFile ?? '', identity: id.identity, hosts,
+    node: process.execPath, dialer: dialerPath(), now: new Date(),
+  }));
   return 0;
 }
 

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseJumpSpec, SshConfigResolver } from '../../daemon/ssh/ssh-config';
+import { sshConfigBlock } from '../../cli/ssh-config-block';
 
 const dirs: string[] = [];
 after(() => {
@@ -397,6 +398,41 @@ test('the real ssh agrees on what matters (ssh -G)', { skip: !hasSsh && 'no ssh 
     assert.equal(String(ours.port), field('port'), alias);
     assert.equal(ours.user, field('user'), alias);
     assert.equal(String(ours.connectTimeoutMs / 1000), field('connecttimeout'), alias);
+  }
+});
+
+test('the block sshmuxctl ssh-config prints: ssh applies it, sshmuxd skips it, Included or pasted', { skip: !hasSsh && 'no ssh binary' }, () => {
+  const home = tempDir();
+  fs.mkdirSync(path.join(home, '.ssh'));
+  const block = sshConfigBlock({
+    address: '127.0.0.1:2222', knownHosts: '[127.0.0.1]:2222 ssh-ed25519 AAAA', knownHostsFile: '/state/gateway_known_hosts',
+    identity: '/state/gateway_client_ed25519_key', hosts: ['web', 'db*'], node: '/usr/bin/node', dialer: '/opt/sshmux/dist/cli/gateway-dial.js',
+    now: new Date(0),
+  });
+  const hosts = 'Host web\n  HostName 10.0.0.5\n  Port 2200\n  UserKnownHostsFile ~/.ssh/web_hosts\n  ProxyJump bastion\n' +
+    'Host *\n  User deploy\n';
+  fs.writeFileSync(path.join(home, '.ssh', 'sshmux.conf'), block);
+  const included = path.join(home, 'included');
+  const pasted = path.join(home, 'pasted');
+  fs.writeFileSync(included, `Include ${home}/.ssh/sshmux.conf\n${hosts}`);
+  fs.writeFileSync(pasted, `${block}${hosts}`);
+  for (const cfg of [included, pasted]) {
+    const r = new SshConfigResolver({ configFile: cfg, home, env: {} });
+    r.load();
+    const web = r.resolve('web');
+    assert.equal(web.proxyCommand, undefined, cfg);
+    assert.equal(web.hostKeyAlias, undefined, cfg);
+    assert.deepEqual(web.userKnownHostsFiles, [path.join(home, '.ssh', 'web_hosts')], cfg);
+    assert.deepEqual(web.proxyJump, [{ host: 'bastion' }], cfg);
+    assert.deepEqual([web.hostname, web.port, web.user], ['10.0.0.5', 2200, 'deploy'], cfg);
+    // ssh itself takes the block first, and what follows a pasted one still applies to every host.
+    const g = execFileSync('ssh', ['-G', '-F', cfg, 'web'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    assert.match(g, /^proxycommand \/usr\/bin\/env NODE_CHANNEL_FD=1 \/usr\/bin\/node \/opt\/sshmux\/dist\/cli\/gateway-dial\.js 127\.0\.0\.1:2222 '%r' '%n' '%p'$/m, cfg);
+    assert.doesNotMatch(g, /^proxyjump/m, cfg);
+    assert.match(g, /^hostkeyalias \[127\.0\.0\.1\]:2222$/m, cfg);
+    assert.match(g, /^controlpath .*\/\.ssh\/sshmux-[0-9a-f]{40}$/m, cfg);
+    assert.doesNotMatch(execFileSync('ssh', ['-G', '-F', cfg, 'other'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(), /^proxycommand/m, cfg);
+    assert.match(execFileSync('ssh', ['-G', '-F', cfg, 'other'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(), /^user deploy$/m, cfg);
   }
 });
 
