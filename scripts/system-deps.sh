@@ -59,6 +59,8 @@ DEPS=(
   # Python SSH libraries against the daemon, with Debian's /usr/bin/python3.
   "test python3-paramiko /usr/lib/python3/dist-packages/paramiko"
   "test python3-asyncssh /usr/lib/python3/dist-packages/asyncssh"
+  # Ansible's ssh connection plugin through the ssh_config block (sshmuxctl ssh-config), and its bench.
+  "test ansible-core ansible-playbook"
   # sd_notify goes through systemd-notify; the unit tests run systemd-analyze.
   "test systemd systemd-notify"
   "test systemd systemd-analyze"
