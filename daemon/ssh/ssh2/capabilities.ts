@@ -262,12 +262,13 @@ const CAPABILITIES: Capability[] = [
     name: 'client-greeting', patch: '035',
     async check(kit) {
       // A line before the client's identification, as the front door's ProxyCommand helper writes.
+      const sent = 'sshmux check: greeting\r\n';
       let greeting: string | undefined;
       const { client } = await kit.connect((_conn, info) => {
         greeting = info.header.greeting;
-      }, {}, undefined, undefined, undefined, { server: { clientGreetingLines: 1 }, greeting: 'sshmux check: greeting\r\n' });
+      }, {}, undefined, undefined, undefined, { server: { clientGreetingLines: 1 }, greeting: sent });
       client.end();
-      if (greeting !== 'sshmux check: greeting\r\n') throw new Error(`the server saw the client's greeting as ${JSON.stringify(greeting)}`);
+      if (greeting !== sent) throw new Error(`the server saw the client's greeting as ${JSON.stringify(greeting)}`);
     },
   },
   {
