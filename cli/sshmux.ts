@@ -5,6 +5,7 @@
 // place of ssh. The usual path (a command, a shell, a subsystem) loads only
 // what one call needs (session.ts, without the SDK or protobufjs), because
 // a script may start thousands of these; -L, -W and -N use the SDK.
+import './compile-cache'; // first: it caches the modules loaded after it
 import * as fs from 'node:fs';
 import { defaultSocketPath, mayAutostart } from '../proto/socket-path';
 import { enumValue } from '../proto/wire';
