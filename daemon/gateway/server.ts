@@ -86,7 +86,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   let authFailures = 0;
   const ssh = new Server({
     hostKeys: hostKeys.map((k) => k.privateKey),
-    algorithms: { serverHostKey: hostKeyAlgorithms(hostKeys) },
+    // No compression: on the door's local link it only costs CPU (a ControlMaster made with ssh -C, as Ansible makes
+    // its masters, moved 50 MB of text through the door 6-10 times slower), and the daemon's CPU is every client's.
+    algorithms: { serverHostKey: hostKeyAlgorithms(hostKeys), compress: ['none'] },
     // The line the ssh_config block's ProxyCommand helper writes first (greeting.ts).
     clientGreetingLines: GREETING_LINES,
     ident: `sshmuxd_${opts.version}`,
