@@ -97,6 +97,8 @@ export function dialerPath(): string {
  * given, which must be listed in the daemon's gatewayAuthorizedKeys.
  */
 export function doorIdentity(given: string | undefined, clientKey: string, authorizedKeys: string): { identity: string } | { error: string } {
+  // "~/..." stays as it is, for ssh to expand per user: a block in /etc/ssh/ssh_config.d/ serves every user.
+  if (given?.startsWith('~/')) return { identity: given };
   if (given) {
     const file = path.resolve(given);
     if (!isReadable(file)) return { error: `cannot read the key ${file} given with --identity` };
@@ -126,7 +128,7 @@ function literal(s: string): string {
   return s.replace(/%/g, '%%');
 }
 
-/** A path as an ssh_config argument: tokens escaped, quoted if it has spaces. */
+/** A path as an ssh_config argument: tokens escaped (a leading ~ is ssh's to expand), quoted if it has spaces. */
 function configWord(s: string): string {
   const v = literal(s);
   return /\s/.test(v) ? `"${v}"` : v;

@@ -31,7 +31,8 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
                     connections, through a ControlMaster per destination
                     whose connection goes to the front door; --identity: the
                     key to log in to the door with (default: its generated
-                    client key, if you can read it)
+                    client key, if you can read it; '~/...' is left for ssh to
+                    expand per user, for /etc/ssh/ssh_config.d/)
 ${JOB_USAGE}`;
 
 const HOST_COMMANDS = new Set(['check', 'drain']);

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseJumpSpec, SshConfigResolver } from '../../daemon/ssh/ssh-config';
-import { sshConfigBlock } from '../../cli/ssh-config-block';
+import { doorIdentity, sshConfigBlock } from '../../cli/ssh-config-block';
 
 const dirs: string[] = [];
 after(() => {
@@ -434,6 +434,18 @@ test('the block sshmuxctl ssh-config prints: ssh applies it, sshmuxd skips it, I
     assert.doesNotMatch(execFileSync('ssh', ['-G', '-F', cfg, 'other'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(), /^proxycommand/m, cfg);
     assert.match(execFileSync('ssh', ['-G', '-F', cfg, 'other'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(), /^user deploy$/m, cfg);
   }
+});
+
+test('the key the block names for the door: one given, ~/ left for ssh, the generated one if readable, else why not', () => {
+  const dir = tempDir();
+  const key = path.join(dir, 'id');
+  fs.writeFileSync(key, 'k', { mode: 0o600 });
+  assert.deepEqual(doorIdentity(key, '/state/client', ''), { identity: key });
+  assert.deepEqual(doorIdentity('~/.ssh/id_ed25519', '', '/etc/sshmux/keys'), { identity: '~/.ssh/id_ed25519' });
+  assert.deepEqual(doorIdentity(undefined, key, ''), { identity: key });
+  assert.match((doorIdentity(path.join(dir, 'missing'), '', '') as { error: string }).error, /cannot read the key .*missing given with --identity/);
+  assert.match((doorIdentity(undefined, path.join(dir, 'not-mine'), '') as { error: string }).error, /readable by sshmuxd's user only.*--identity FILE/);
+  assert.match((doorIdentity(undefined, '', '/etc/sshmux/keys') as { error: string }).error, /keys listed in \/etc\/sshmux\/keys: name yours with --identity FILE/);
 });
 
 test('resolutions are kept per alias and overrides until the files are read again', () => {
