@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { remoteProcesses, startSshd, tempDir, type Sshd } from '../helpers/sshd';
 import { waitFor } from '../helpers/daemon';
@@ -225,11 +226,16 @@ test('Ansible, forks 30, thirty inventory names for one sshd with MaxSessions 10
     '',
   ].join('\n'));
   const logins = sshd.logins();
+  const controlDir = path.join(dir, 'cp');
   const r = spawnSync('ansible-playbook', ['-i', inventory, '-f', '30', playbook], {
     encoding: 'utf8', timeout: 170_000, cwd: dir,
-    env: { ...process.env, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(dir, 'cp'), ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
+    env: { ...process.env, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir, ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
       ANSIBLE_NOCOLOR: '1' },
   });
+  // Ansible's masters would stay 60 s (its ControlPersist): end them now.
+  for (const socket of fs.existsSync(controlDir) ? fs.readdirSync(controlDir) : []) {
+    ssh(['-o', `ControlPath=${path.join(controlDir, socket)}`, '-O', 'exit', 't']);
+  }
   assert.equal(r.status, 0, `${r.stdout.slice(-3000)}\n${r.stderr}`);
   const stats = JSON.parse(r.stdout).stats as Record<string, { ok: number; failures: number; unreachable: number }>;
   assert.deepEqual(Object.keys(stats).sort(), names);
@@ -237,6 +243,34 @@ test('Ansible, forks 30, thirty inventory names for one sshd with MaxSessions 10
   assert.doesNotMatch(r.stdout + r.stderr, /Session open refused/);
   assert.ok(sshd.logins() - logins <= 8, `${sshd.logins() - logins} logins`);
   assert.equal(sshd.drops(), 0);
+});
+
+test('a line before the SSH identification that is not the helper\'s ends the connection, and says so in the log', async () => {
+  const address = JSON.parse(execFileSync(process.execPath, [SSHMUXCTL, '--socket', world.daemon.socket, '--json', 'gateway']).toString()).address as string;
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  const closed = await new Promise<boolean>((resolve) => {
+    const socket = net.connect(port, host, () => socket.write('GET / HTTP/1.0\r\nSSH-2.0-OpenSSH_9.2\r\n'));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(false);
+    }, 10_000);
+    socket.on('data', () => {});
+    socket.on('error', () => {});
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  assert.ok(closed, 'the door kept the connection open');
+  assert.match(world.daemon.logs(), /not \\"sshmux-destination USER@HOST PORT\\": \\"GET \/ HTTP\/1\.0.*?"msg":"gateway: connection refused"/);
+});
+
+test('nothing left behind: once the masters exit, no door connection, channel or pooled session remains', async () => {
+  for (const host of ['t', 'bad']) ssh(['-O', 'exit', host]);
+  assert.ok(await waitFor(() => door().connections === 0, 15_000), `door connections left: ${JSON.stringify(door())}`);
+  assert.equal(door().sessions, 0);
+  const status = await world.mux.status();
+  assert.equal(status.totals?.sessions ?? 0, 0, 'pooled sessions still open');
 });
 
 test('a daemon without a front door: sshmuxctl ssh-config fails with what the block needs', async () => {
