@@ -10,8 +10,8 @@
 // systems take turns, run by run, so that load from elsewhere falls on all
 // of them alike. CPU per run is the children's user+system time
 // (/proc/self/stat cutime+cstime, in clock ticks, averaged over the runs).
-// "Over node -e 0" is the median of the per-turn differences with the
-// `node -e 0` run of the same turn, which load that comes and goes during
+// "Over its -e 0" is the median of the per-turn differences with the
+// `-e 0` run of the same Node in the same turn, which load that comes and goes during
 // the run does not skew the way a difference of medians can.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -24,8 +24,9 @@ const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 const SDK = path.join(__dirname, '..', 'client-sdk');
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
 
-interface System { name: string; cmd: string; args: string[]; input?: string; env?: NodeJS.ProcessEnv }
-interface Row { system: string; runs: number; p50_ms: number; p90_ms: number; mean_ms: number; cpu_ms: number; over_node_ms: number }
+/** `base`: the system whose run of the same turn "over" is measured from (its Node's `-e 0`); none for ssh. */
+interface System { name: string; cmd: string; args: string[]; input?: string; env?: NodeJS.ProcessEnv; base?: string }
+interface Row { system: string; runs: number; p50_ms: number; p90_ms: number; mean_ms: number; cpu_ms: number; over_node_ms?: number }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '40' }, json: { type: 'boolean' }, node: { type: 'string' } } });
@@ -51,15 +52,17 @@ async function main(): Promise<void> {
     await waitForControl(viaBlock, undefined);
     const sdkExec = `require(${JSON.stringify(SDK)}).SshMux.connect().then((m) => m.exec('t', 'true')).then((r) => process.exit(r.code))`;
     const other = values.node;
+    const node = 'node -e 0';
+    const otherNode = other ? `${nodeVersion(other)} -e 0` : '';
     const systems: System[] = [
-      { name: 'node -e 0', cmd: process.execPath, args: ['-e', '0'] },
-      { name: 'sshmux t true', cmd: process.execPath, args: [SSHMUX, 't', 'true'] },
-      { name: 'sshmux t true <pipe', cmd: process.execPath, args: [SSHMUX, 't', 'true'], input: '' },
-      { name: 'node + SDK exec (before)', cmd: process.execPath, args: ['-e', sdkExec] },
+      { name: node, cmd: process.execPath, args: ['-e', '0'], base: node },
+      { name: 'sshmux t true', cmd: process.execPath, args: [SSHMUX, 't', 'true'], base: node },
+      { name: 'sshmux t true <pipe', cmd: process.execPath, args: [SSHMUX, 't', 'true'], input: '', base: node },
+      { name: 'node + SDK exec (before)', cmd: process.execPath, args: ['-e', sdkExec], base: node },
       ...(other ? [
-        { name: `${nodeVersion(other)} -e 0`, cmd: other, args: ['-e', '0'] },
-        { name: `sshmux on ${nodeVersion(other)}, compile cache`, cmd: other, args: [SSHMUX, 't', 'true'] },
-        { name: `sshmux on ${nodeVersion(other)}, no cache`, cmd: other, args: [SSHMUX, 't', 'true'], env: { NODE_DISABLE_COMPILE_CACHE: '1' } },
+        { name: otherNode, cmd: other, args: ['-e', '0'], base: otherNode },
+        { name: `sshmux on ${nodeVersion(other)}, compile cache`, cmd: other, args: [SSHMUX, 't', 'true'], base: otherNode },
+        { name: `sshmux on ${nodeVersion(other)}, no cache`, cmd: other, args: [SSHMUX, 't', 'true'], env: { NODE_DISABLE_COMPILE_CACHE: '1' }, base: otherNode },
       ] : []),
       { name: 'ssh ControlMaster client', cmd: 'ssh', args: [...ssh, '-o', `ControlPath=${control}`, 't', 'true'] },
       { name: 'ssh through the block', cmd: 'ssh', args: [...viaBlock, 't', 'true'] },
@@ -67,11 +70,11 @@ async function main(): Promise<void> {
       { name: 'ssh (fresh connection)', cmd: 'ssh', args: [...ssh, 't', 'true'] },
     ];
     const rows = measure(systems, runs, env);
-    console.log(['system'.padEnd(34), 'p50 ms', 'p90 ms', 'mean ms', 'CPU ms', 'over node -e 0'].join('  '));
+    console.log(['system'.padEnd(38), 'p50 ms', 'p90 ms', 'mean ms', 'CPU ms', 'over its -e 0'].join('  '));
     for (const r of rows) {
       const over = r.over_node_ms;
-      console.log([r.system.padEnd(34), String(r.p50_ms).padStart(6), String(r.p90_ms).padStart(6), String(r.mean_ms).padStart(7),
-        String(r.cpu_ms).padStart(6), `${over >= 0 ? '+' : ''}${over} ms`.padStart(14)].join('  '));
+      console.log([r.system.padEnd(38), String(r.p50_ms).padStart(6), String(r.p90_ms).padStart(6), String(r.mean_ms).padStart(7),
+        String(r.cpu_ms).padStart(6), (over === undefined ? '—' : `${over >= 0 ? '+' : ''}${over} ms`).padStart(13)].join('  '));
     }
     const row = (name: string): Row => rows.find((r) => r.system === name)!;
     const ratio = round(row('ssh through the block').p50_ms / row('ssh ControlMaster client').p50_ms * 100) / 100;
@@ -108,10 +111,11 @@ function measure(systems: System[], runs: number, env: NodeJS.ProcessEnv): Row[]
   const tickMs = 1000 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
   return systems.map((s, j) => {
     const sorted = [...times[j]].sort((a, b) => a - b);
+    const base = systems.findIndex((b) => b.name === s.base);
     return {
       system: s.name, runs, p50_ms: round(quantile(sorted, 0.5)), p90_ms: round(quantile(sorted, 0.9)),
       mean_ms: round(sorted.reduce((a, b) => a + b, 0) / runs), cpu_ms: round((cpuTicks[j] * tickMs) / runs),
-      over_node_ms: round(quantile(times[j].map((t, i) => t - times[0][i]).sort((a, b) => a - b), 0.5)),
+      over_node_ms: base < 0 ? undefined : round(quantile(times[j].map((t, i) => t - times[base][i]).sort((a, b) => a - b), 0.5)),
     };
   });
 }
