@@ -12,6 +12,12 @@
 // ...), sshd's logins and drops (from its log), and the wall time. The two
 // paths differ only in the -F file the clients read: the hosts' config, or
 // the block Included before it. Prints a table, then the JSON.
+//
+// ssh runs a ProxyCommand through $SHELL, and bash with a socket on stdin (as
+// ProxyUseFdpass gives it) and SHLVL unset or 0 sources ~/.bashrc first, as
+// if rshd had started it; how this bench was started must not decide what
+// it measures, so the clients get SHLVL=1, as from a terminal (the README
+// says what a heavy ~/.bashrc costs otherwise).
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -21,6 +27,8 @@ import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
+/** The clients' environment: SHLVL=1, see above. */
+const CLIENT_ENV = { ...process.env, SHLVL: '1' };
 
 interface Row {
   scenario: string; system: string; n: number; ok: number; failed: number; failures: string[];
@@ -88,7 +96,7 @@ async function main(): Promise<void> {
 /** `n` ssh at once, each `sleep 0.5; echo i`; a failure is its exit status and the first line of its stderr. */
 async function sshAtOnce(n: number, options: string[]): Promise<{ n: number; failures: string[] }> {
   const runs = Array.from({ length: n }, (_, i) => new Promise<string | undefined>((resolve) => {
-    const child = spawn('ssh', [...options, '-o', 'BatchMode=yes', 't', `sleep 0.5; echo ${i}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ssh', [...options, '-o', 'BatchMode=yes', 't', `sleep 0.5; echo ${i}`], { stdio: ['ignore', 'pipe', 'pipe'], env: CLIENT_ENV });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
@@ -125,7 +133,7 @@ async function playbook(base: string, config: string, tasks: number, forks: numb
   const out = await new Promise<{ status: number | null; stdout: string }>((resolve) => {
     const child = spawn('ansible-playbook', ['-i', inventory, '-f', String(forks), play], {
       cwd: dir, stdio: ['ignore', 'pipe', 'ignore'],
-      env: { ...process.env, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(dir, 'cp'), ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'), ANSIBLE_NOCOLOR: '1' },
+      env: { ...CLIENT_ENV, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(dir, 'cp'), ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'), ANSIBLE_NOCOLOR: '1' },
     });
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));

@@ -22,6 +22,13 @@ import { slowReader } from '../helpers/load';
 import { startWorld, type World } from '../helpers/world';
 
 const SSHMUXCTL = path.join(__dirname, '..', '..', 'cli', 'sshmuxctl.js');
+/**
+ * The clients' environment. ssh runs the block's ProxyCommand through $SHELL,
+ * and bash with a socket on stdin and SHLVL unset or 0 sources ~/.bashrc
+ * first (as if rshd had started it): SHLVL=1, as from a terminal, keeps this
+ * machine's ~/.bashrc out of what is tested.
+ */
+const CLIENT_ENV = { ...process.env, SHLVL: '1' };
 
 let sshd: Sshd;
 let world: World;
@@ -58,11 +65,11 @@ before(async () => {
 
 after(() => {
   // The masters end with the daemon's connections anyway; -O exit says so at once.
-  for (const host of ['t', 'bad']) spawnSync('ssh', ['-F', clientConfig, '-O', 'exit', host], { stdio: 'ignore', timeout: 10_000 });
+  for (const host of ['t', 'bad']) spawnSync('ssh', ['-F', clientConfig, '-O', 'exit', host], { stdio: 'ignore', timeout: 10_000, env: CLIENT_ENV });
 });
 
 function ssh(args: string[], input?: string | Buffer): SpawnSyncReturns<Buffer> {
-  return spawnSync('ssh', ['-F', clientConfig, '-o', 'BatchMode=yes', ...args], { input, timeout: 120_000, maxBuffer: 64 << 20 });
+  return spawnSync('ssh', ['-F', clientConfig, '-o', 'BatchMode=yes', ...args], { input, timeout: 120_000, maxBuffer: 64 << 20, env: CLIENT_ENV });
 }
 
 function ok(r: SpawnSyncReturns<Buffer | string>, what: string): string {
@@ -88,7 +95,7 @@ test('the block: its first line says what the daemon needs, the door is checked 
   assert.match(blockText, /^ {4}StrictHostKeyChecking yes$/m);
   assert.match(blockText, /^# <<< sshmux ssh-config$/m);
   // ssh resolves t through the block; the daemon resolves the same names without it (sshmux -G asks the daemon).
-  const g = ok(spawnSync('ssh', ['-F', clientConfig, '-G', 't'], { encoding: 'utf8' }), 'ssh -G');
+  const g = ok(spawnSync('ssh', ['-F', clientConfig, '-G', 't'], { encoding: 'utf8', env: CLIENT_ENV }), 'ssh -G');
   assert.match(g, /^proxycommand .*gateway-dial\.js/m);
   assert.match(g, /^controlmaster auto$/m);
 });
@@ -110,11 +117,11 @@ test('scp, sftp and rsync move files both ways, hashes equal', () => {
   const local = tempDir();
   const data = randomBytes(5 << 20);
   fs.writeFileSync(path.join(local, 'up.bin'), data);
-  ok(spawnSync('scp', ['-F', clientConfig, '-q', path.join(local, 'up.bin'), `t:${remoteDir}/scp.bin`]), 'scp up');
-  ok(spawnSync('scp', ['-F', clientConfig, '-q', `t:${remoteDir}/scp.bin`, path.join(local, 'scp-down.bin')]), 'scp down');
+  ok(spawnSync('scp', ['-F', clientConfig, '-q', path.join(local, 'up.bin'), `t:${remoteDir}/scp.bin`], { env: CLIENT_ENV }), 'scp up');
+  ok(spawnSync('scp', ['-F', clientConfig, '-q', `t:${remoteDir}/scp.bin`, path.join(local, 'scp-down.bin')], { env: CLIENT_ENV }), 'scp down');
   assert.equal(sha256(fs.readFileSync(path.join(local, 'scp-down.bin'))), sha256(data));
   ok(spawnSync('sftp', ['-F', clientConfig, '-q', '-b', '-', 't'], {
-    input: `put ${local}/up.bin ${remoteDir}/sftp.bin\nget ${remoteDir}/sftp.bin ${local}/sftp-down.bin\n`,
+    input: `put ${local}/up.bin ${remoteDir}/sftp.bin\nget ${remoteDir}/sftp.bin ${local}/sftp-down.bin\n`, env: CLIENT_ENV,
   }), 'sftp');
   assert.equal(sha256(fs.readFileSync(path.join(local, 'sftp-down.bin'))), sha256(data));
   const tree = path.join(local, 'tree');
@@ -122,8 +129,8 @@ test('scp, sftp and rsync move files both ways, hashes equal', () => {
   fs.writeFileSync(path.join(tree, 'sub', 'a.bin'), data.subarray(0, 300_000));
   fs.writeFileSync(path.join(tree, 'b.txt'), 'b\n');
   const rsh = `ssh -F ${clientConfig}`;
-  ok(spawnSync('rsync', ['-a', '-e', rsh, `${tree}/`, `t:${remoteDir}/tree/`]), 'rsync up');
-  ok(spawnSync('rsync', ['-a', '-e', rsh, `t:${remoteDir}/tree/`, `${local}/tree-down/`]), 'rsync down');
+  ok(spawnSync('rsync', ['-a', '-e', rsh, `${tree}/`, `t:${remoteDir}/tree/`], { env: CLIENT_ENV }), 'rsync up');
+  ok(spawnSync('rsync', ['-a', '-e', rsh, `t:${remoteDir}/tree/`, `${local}/tree-down/`], { env: CLIENT_ENV }), 'rsync down');
   assert.equal(sha256(fs.readFileSync(path.join(local, 'tree-down', 'sub', 'a.bin'))), sha256(data.subarray(0, 300_000)));
   assert.equal(fs.readFileSync(path.join(local, 'tree-down', 'b.txt'), 'utf8'), 'b\n');
 });
@@ -132,7 +139,7 @@ test('git pushes and clones over ssh://t/...', () => {
   const bare = path.join(remoteDir, 'repo.git');
   execFileSync('su', [sshd.user.name, '-s', '/bin/sh', '-c', `git init -q --bare ${bare}`]);
   const work = tempDir();
-  const env = { ...process.env, GIT_SSH_COMMAND: `ssh -F ${clientConfig}` };
+  const env = { ...CLIENT_ENV, GIT_SSH_COMMAND: `ssh -F ${clientConfig}` };
   const git = (args: string[], cwd: string): SpawnSyncReturns<string> =>
     spawnSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', ...args], { cwd, env, encoding: 'utf8', timeout: 120_000 });
   fs.writeFileSync(path.join(work, 'hello.txt'), 'hello through the block\n');
@@ -160,7 +167,7 @@ test('a slow reader gets every byte', async () => {
   fs.writeFileSync(file, data);
   fs.chownSync(file, sshd.user.uid, sshd.user.gid);
   const reader = slowReader(1, 65536, 0.002);
-  const child = spawn('ssh', ['-F', clientConfig, '-o', 'BatchMode=yes', 't', `cat ${file}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ssh', ['-F', clientConfig, '-o', 'BatchMode=yes', 't', `cat ${file}`], { stdio: ['ignore', 'pipe', 'pipe'], env: CLIENT_ENV });
   child.stdout.pipe(reader.stdin as NodeJS.WritableStream);
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d));
@@ -173,7 +180,7 @@ test('the caller killed (SIGKILL, SIGTERM) ends the remote command', async () =>
   for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
     // A duration no other test uses marks the remote process.
     const marker = `sleep ${3000 + Math.floor(Math.random() * 6000)}`;
-    const child = spawn('ssh', ['-F', clientConfig, '-o', 'BatchMode=yes', 't', `exec ${marker}`], { stdio: 'ignore' });
+    const child = spawn('ssh', ['-F', clientConfig, '-o', 'BatchMode=yes', 't', `exec ${marker}`], { stdio: 'ignore', env: CLIENT_ENV });
     assert.ok(await waitFor(() => remoteProcesses(marker).length > 0, 20_000), 'the remote command never started');
     child.kill(signal);
     assert.ok(await waitFor(() => remoteProcesses(marker).length === 0, 15_000), `the remote command outlived the caller's ${signal}`);
@@ -186,7 +193,7 @@ test('150 commands at once, no master yet: all succeed, at most 8 logins, no Max
   await waitFor(() => door().connections === 0, 10_000);
   const logins = sshd.logins();
   const runs = Array.from({ length: 150 }, (_, i) => new Promise<{ status: number | null; out: string; err: string }>((resolve) => {
-    const child = spawn('ssh', ['-F', clientConfig, '-o', 'BatchMode=yes', 't', `sleep 0.5; echo ${i}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ssh', ['-F', clientConfig, '-o', 'BatchMode=yes', 't', `sleep 0.5; echo ${i}`], { stdio: ['ignore', 'pipe', 'pipe'], env: CLIENT_ENV });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
@@ -229,7 +236,7 @@ test('Ansible, forks 30, thirty inventory names for one sshd with MaxSessions 10
   const controlDir = path.join(dir, 'cp');
   const r = spawnSync('ansible-playbook', ['-i', inventory, '-f', '30', playbook], {
     encoding: 'utf8', timeout: 170_000, cwd: dir,
-    env: { ...process.env, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir, ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
+    env: { ...CLIENT_ENV, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir, ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
       ANSIBLE_NOCOLOR: '1' },
   });
   // Ansible's masters would stay 60 s (its ControlPersist): end them now.
