@@ -38,7 +38,9 @@ async function main(): Promise<void> {
   const control = path.join(dir, 'cm.sock');
   const ssh = ['-F', client.sshConfigPath, '-o', 'BatchMode=yes'];
   const master = spawn('ssh', [...ssh, '-M', '-N', '-o', `ControlPath=${control}`, '-o', 'ControlPersist=no', 't'], { stdio: 'ignore' });
-  const env = { ...process.env, SSHMUX_SOCKET: daemon.socket };
+  // SHLVL=1, as from a terminal: bash, which runs the block's ProxyCommand with a socket for stdin,
+  // would otherwise source ~/.bashrc first, and this machine's is not what is measured (see bench/ssh-config.ts).
+  const env = { ...process.env, SSHMUX_SOCKET: daemon.socket, SHLVL: '1' };
   // ssh through the block: the block Included before the host's own settings, its master on a path of our own.
   const block = path.join(dir, 'sshmux.conf');
   fs.writeFileSync(block, execFileSync(process.execPath, [SSHMUXCTL, 'ssh-config', 't'], { env }));
