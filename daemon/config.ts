@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import { globRegExp } from './glob';
 import { validOwner } from './jobs/job-id';
 import { parseRedisUrl, type RedisTarget } from './fleet/redis-url';
+import { DEFAULT_WINDOW_LIMITS, type WindowLimits } from './pool/link-window';
 
 export interface Limits {
   /** Session channels per connection; sshd's MaxSessions (default 10). */
@@ -82,6 +83,8 @@ export interface DaemonConfig {
   gatewayAuthorizedKeys?: string;
   /** Let the front door listen on a non-loopback address. */
   gatewayAllowRemote: boolean;
+  /** How far channel windows may grow to fill a long link: per channel, and in all (daemon/pool/link-window.ts). */
+  windows: WindowLimits;
 }
 
 export class DaemonConfigError extends Error {
@@ -89,6 +92,8 @@ export class DaemonConfigError extends Error {
 }
 
 const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as Array<keyof Limits>;
+/** ssh2's own channel window, which every channel has. */
+const MIN_CHANNEL_WINDOW = 2 * 1024 * 1024;
 const MIN: Record<keyof Limits, number> = {
   maxSessions: 1, maxConnections: 1, maxConcurrentHandshakes: 1, queueLimit: 0,
   idleTimeoutMs: 0, queueTimeoutMs: 1, requestTimeoutMs: 0, connectionAttempts: 1,
@@ -96,7 +101,8 @@ const MIN: Record<keyof Limits, number> = {
 };
 
 export function defaultDaemonConfig(): DaemonConfig {
-  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, maxClients: 1000, httpAllowRemote: false, jobRetentionMs: 3 * 86_400_000, gatewayAllowRemote: false };
+  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, maxClients: 1000, httpAllowRemote: false, jobRetentionMs: 3 * 86_400_000, gatewayAllowRemote: false,
+    windows: { ...DEFAULT_WINDOW_LIMITS } };
 }
 
 export function loadDaemonConfig(file: string | undefined): DaemonConfig {
@@ -133,6 +139,11 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
       config[key] = intValue(key, value, 1, fail);
     } else if (key === 'jobRetentionMs') {
       config.jobRetentionMs = intValue(key, value, 0, fail);
+    } else if (key === 'channelWindowMax') {
+      // Below ssh2's own 2 MiB a window would only shrink what every channel already has.
+      config.windows.channelWindowMax = intValue(key, value, MIN_CHANNEL_WINDOW, fail);
+    } else if (key === 'windowMemoryMax') {
+      config.windows.windowMemoryMax = intValue(key, value, 0, fail);
     } else if (key === 'jobOwner') {
       if (typeof value !== 'string' || !validOwner(value)) fail('jobOwner must be 1-64 characters A-Z a-z 0-9 . _ @ - (not starting with .)');
       config.jobOwner = value as string;
@@ -158,7 +169,7 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
       }
     } else {
       fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'maxClients', 'socketGroup', 'httpAllowRemote', 'jobRetentionMs', 'jobOwner',
-        'gateway', 'gatewayAuthorizedKeys', 'gatewayAllowRemote', 'hosts', 'fleet'].join(', ')})`);
+        'gateway', 'gatewayAuthorizedKeys', 'gatewayAllowRemote', 'channelWindowMax', 'windowMemoryMax', 'hosts', 'fleet'].join(', ')})`);
     }
   }
   return config;

@@ -20,6 +20,7 @@ import { dial } from './ssh/dial';
 import { checkSsh2Internals } from './ssh/ssh2-internals';
 import { jobOwner } from './jobs/job-id';
 import { Jobs } from './jobs/jobs';
+import { configureWindows } from './pool/link-window';
 import { ClientConn, MAX_LINGERING, sayAndClose } from './rpc/client-conn';
 import { listenUnix } from './rpc/server';
 import { SshConfigResolver, type ResolvedHost } from './ssh/ssh-config';
@@ -89,6 +90,7 @@ export class Daemon {
   static async start(opts: DaemonOptions): Promise<Daemon> {
     checkSsh2Internals();
     const { resolver, config } = loadConfigs(opts);
+    configureWindows(config.windows);
     // Redis is waited for 2 s at most: without it the fleet runs on local limits.
     const fleet = config.fleet ? await Fleet.start(config.fleet, opts.log) : undefined;
     const daemon = new Daemon(opts, config, new Agent(resolver, config, opts.log, fleet), fleet);
@@ -234,6 +236,7 @@ export class Daemon {
         config.fleet = this.config.fleet && config.fleet ? { ...config.fleet, redis: this.config.fleet.redis } : this.config.fleet;
       }
       const { kept, replaced } = this.agent.reconfigure(resolver, config);
+      configureWindows(config.windows);
       this.jobs.reconfigure(jobSettings(config));
       this.config = config;
       this.maxClients = clientLimit(config.maxClients, this.opts.log);

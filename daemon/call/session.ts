@@ -11,6 +11,7 @@ import { MuxError } from '../errors';
 import type { Connection, SessionSpec } from '../pool/connection';
 import type { HostPool, PendingSession } from '../pool/host-pool';
 import { abandonChannel, sendSignal, SIGNALS, terminate } from '../ssh/channel';
+import { sizeReceiveWindow } from '../pool/link-window';
 import { Call, STDERR, STDOUT, type ExitStatus, type OutputFd } from './call';
 
 export class SessionCall extends Call {
@@ -169,6 +170,7 @@ export class SessionCall extends Call {
     channel.once('end', outputEnded);
     if (!this.tunnel) channel.stderr.once('end', outputEnded);
     channel.once('close', closedOne);
+    sizeReceiveWindow(channel);
 
     if (!this.sink.alive) {
       this.clientGone();

@@ -16,6 +16,7 @@ import type { ResolvedHost } from '../ssh/ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
 import { quietEnd } from '../ssh/channel';
 import { channelOpen, execClosingStdin, holdCloseReplies, roundTrip, SpareSession } from '../ssh/ssh2-internals';
+import { LinkRtt, rememberLink } from './link-window';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -78,6 +79,10 @@ export class Connection {
   private idleSftp: Array<{ sftp: SFTPWrapper; timer: NodeJS.Timeout }> = [];
   /** The session channel opened ahead of need; none once the server refused one on this connection. */
   private spare: SpareSession | undefined;
+  /** When the spare's open went out: its confirmation times a round trip. */
+  private spareOpenedAt = 0;
+  /** The link's round trip, timed on keepalives and opens: what channel windows are sized by. */
+  readonly link = new LinkRtt();
 
   constructor(
     readonly id: string,
@@ -121,7 +126,10 @@ export class Connection {
       this.client = client;
       this.socket = socket;
       holdCloseReplies(client, CLOSE_REPLY_HOLD_MS);
-      this.spare = new SpareSession(client, (err, wasReady) => this.spareLost(err, wasReady), () => this.owner.onCapacity(this));
+      this.spare = new SpareSession(client, (err, wasReady) => this.spareLost(err, wasReady), () => {
+        this.link.sample(performance.now() - this.spareOpenedAt);
+        this.owner.onCapacity(this);
+      });
       this.hostKeyWarning = hostKeyWarning;
       client.on('error', () => {
         // Reported through 'close'; an 'error' without a listener would crash the daemon.
@@ -129,6 +137,7 @@ export class Connection {
       client.once('close', () => this.closed(new MuxError(Code.CONNECTION_LOST,
         `the connection ${this.id} to ${this.host.hostname}:${this.host.port} was lost`, 'running')));
       this.state = 'ready';
+      this.timeRoundTrip();
       this.armIdleTimer();
       this.owner.onReady(this);
     }, (err: MuxError) => {
@@ -157,6 +166,7 @@ export class Connection {
     const opened = (err: Error | undefined, channel: ClientChannel): void => {
       if (!err) {
         quietEnd(channel);
+        rememberLink(channel, this.link);
         channel.once('close', () => this.sessionClosed());
         done({ ok: true, channel });
         return;
@@ -202,6 +212,7 @@ export class Connection {
   private openSpare(): void {
     if (this.state !== 'ready' || !this.spare || this.spare.state !== 'none' || this.sessionsOpened === 0) return;
     if (this.held >= this.maxSessions) return;
+    this.spareOpenedAt = performance.now();
     this.spare.open();
   }
 
@@ -240,6 +251,7 @@ export class Connection {
             `${this.host.hostname} could not reach ${host}:${port}: ${err.message}`, 'handshaking'));
         }
         quietEnd(channel);
+        rememberLink(channel, this.link);
         channel.once('close', closed);
         done(undefined, channel);
       });
@@ -379,13 +391,21 @@ export class Connection {
     if (this.held < this.maxSessions) return;
     this.reclaiming = this.closedSlots;
     this.closedSlots = 0;
+    const sentAt = performance.now();
     roundTrip(this.client!, () => {
+      this.link.sample(performance.now() - sentAt);
       this.reclaiming = 0;
       if (this.state === 'closed') return;
       this.reclaimIfFull();
       this.openSpare();
       this.owner.onCapacity(this);
     });
+  }
+
+  /** One keepalive round trip, timed: the link's first measure, before any channel needs it. */
+  private timeRoundTrip(): void {
+    const sentAt = performance.now();
+    roundTrip(this.client!, () => this.link.sample(performance.now() - sentAt));
   }
 
   private armIdleTimer(): void {
