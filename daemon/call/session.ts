@@ -199,10 +199,10 @@ export class SessionCall extends Call {
     if (this.exit) return this.end({ exit: this.exit });
     if (this.tunnel) return this.end({ exit: { code: 0, signal: null } }); // the stream closed: done
     const lost = this.connection?.state === 'closed';
+    const how = this.connection?.lostReason ?? `the connection to ${this.request.host} was lost`;
     this.end({
       error: new MuxError(Code.CONNECTION_LOST, lost
-        ? `the connection to ${this.request.host} was lost while the command ran; it may or may not have finished ` +
-          '(not retried: a command is not assumed to be idempotent)'
+        ? `${how} while the command ran; it may or may not have finished (not retried: a command is not assumed to be idempotent)`
         : `${this.request.host} closed the session without an exit status`, 'running'),
     });
   }

@@ -295,7 +295,7 @@ export class FileTransfer extends Call {
     const status = typeof err.code === 'number' ? SFTP_STATUS[err.code] : undefined;
     const lost = this.connection?.state === 'closed' || /no response|not open|closed/i.test(err.message);
     const muxErr = lost
-      ? new MuxError(Code.CONNECTION_LOST, `${what} on ${this.request.host}: the connection was lost (${err.message}); the transfer did not finish`, 'running')
+      ? new MuxError(Code.CONNECTION_LOST, `${what} on ${this.request.host}: ${this.connection?.lostReason ?? 'the connection was lost'} (${err.message}); the transfer did not finish`, 'running')
       : new MuxError(Code.REMOTE_FILE, `${what} on ${this.request.host}: ${err.message}${status && !err.message.toLowerCase().includes(status) ? ` (${status})` : ''}`, 'running');
     this.stopping = muxErr;
     this.maybeRelease();

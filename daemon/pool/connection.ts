@@ -17,6 +17,7 @@ import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
 import { quietEnd } from '../ssh/channel';
 import { channelOpen, execClosingStdin, holdCloseReplies, roundTrip, SpareSession } from '../ssh/ssh2-internals';
 import { LinkRtt, rememberLink } from './link-window';
+import { LinkWatch } from './liveness';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -83,6 +84,10 @@ export class Connection {
   private spareOpenedAt = 0;
   /** The link's round trip, timed on keepalives and opens: what channel windows are sized by. */
   readonly link = new LinkRtt();
+  /** ServerAliveInterval x ServerAliveCountMax: gives the connection up when its link goes silent. */
+  private watch: LinkWatch | undefined;
+  /** Why the connection was given up, when it was (the link went silent): for the calls it carried. */
+  lostReason: string | undefined;
 
   constructor(
     readonly id: string,
@@ -135,8 +140,9 @@ export class Connection {
         // Reported through 'close'; an 'error' without a listener would crash the daemon.
       });
       client.once('close', () => this.closed(new MuxError(Code.CONNECTION_LOST,
-        `the connection ${this.id} to ${this.host.hostname}:${this.host.port} was lost`, 'running')));
+        this.lostReason ?? `the connection ${this.id} to ${this.host.hostname}:${this.host.port} was lost`, 'running')));
       this.state = 'ready';
+      this.watchLink(socket);
       this.timeRoundTrip();
       this.armIdleTimer();
       this.owner.onReady(this);
@@ -313,6 +319,7 @@ export class Connection {
   destroy(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.watch?.stop();
     clearTimeout(this.idleTimer);
     for (const entry of this.idleSftp) clearTimeout(entry.timer);
     this.idleSftp = [];
@@ -402,6 +409,29 @@ export class Connection {
     });
   }
 
+  /**
+   * Keepalives while the link is silent, as ssh's ServerAliveInterval and
+   * ServerAliveCountMax (0 counts as 1), and the connection given up once
+   * the silence reaches their product: the socket goes at once, since a
+   * silent link carries no goodbye either.
+   */
+  private watchLink(socket: Duplex): void {
+    const { serverAliveIntervalMs: interval, serverAliveCountMax } = this.host;
+    if (interval <= 0) return;
+    const countMax = Math.max(1, serverAliveCountMax);
+    this.watch = new LinkWatch({
+      intervalMs: interval, countMax,
+      ping: () => this.timeRoundTrip(),
+      dead: (silentMs) => {
+        this.lostReason = `the link to ${this.host.hostname}:${this.host.port} went silent: nothing arrived for ${(silentMs / 1000).toFixed(1)} s ` +
+          `(ServerAliveInterval ${interval / 1000} s x ServerAliveCountMax ${countMax}), so the connection ${this.id} was given up`;
+        this.destroy();
+        socket.destroy();
+      },
+    });
+    socket.on('data', () => this.watch?.heard());
+  }
+
   /** One keepalive round trip, timed: the link's first measure, before any channel needs it. */
   private timeRoundTrip(): void {
     const sentAt = performance.now();
@@ -416,7 +446,9 @@ export class Connection {
   }
 
   private closed(err: MuxError): void {
-    const wasClean = this.state === 'closed';
+    this.watch?.stop();
+    // Given up on a silent link: not a clean close, whatever state it was left in.
+    const wasClean = this.state === 'closed' && this.lostReason === undefined;
     this.state = 'closed';
     clearTimeout(this.idleTimer);
     this.owner.onClosed(this, wasClean ? undefined : err);

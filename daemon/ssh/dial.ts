@@ -5,12 +5,13 @@
 // throttled server is retried with backoff, a bad host key never is.
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client, type ConnectConfig } from 'ssh2';
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 import { Code } from '../../proto';
 import { coalesceWrites } from '../coalesce-writes';
 import { MuxError } from '../errors';
 import type { ResolvedHost } from './ssh-config';
 import { credentialsFor } from './auth';
+import { sizeReceiveWindow } from '../pool/link-window';
 import {
   fingerprint, knownKeyTypes, lookupName, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyVerdict,
 } from './known-hosts';
@@ -86,8 +87,8 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
         sock: stream as ConnectConfig['sock'],
         username: host.user,
         readyTimeout: 0, // our own timer covers every stage
-        keepaliveInterval: host.serverAliveIntervalMs,
-        keepaliveCountMax: host.serverAliveCountMax,
+        // The pool keeps ServerAliveInterval and ServerAliveCountMax itself, within their product (daemon/pool/liveness.ts).
+        keepaliveInterval: 0,
         authHandler: methods.slice(),
         hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
           verifyHostKey({
@@ -120,6 +121,8 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
         }
       };
       stream.on('data', watch);
+      // Through a jump host: the forwarding channel carries the whole connection, its window sized to the jump host's link.
+      if (via) sizeReceiveWindow(stream as ClientChannel);
     };
 
     if (via) {

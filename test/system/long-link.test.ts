@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
+import type { SshMuxError } from '../../client-sdk';
 import { startLongLink } from '../helpers/long-link';
 import { startSshd } from '../helpers/sshd';
 import { startWorld } from '../helpers/world';
@@ -52,3 +53,39 @@ test('a warm exec is one round trip over a 40 ms link: through the SDK and throu
   const answered = link.counters().flights.down;
   assert.ok(answered <= commands + 1, `${answered} round trips for ${commands} sshmux commands`);
 });
+
+test('a frozen link: running commands end with CONNECTION_LOST within ServerAliveInterval x ServerAliveCountMax, saying the link went silent and for how long; calls made while frozen run after the thaw, without a handshake storm', async (t) => {
+  const sshd = await startSshd({ maxSessions: 10 });
+  const link = await startLongLink({ target: { host: sshd.host, port: sshd.port }, rttMs: 40 });
+  const { mux } = await startWorld({ sshd: { ...sshd, host: link.host, port: link.port }, extra: ['ServerAliveInterval 1', 'ServerAliveCountMax 2'] });
+  assert.equal((await mux.exec('t', 'true')).code, 0);
+
+  const running = Array.from({ length: 3 }, () => mux.spawn('t', 'sleep 60', { stdin: false, timeoutMs: 120_000 }));
+  await Promise.all(running.map((p) => new Promise((resolve) => p.once('started', resolve))));
+  const frozeAt = performance.now();
+  link.freeze();
+  const ended = running.map((p) => p.exited.then(
+    () => ({ ms: performance.now() - frozeAt, error: undefined }),
+    (error: SshMuxError) => ({ ms: performance.now() - frozeAt, error })));
+  await sleep(300);
+  // Made while frozen, before the daemon knows: they go to the silent connection first.
+  const queued = Array.from({ length: 3 }, (_, i) => mux.exec('t', `echo queued ${i}`, { timeoutMs: 60_000 }));
+  const detections = await Promise.all(ended);
+  t.diagnostic(`detected ${detections.map((e) => e.ms.toFixed(0)).join(', ')} ms after the freeze (bound 2000 ms)`);
+  for (const e of detections) {
+    assert.equal(e.error?.code, 'CONNECTION_LOST', e.error?.message ?? 'a command on a frozen link exited');
+    assert.match(e.error!.message, /went silent: nothing arrived for 2\.\d s \(ServerAliveInterval 1 s x ServerAliveCountMax 2\)/);
+    // The bound counts from the last byte, which came before the freeze.
+    assert.ok(e.ms <= 2000 + 250, `detected ${e.ms.toFixed(0)} ms after the freeze, past the 2 s bound`);
+  }
+  await sleep(4000 - (performance.now() - frozeAt));
+  const attempts = link.counters().connectionsWhileFrozen;
+  t.diagnostic(`${attempts} connection attempts while frozen`);
+  assert.ok(attempts <= 2, `${attempts} connections tried the frozen link`);
+  link.thaw();
+  const results = await Promise.all(queued.map((p) => p.then((r) => `${r.code} ${r.stdout}`, (e: SshMuxError) => `${e.code}: ${e.message}`)));
+  assert.deepEqual(results, ['0 queued 0\n', '0 queued 1\n', '0 queued 2\n']);
+  assert.equal((await mux.exec('t', 'echo after')).stdout.toString(), 'after\n');
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
