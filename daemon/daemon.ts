@@ -20,7 +20,7 @@ import { dial } from './ssh/dial';
 import { checkSsh2Internals } from './ssh/ssh2-internals';
 import { jobOwner } from './jobs/job-id';
 import { Jobs } from './jobs/jobs';
-import { configureWindows } from './pool/link-window';
+import { configureWindows, windowBudget } from './pool/link-window';
 import { ClientConn, MAX_LINGERING, sayAndClose } from './rpc/client-conn';
 import { listenUnix } from './rpc/server';
 import { SshConfigResolver, type ResolvedHost } from './ssh/ssh-config';
@@ -212,6 +212,7 @@ export class Daemon {
       jobs: this.jobs.status(),
       gateway: this.gateway?.status(),
       ...(this.fleet ? { fleet: this.fleet.status() } : {}),
+      windows: { heldBytes: windowBudget().used, maxBytes: windowBudget().max, channelMaxBytes: this.config.windows.channelWindowMax },
     };
   }
 

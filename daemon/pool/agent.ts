@@ -261,7 +261,9 @@ export class Agent {
         handshakes: { ok: pool.stats.handshakesOk, failed: pool.stats.handshakesFailed, byCode: { ...pool.stats.failuresByCode } },
         connections: pool.connections.map((c) => ({
           id: c.id, state: c.state, sessions: c.sessions, maxSessions: c.maxSessions, ageS: (now - c.createdAt) / 1000,
+          rttMs: c.link.ms ?? 0, heardAgoS: (c.heardAgoMs ?? 0) / 1000,
         })),
+        via: pool.via?.name ?? '',
         breaker: e.breaker,
         nextProbeInS: e.nextProbeIn(now) / 1000,
         downForS: e.downFor(now) / 1000,

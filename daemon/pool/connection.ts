@@ -253,8 +253,7 @@ export class Connection {
       this.client!.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
         if (err) {
           closed();
-          return done(new MuxError(/refused/i.test(err.message) ? Code.REFUSED : Code.CONNECT_TIMEOUT,
-            `${this.host.hostname} could not reach ${host}:${port}: ${err.message}`, 'handshaking'));
+          return done(tunnelRefused(this.host.alias, host, port, err));
         }
         quietEnd(channel);
         rememberLink(channel, this.link);
@@ -421,15 +420,35 @@ export class Connection {
     const countMax = Math.max(1, serverAliveCountMax);
     this.watch = new LinkWatch({
       intervalMs: interval, countMax,
-      ping: () => this.timeRoundTrip(),
+      ping: () => {
+        this.timeRoundTrip();
+        // Through a jump host: its own answer, by the deadline, tells which hop went silent.
+        this.via?.probe();
+      },
       dead: (silentMs) => {
-        this.lostReason = `the link to ${this.host.hostname}:${this.host.port} went silent: nothing arrived for ${(silentMs / 1000).toFixed(1)} s ` +
-          `(ServerAliveInterval ${interval / 1000} s x ServerAliveCountMax ${countMax}), so the connection ${this.id} was given up`;
+        const where = `${this.host.hostname}:${this.host.port}${this.via ? ` through jump host ${this.via.name}` : ''}`;
+        // Through a jump host that still answers, the hop behind it is what went silent.
+        const carrier = this.via?.heardAgoMs();
+        const hop = this.via && carrier !== undefined && carrier < silentMs
+          ? `, while ${this.via.name} itself answered ${(carrier / 1000).toFixed(1)} s ago: the hop from ${this.via.name} to ${this.host.hostname} is cut`
+          : '';
+        this.lostReason = `the link to ${where} went silent: nothing arrived for ${(silentMs / 1000).toFixed(1)} s ` +
+          `(ServerAliveInterval ${interval / 1000} s x ServerAliveCountMax ${countMax})${hop}; the connection ${this.id} was given up`;
         this.destroy();
         socket.destroy();
       },
     });
     socket.on('data', () => this.watch?.heard());
+  }
+
+  /** How long ago the server last sent anything, ms; undefined while not watched (not ready, or ServerAliveInterval 0). */
+  get heardAgoMs(): number | undefined {
+    return this.state === 'ready' ? this.watch?.silentMs : undefined;
+  }
+
+  /** A keepalive now, if ready: for a connection through this one that went silent (Tunneler.probe). */
+  probe(): void {
+    if (this.state === 'ready') this.timeRoundTrip();
   }
 
   /** One keepalive round trip, timed: the link's first measure, before any channel needs it. */
@@ -453,6 +472,21 @@ export class Connection {
     clearTimeout(this.idleTimer);
     this.owner.onClosed(this, wasClean ? undefined : err);
   }
+}
+
+/**
+ * The jump host `jump` is up but could not open TCP to host:port for us:
+ * refused (nothing listens there, as the jump host sees it), or another
+ * failure of its connect (unreachable, timed out, forwarding not allowed).
+ */
+function tunnelRefused(jump: string, host: string, port: number, err: Error): MuxError {
+  const why = err.message.replace(/^\(SSH\) Channel open failure: /, '');
+  if (/refused/i.test(why)) {
+    return new MuxError(Code.REFUSED, `jump host ${jump} is up, but its TCP connection to ${host}:${port} was refused (${why}): ` +
+      `nothing listens on port ${port} of ${host} as ${jump} sees it, or a firewall between them rejects it`, 'handshaking');
+  }
+  return new MuxError(Code.CONNECT_TIMEOUT, `jump host ${jump} is up, but could not open a TCP connection to ${host}:${port} (${why}): ` +
+    `check the route from ${jump} to ${host}, and that ${jump}'s sshd allows TCP forwarding`, 'handshaking');
 }
 
 /** A channel open refused as "administratively prohibited" (reason 2), sshd's answer past MaxSessions. */

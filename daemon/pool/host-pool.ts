@@ -366,6 +366,21 @@ export class HostPool implements ConnectionOwner, Tunneler {
     };
   }
 
+  /** Tunneler: the least time since one of its ready connections last heard from the host, ms. */
+  heardAgoMs(): number | undefined {
+    let least: number | undefined;
+    for (const c of this.connections) {
+      const ago = c.heardAgoMs;
+      if (ago !== undefined && (least === undefined || ago < least)) least = ago;
+    }
+    return least;
+  }
+
+  /** Tunneler: a keepalive on each ready connection, so that heardAgoMs() says whether the jump host still answers. */
+  probe(): void {
+    for (const c of this.connections) c.probe();
+  }
+
   private jumpFailed(err: MuxError): MuxError {
     return new MuxError(Code.JUMP_FAILED, `jump host ${this.name} failed: ${codeName(err.code)}: ${err.message}`, 'handshaking');
   }

@@ -18,6 +18,7 @@
 // Node cannot refuse to accept) but carries nothing, not even a banner,
 // until the thaw. Ends travel in order behind the data: a half-close (FIN)
 // as end(), an abort (RST) as destroy().
+import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import { after } from 'node:test';
 
@@ -320,4 +321,32 @@ function emptyCounters(): LinkCounters {
     chunks: { up: 0, down: 0 },
     flights: { up: 0, down: 0 },
   };
+}
+
+/**
+ * An address whose TCP opens get no answer at all, as behind a partition:
+ * a listener (python3, a system dependency already) whose accept queue is
+ * full and never emptied, so the kernel drops every SYN and the opener
+ * retransmits until it gives up. The relay cannot do this: Node accepts
+ * every connection it can.
+ */
+export async function startBlackhole(): Promise<{ port: number; close(): void }> {
+  const script = [
+    'import socket, sys',
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)",
+    // One connection fills a backlog of 0; nothing is ever accepted.
+    "fill = socket.create_connection(('127.0.0.1', s.getsockname()[1]))",
+    'print(s.getsockname()[1], flush=True)',
+    'sys.stdin.read()',
+  ].join('\n');
+  const child = spawn('python3', ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+  });
+  const close = (): void => {
+    child.kill();
+  };
+  process.once('exit', close);
+  return { port, close };
 }
