@@ -17,7 +17,7 @@ import { Metrics, setMetrics } from './metrics';
 import { Agent } from './pool/agent';
 import { TERMINATE_MS } from './ssh/channel';
 import { dial } from './ssh/dial';
-import { checkSsh2Internals } from './ssh/ssh2-internals';
+import { verifySsh2Capabilities } from './ssh/ssh2/capabilities';
 import { jobOwner } from './jobs/job-id';
 import { Jobs } from './jobs/jobs';
 import { configureWindows, windowBudget } from './pool/link-window';
@@ -88,7 +88,7 @@ export class Daemon {
 
   /** Loads the configs (throwing on errors) and listens. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
-    checkSsh2Internals();
+    await verifySsh2Capabilities();
     const { resolver, config } = loadConfigs(opts);
     configureWindows(config.windows);
     // Redis is waited for 2 s at most: without it the fleet runs on local limits.
@@ -378,6 +378,7 @@ function resolvedToWire(h: ResolvedHost): v1.IResolvedHost {
     port: h.port,
     user: h.user,
     identityFiles: h.identityFiles,
+    certificateFiles: h.certificateFiles,
     identitiesOnly: h.identitiesOnly,
     identityAgent: h.identityAgent ?? '',
     userKnownHostsFiles: h.userKnownHostsFiles,

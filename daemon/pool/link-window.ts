@@ -14,7 +14,7 @@
 // product, falling back towards the base when the link or the writer is
 // slower. It never exceeds the ceiling per channel, and what all of them
 // hold beyond the base comes out of one daemon-wide budget.
-import type { ClientChannel } from 'ssh2';
+import type { ClientChannel } from '../ssh/ssh2';
 import { BASE_WINDOW, setReceiveWindow, type ReceivingChannel } from '../ssh/ssh2/windows';
 
 /** The per-channel ceiling and the daemon-wide budget, as configured (config.ts: channelWindowMax, windowMemoryMax). */

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as net from 'node:net';
-import { Client, Server, utils, type ClientChannel, type ServerChannel } from 'ssh2';
+import { Client, Server, utils, type ClientChannel, type ServerChannel } from '../../daemon/ssh/ssh2';
 import {
   channelInFlight, InFlightSizer, LinkRtt, resetWindows, sizeReceiveWindow, windowBudget, WindowBudget,
 } from '../../daemon/pool/link-window';
