@@ -10,6 +10,7 @@
 // reach the remote side). So memory stays bounded whatever a door's peer does.
 import type { PseudoTtyOptions } from '../ssh/ssh2';
 import { Code } from '../../proto';
+import { MAX_RECEIVE_WINDOW } from '../../proto/receive-window';
 import type { Limits } from '../config';
 import { MuxError, toMuxError, type Phase } from '../errors';
 import type { Logger } from '../log';
@@ -80,6 +81,8 @@ export interface CallSink {
   data(fd: OutputFd, chunk: Buffer): void;
   /** `bytes` of stdin reached the remote side: the door may send as much again. */
   stdinWritten(bytes: number): void;
+  /** Output has used the whole window the door granted and waits for more (a door whose reader keeps up may grant a larger one). */
+  outputWaits?(): void;
   /** The remote sent EOF: no more output. end() follows once the channel has closed. */
   eof(): void;
   /** Exactly once, last. */
@@ -171,6 +174,10 @@ export abstract class Call {
   }
 
   onWindow(bytes: number): void {
+    // What a client lets us send ahead is what we may hold for it if it stops reading.
+    if (this.outputWindow + bytes > MAX_RECEIVE_WINDOW) {
+      return this.sink.protocolError(`output window granted beyond ${MAX_RECEIVE_WINDOW / (1 << 20)} MiB ahead of what was sent`);
+    }
     this.outputWindow += bytes;
     this.outputRoom();
   }

@@ -189,6 +189,7 @@ export class SessionCall extends Call {
       // Both together: ssh2 shares one window between stdout and stderr,
       // and a paused stderr alone would stall stdout too.
       this.paused = true;
+      this.sink.outputWaits?.();
       this.channel!.pause();
       this.channel!.stderr.pause();
     }

@@ -237,6 +237,7 @@ export class FileTransfer extends Call {
       this.sentOffset += chunk.length;
       this.outputWindow -= chunk.length;
       this.sink.data(STDOUT, chunk);
+      if (this.outputWindow <= 0 && this.ready.has(this.sentOffset)) this.sink.outputWaits?.();
     }
   }
 

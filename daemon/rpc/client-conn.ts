@@ -4,6 +4,7 @@
 // this client only, with an Error frame saying why; other clients never
 // notice.
 import type * as net from 'node:net';
+import { MAX_RECEIVE_WINDOW } from '../../proto/receive-window';
 import { Code, DATA_CHUNK, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
 import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink } from '../call/call';
 import { FileTransfer } from '../call/transfer';
@@ -16,8 +17,6 @@ import { MuxError, toMuxError } from '../errors';
 
 /** Initial stdin grant per call, announced in Welcome. */
 export const STDIN_WINDOW = 256 * 1024;
-/** The most a client may grant us per call; bounds what we buffer for it. */
-const MAX_CLIENT_WINDOW = 16 * 1024 * 1024;
 /**
  * A client has this long after connecting to say hello; every sshmux client
  * sends it at once. Without a deadline, programs that open the socket and
@@ -201,7 +200,7 @@ export class ClientConn {
       return this.gone();
     }
     const window = hello.window ?? 0;
-    if (window < 1024 || window > MAX_CLIENT_WINDOW) return this.protocolError(`hello.window ${window} outside 1 KiB..16 MiB`);
+    if (window < 1024 || window > MAX_RECEIVE_WINDOW) return this.protocolError(`hello.window ${window} outside 1 KiB..16 MiB`);
     this.greetedYet = true;
     clearTimeout(this.helloTimer);
     this.clientWindow = window;
@@ -276,6 +275,7 @@ export class ClientConn {
         this.sendData(stream, fd, chunk);
       },
       stdinWritten: (bytes) => this.send({ stream, window: { bytes } }),
+      outputWaits: () => this.sayOutputWaits(stream),
       eof: () => {
         sendStarted();
         this.send({ stream, eof: {} });
@@ -287,6 +287,20 @@ export class ClientConn {
       },
       protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
     };
+  }
+
+  /**
+   * Tells the client that a stream's output waits for its window, once this
+   * turn's writes have gone out, and only if the socket took them all: then
+   * the client has what we sent and its grant is what we wait for, and a
+   * larger window would help (proto/receive-window.ts). Output still queued
+   * here means the client is slow to read, which a larger window would only
+   * pile up in this daemon.
+   */
+  private sayOutputWaits(stream: number): void {
+    setImmediate(() => {
+      if (this.alive && this.socket.writableLength === 0) this.send({ stream, window: { bytes: 0, outputWaits: true } });
+    });
   }
 
   /** A job call's answers as frames on its stream. */

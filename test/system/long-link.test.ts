@@ -9,6 +9,7 @@ import type { SshMuxError } from '../../client-sdk';
 import { startLongLink } from '../helpers/long-link';
 import { startSshd } from '../helpers/sshd';
 import { startWorld } from '../helpers/world';
+import { waitFor } from '../helpers/daemon';
 
 const SSHMUX = path.join(__dirname, '..', '..', 'cli', 'sshmux.js');
 
@@ -89,3 +90,45 @@ test('a frozen link: running commands end with CONNECTION_LOST within ServerAliv
 });
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+test('windows over a 60 ms link: they grow for a reader that keeps up and not for a slow one, every byte arrives, and what they held is given back', async (t) => {
+  const sshd = await startSshd({ maxSessions: 10 });
+  const link = await startLongLink({ target: { host: sshd.host, port: sshd.port }, rttMs: 60 });
+  const { mux } = await startWorld({ sshd: { ...sshd, host: link.host, port: link.port } });
+  assert.equal((await mux.exec('t', 'true')).code, 0);
+  const held = async (): Promise<number> => Number((await mux.status()).windows?.heldBytes ?? 0);
+  const download = async (bytes: number, readSlowly: boolean): Promise<{ got: number; heldMax: number }> => {
+    // Bytes that are not all zero, in order: a lost or reordered chunk shows.
+    const proc = mux.spawn('t', `seq 1 ${bytes} | head -c ${bytes}`, { stdin: false });
+    let got = 0;
+    let text = '';
+    let heldMax = 0;
+    proc.stdout.on('data', (d: Buffer) => {
+      got += d.length;
+      if (text.length < 100) text += d.toString();
+    });
+    proc.stderr.resume();
+    let reading: NodeJS.Timeout | undefined;
+    if (readSlowly) {
+      // 64 KiB every 20 ms: 3 MiB/s, far below what the link carries.
+      proc.stdout.pause();
+      reading = setInterval(() => proc.stdout.read(Math.min(64 << 10, proc.stdout.readableLength) || undefined), 20);
+    }
+    const watch = setInterval(() => void held().then((h) => (heldMax = Math.max(heldMax, h))), 50);
+    const r = await proc.closed;
+    clearInterval(watch);
+    clearInterval(reading);
+    assert.equal(r.code, 0);
+    assert.ok(text.startsWith('1\n2\n3\n4\n'), 'the output does not start as seq does');
+    return { got, heldMax };
+  };
+  const fast = await download(48 << 20, false);
+  assert.equal(fast.got, 48 << 20);
+  t.diagnostic(`a reader that keeps up: windows held up to ${(fast.heldMax / 2 ** 20).toFixed(1)} MiB beyond the base`);
+  assert.ok(fast.heldMax > 0, 'the window never grew over a 60 ms link');
+  assert.ok(await waitFor(async () => (await held()) === 0, 5000), 'a finished download kept its window\'s memory');
+
+  const slow = await download(3 << 20, true);
+  assert.equal(slow.got, 3 << 20);
+  assert.equal(slow.heldMax, 0, 'a slow reader\'s window grew');
+});
