@@ -17,6 +17,7 @@ import { Code } from '../../proto';
 import { MuxError, toMuxError } from '../errors';
 import type { Logger } from '../log';
 import type { Agent } from '../pool/agent';
+import { sizeReceiveWindow, type LinkRtt } from '../pool/link-window';
 
 /** Output a call may have handed to the SSH channel beyond what the client's window took: the SDK's grant. */
 const OUTPUT_WINDOW = 1 << 20;
@@ -63,6 +64,8 @@ export function whenReachable(agent: Agent, destination: string): { ready: Promi
 }
 
 export interface ChannelCallHooks {
+  /** The front-door connection's round trip: the client's stdin window is sized to it (daemon/pool/link-window.ts). */
+  link?: LinkRtt;
   /** A TCP stream opened: accept the front channel now. */
   accept?(): ServerChannel;
   /** A TCP stream could not open: refuse the front channel with this. */
@@ -209,6 +212,8 @@ export class ChannelCall implements CallSink {
     channel.on('error', () => {
       // The client's close or the connection's end reaches us through gone().
     });
+    // An upload from a client far away: the window it may send in follows its link.
+    sizeReceiveWindow(channel, this.hooks.link);
   }
 
   private stdin(chunk: Buffer): void {

@@ -14,7 +14,8 @@
 // product, falling back towards the base when the link or the writer is
 // slower. It never exceeds the ceiling per channel, and what all of them
 // hold beyond the base comes out of one daemon-wide budget.
-import type { ClientChannel } from '../ssh/ssh2';
+import type { Readable } from 'node:stream';
+import type { ClientChannel, ServerChannel } from '../ssh/ssh2';
 import { BASE_WINDOW, setReceiveWindow, type ReceivingChannel } from '../ssh/ssh2/windows';
 
 /** The per-channel ceiling and the daemon-wide budget, as configured (config.ts: channelWindowMax, windowMemoryMax). */
@@ -219,18 +220,19 @@ export function linkOf(channel: object): LinkRtt | undefined {
 
 /**
  * Sizes the receive window of a channel the daemon reads from (a command's
- * output, a forwarding channel) to its connection's link, for as long as
- * it is open. Called once the channel's reader listens: listening here
+ * output, a forwarding channel, a front-door client's stdin) to its
+ * connection's link, for as long as it is open. Called once the channel's reader listens: listening here
  * first would start the data flowing before anyone takes it. The reader
  * keeps up while the channel holds less than half its window unread: a
  * reader that pauses for a moment (its own window, on the next hop, full)
  * leaves some behind, but one that cannot keep up lets the window's worth
  * pile up, and the window then stops growing.
  */
-export function sizeReceiveWindow(channel: ClientChannel, link: LinkRtt | undefined = linkOf(channel)): void {
+export function sizeReceiveWindow(channel: ClientChannel | ServerChannel, link: LinkRtt | undefined = linkOf(channel)): void {
   if (!link) return;
   const sizer = channelSizer();
-  const stderr = channel.stderr as ClientChannel['stderr'] | undefined;
+  // A client channel's stderr is output too; a server channel's is ours to write.
+  const stderr = channel.stderr && 'readableLength' in channel.stderr ? channel.stderr as Readable : undefined;
   const onData = (d: Buffer): void => {
     const unread = channel.readableLength + (stderr?.readableLength ?? 0);
     if (sizer.delivered(d.length, link.ms, unread < sizer.size / 2)) setReceiveWindow(channel, sizer.size, grantAt(sizer.size));

@@ -1,17 +1,22 @@
 // sshmux over a long link (test/helpers/long-link.ts: a relay on loopback
 // that adds a round trip), against a real sshd: a warm exec costs one round
-// trip, counted in flights at the link rather than timed.
+// trip, counted in flights at the link rather than timed; a frozen link is
+// given up within the keepalive bound and calls made meanwhile run after
+// the thaw; windows grow to fill the link for readers that keep up (the
+// pool's, and the front door's for a client far away) and not for slow ones.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SshMuxError } from '../../client-sdk';
 import { startLongLink } from '../helpers/long-link';
-import { startSshd } from '../helpers/sshd';
+import { startSshd, tempDir } from '../helpers/sshd';
 import { startWorld } from '../helpers/world';
 import { waitFor } from '../helpers/daemon';
 
 const SSHMUX = path.join(__dirname, '..', '..', 'cli', 'sshmux.js');
+const SSHMUXCTL = path.join(__dirname, '..', '..', 'cli', 'sshmuxctl.js');
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -131,4 +136,38 @@ test('windows over a 60 ms link: they grow for a reader that keeps up and not fo
   const slow = await download(3 << 20, true);
   assert.equal(slow.got, 3 << 20);
   assert.equal(slow.heldMax, 0, 'a slow reader\'s window grew');
+});
+
+test('the front door over a 60 ms link: an upload from OpenSSH\'s ssh is granted a window that grows, and arrives whole', async (t) => {
+  const sshd = await startSshd({ maxSessions: 10 });
+  const dir = tempDir();
+  const stateDir = path.join(dir, 'state');
+  const { daemon, mux } = await startWorld({ sshd, daemonArgs: ['--gateway', '127.0.0.1:0', '--state-dir', stateDir] });
+  const info = JSON.parse(execFileSync(process.execPath, [SSHMUXCTL, '--socket', daemon.socket, '--json', 'gateway']).toString()) as
+    { address: string; knownHosts: string; clientKey: string };
+  const doorPort = Number(/:(\d+)$/.exec(info.address)![1]);
+  const link = await startLongLink({ target: { host: '127.0.0.1', port: doorPort }, rttMs: 60 });
+  // The door's host key, as the client reaches it: through the link's port.
+  const knownHosts = path.join(dir, 'door_known_hosts');
+  fs.writeFileSync(knownHosts, `${info.knownHosts.split(`]:${doorPort} `).join(`]:${link.port} `)}\n`);
+  const input = path.join(dir, 'upload.bin');
+  const bytes = 48 << 20;
+  fs.writeFileSync(input, Buffer.alloc(bytes, 7));
+  const upload = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn('ssh', ['-F', '/dev/null', '-i', info.clientKey, '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${knownHosts}`,
+      '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(link.port), 't@127.0.0.1', 'wc -c'],
+    { stdio: [fs.openSync(input, 'r'), 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d));
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+  let heldMax = 0;
+  const watch = setInterval(() => void mux.status().then((s) => (heldMax = Math.max(heldMax, Number(s.windows?.heldBytes ?? 0)))), 50);
+  const r = await upload;
+  clearInterval(watch);
+  assert.deepEqual([r.code, r.stdout.trim()], [0, String(bytes)], r.stderr);
+  t.diagnostic(`the door's window held up to ${(heldMax / 2 ** 20).toFixed(1)} MiB beyond the base`);
+  assert.ok(heldMax > 0, 'the front door never grew the window of a client 60 ms away');
 });
