@@ -177,7 +177,7 @@ function ssh2Task(site: Site, task: Omit<ClientTask, 'system'>): ClientTask {
 
 // ---- latency -------------------------------------------------------------------------
 
-async function latency(site: Site, opts: Options, rows: Row[]): Promise<{ sdkRoundTrips?: number; nodeStartupMs: number }> {
+async function latency(site: Site, opts: Options, rows: Row[]): Promise<{ sdkRoundTrips?: number; commandRoundTrips?: number; nodeStartupMs: number }> {
   const long = site.rttMs >= 50;
   const inProcessRuns = opts.quick ? 10 : long ? 30 : 100;
   const processRuns = opts.quick ? 5 : long ? 12 : 30;
@@ -191,13 +191,16 @@ async function latency(site: Site, opts: Options, rows: Row[]): Promise<{ sdkRou
   // The client's 3 warm-up execs went over the link too; every flight up is the start of a round trip.
   const sdkRoundTrips = site.link ? round(site.link.counters().flights.up / (inProcessRuns + 3)) : undefined;
   push('sshmux SDK', sdk.times!);
+  site.link?.resetCounters();
   push('sshmux command', await timesOf(processRuns, () => runProcess(process.execPath, [SSHMUX, ALIAS, 'true'], muxEnv(site))));
+  // Answers from the server per command: its round trips on the wire.
+  const commandRoundTrips = site.link ? round(site.link.counters().flights.down / processRuns) : undefined;
   push('bare ssh2', (await runClient(ssh2Task(site, { task: 'latency', runs: inProcessRuns }))).times!);
   const ssh = ['-F', site.sshConfig, '-o', 'BatchMode=yes'];
   push('ssh, ControlMaster', await timesOf(processRuns, () => runProcess('ssh', [...ssh, '-o', `ControlPath=${site.control}`, ALIAS, 'true'])));
   push('ssh, fresh', await timesOf(Math.ceil(processRuns / 2), () => runProcess('ssh', [...ssh, '-o', 'ControlPath=none', ALIAS, 'true'])));
   const node = await timesOf(processRuns, () => runProcess(process.execPath, ['-e', '0']));
-  return { sdkRoundTrips, nodeStartupMs: round(quantile(node.sort((a, b) => a - b), 0.5)) };
+  return { sdkRoundTrips, commandRoundTrips, nodeStartupMs: round(quantile(node.sort((a, b) => a - b), 0.5)) };
 }
 
 async function timesOf(runs: number, once: () => Promise<unknown>): Promise<number[]> {
@@ -379,7 +382,7 @@ const REFERENCE: Record<string, string> = {
   'sshmux SDK put': 'sftp, ControlMaster put', 'sftp through sshmux put': 'sftp, ControlMaster put', 'scp through sshmux put': 'scp, ControlMaster put',
 };
 
-function print(rows: Row[], rtts: number[], extra: { roundTrips: Record<number, number | undefined>; nodeStartup: Record<number, number> }): void {
+function print(rows: Row[], rtts: number[], extra: { roundTrips: Record<number, number | undefined>; commandRoundTrips: Record<number, number | undefined>; nodeStartup: Record<number, number> }): void {
   const cell = (section: Row['section'], system: string, rtt: number, f: (r: Row) => string): string => {
     const r = rows.find((x) => x.section === section && x.system === system && x.rtt_ms === rtt);
     return r ? f(r) : '-';
@@ -395,10 +398,10 @@ function print(rows: Row[], rtts: number[], extra: { roundTrips: Record<number, 
   console.log(table(['system', ...rtts.map((r) => `${r} ms RTT`)],
     systems('latency').map((s) => [s, ...rtts.map((rtt) => cell('latency', s, rtt, (r) => `${r.value} (${r.p90})`))])));
   console.log(`round trips per warm SDK exec (flights counted at the link): ${rtts.map((r) => `${r} ms: ${extra.roundTrips[r] ?? '-'}`).join(', ')}`);
-  console.log(`the sshmux command over \`node -e 0\` (p50), in round trips: ${rtts.filter((r) => r > 0).map((r) => {
-    const cmd = rows.find((x) => x.section === 'latency' && x.system === 'sshmux command' && x.rtt_ms === r)?.value ?? 0;
-    return `${r} ms: ${round((cmd - extra.nodeStartup[r]) / r)}`;
-  }).join(', ')}`);
+  console.log(`round trips per sshmux command (answers counted at the link): ${rtts.map((r) => `${r} ms: ${extra.commandRoundTrips[r] ?? '-'}`).join(', ')}`);
+  const command = (rtt: number): number => rows.find((x) => x.section === 'latency' && x.system === 'sshmux command' && x.rtt_ms === rtt)?.value ?? 0;
+  console.log(`the sshmux command (p50) over \`node -e 0\`: ${rtts.map((r) => `${r} ms RTT: ${round(command(r) - extra.nodeStartup[r])} ms`).join(', ')}` +
+    (rtts.includes(0) ? `; over itself at 0 ms, in round trips: ${rtts.filter((r) => r > 0).map((r) => `${r} ms: ${round((command(r) - command(0)) / r)}`).join(', ')}` : ''));
   for (const section of ['download', 'upload', 'file'] as const) {
     console.log(`\n${section === 'file' ? 'File transfer' : section === 'download' ? 'Download (stdout)' : 'Upload (stdin)'}: MiB/s, CPU s per GiB, against OpenSSH`);
     console.log(table(['system', ...rtts.map((r) => `${r} ms RTT`)],
@@ -422,6 +425,7 @@ async function main(): Promise<void> {
   const sshd = await startSshd({ maxSessions: 10 });
   const rows: Row[] = [];
   const roundTrips: Record<number, number | undefined> = {};
+  const commandRoundTrips: Record<number, number | undefined> = {};
   const nodeStartup: Record<number, number> = {};
   for (const rtt of opts.rtts) {
     process.stderr.write(`bench:link at ${rtt} ms round trip ...\n`);
@@ -430,6 +434,7 @@ async function main(): Promise<void> {
       if (opts.only.has('latency')) {
         const l = await latency(site, opts, rows);
         roundTrips[rtt] = l.sdkRoundTrips;
+        commandRoundTrips[rtt] = l.commandRoundTrips;
         nodeStartup[rtt] = l.nodeStartupMs;
       }
       if (opts.only.has('streams')) await streams(site, opts, rows);
@@ -449,12 +454,13 @@ async function main(): Promise<void> {
     mib: opts.mib,
     rows,
     round_trips_per_warm_sdk_exec: roundTrips,
+    round_trips_per_sshmux_command: commandRoundTrips,
     node_startup_p50_ms: nodeStartup,
     memory: mem,
     duration_s: Math.round((Date.now() - started) / 1000),
   };
   console.log(`\n${result.machine.cpus} cores (${result.machine.cpu}), Node ${process.version}, load ${result.machine.loadavg.join(' ')}; ${opts.mib} MiB per transfer`);
-  print(rows, opts.rtts, { roundTrips, nodeStartup });
+  print(rows, opts.rtts, { roundTrips, commandRoundTrips, nodeStartup });
   if (mem) {
     console.log(`\nMemory: ${mem.downloads} downloads of ${mem.mib_each} MiB at once over ${mem.rtt_ms} ms: daemon RSS ${mem.baseline_rss_mib} MiB before, peak ${mem.peak_rss_mib} MiB; ${mem.mib_s_total} MiB/s in total`);
   }
