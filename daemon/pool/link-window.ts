@@ -35,6 +35,8 @@ export const DEFAULT_WINDOW_LIMITS: Readonly<WindowLimits> = Object.freeze({
 const RTT_SAMPLES = 8;
 /** An epoch (one rate measurement) lasts at least two round trips, and at least this long. */
 const MIN_EPOCH_MS = 20;
+/** Links with a shorter round trip keep ssh2's window (sizeReceiveWindow). */
+const SIZED_FROM_RTT_MS = 1;
 /** Sizes move in steps of this much, so that a window is not re-granted for a few bytes. */
 const STEP = 64 << 10;
 
@@ -229,7 +231,8 @@ export function linkOf(channel: object): LinkRtt | undefined {
  * pile up, and the window then stops growing.
  */
 export function sizeReceiveWindow(channel: ClientChannel | ServerChannel, link: LinkRtt | undefined = linkOf(channel)): void {
-  if (!link) return;
+  // Within a millisecond ssh2's own window carries 2 GB/s, more than the daemon moves: no sizer, no cost per chunk.
+  if (!link || (link.ms !== undefined && link.ms < SIZED_FROM_RTT_MS)) return;
   const sizer = channelSizer();
   // A client channel's stderr is output too; a server channel's is ours to write.
   const stderr = channel.stderr && 'readableLength' in channel.stderr ? channel.stderr as Readable : undefined;
