@@ -198,9 +198,9 @@ test('windows sized by sshmux on a long link: they grow with a reader that keeps
   resetWindows({ channelWindowMax: 8 * MiB, windowMemoryMax: 64 * MiB });
   const p = await pair();
   try {
-    // The link is loopback; the sizer is told it is 50 ms long.
+    // The link is loopback; the sizer is told it is 20 ms long.
     const link = new LinkRtt();
-    link.sample(50);
+    link.sample(20);
     const fast = await exec(p.client);
     const fastServer = await p.serverChannel;
     let fastGot = 0;
@@ -234,7 +234,7 @@ test('windows sized by sshmux on a long link: they grow with a reader that keeps
       sizeReceiveWindow(slow, link);
       slow.pause();
       void flood(slowServer, 64 * MiB).catch(() => {});
-      for (let i = 0; i < 50; i++) {
+      for (let i = 0; i < 25; i++) {
         await sleep(20);
         slow.read(64 << 10);
         // The window and ssh2's read buffer, both at 2 MiB.

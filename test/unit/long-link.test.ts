@@ -92,7 +92,7 @@ test('delay: each direction holds a chunk half the round trip, not less and not 
     await sleep(50); // the relay's own connect to the far end
     const trips: number[] = [];
     const oneWay: number[] = [];
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 5; i++) {
       const t0 = performance.now();
       let farAt = 0;
       far.accepted[0].once('data', () => {
@@ -106,7 +106,7 @@ test('delay: each direction holds a chunk half the round trip, not less and not 
     assert.ok(Math.min(...oneWay) >= 29, `one way took ${Math.min(...oneWay).toFixed(1)} ms, under half of 60`);
     assert.ok(Math.min(...trips) >= 59, `a round trip took ${Math.min(...trips).toFixed(1)} ms, under 60`);
     // Timers and a shared machine add a little; a relay that held twice as long would show here.
-    const median = [...trips].sort((a, b) => a - b)[5];
+    const median = [...trips].sort((a, b) => a - b)[2];
     assert.ok(median < 90, `the median round trip took ${median.toFixed(1)} ms for 60`);
     s.destroy();
   } finally {
@@ -227,7 +227,7 @@ test('an abort (RST) passes as an abort, after the data before it', async () => 
   }
 });
 
-test('flights: 20 requests answered one at a time are 20 flights up and 20 down', async () => {
+test('flights: 10 requests answered one at a time are 10 flights up and 10 down', async () => {
   const far = await farEnd((s) => s.on('data', (d: Buffer) => {
     // An answer in two writes, as a server's reply often is: still one flight.
     s.write(d.subarray(0, 1));
@@ -238,12 +238,12 @@ test('flights: 20 requests answered one at a time are 20 flights up and 20 down'
     const s = await dialLink(link);
     await sleep(20);
     link.resetCounters();
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 10; i++) {
       s.write(`q${i}`);
       let got = '';
       while (got.length < `q${i}`.length) got += (await once(s, 'data'))[0].toString();
     }
-    assert.deepEqual(link.counters().flights, { up: 20, down: 20 });
+    assert.deepEqual(link.counters().flights, { up: 10, down: 10 });
     s.destroy();
   } finally {
     await link.close();
