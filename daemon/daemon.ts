@@ -178,8 +178,8 @@ export class Daemon {
         return { message: `${pool.name} (${pool.destination}): handshake ok in ${ms} ms${warning}`, ms };
       }
       case Action.DRAIN: {
-        const n = this.agent.retireHost(req.host ?? '', req.options ?? {});
-        return { message: `${req.host}: ${n} connections draining; new requests open fresh ones`, count: n };
+        const n = this.agent.drainHost(req.host ?? '', req.options ?? {});
+        return { message: `${req.host}: drained; its ${n} connections close once their sessions end, new requests open fresh ones`, count: n };
       }
       case Action.RELOAD: {
         const r = this.reload();

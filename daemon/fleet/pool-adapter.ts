@@ -45,9 +45,9 @@ export function connectionIdle(conn: Connection): boolean {
   return conn.state === 'ready' && conn.sessions === 0 && conn.tunnels === 0;
 }
 
-/** Already on its way out: draining, or closed. */
+/** Already on its way out: closing, or closed. */
 export function connectionLeaving(conn: Connection): boolean {
-  return conn.state === 'draining' || conn.state === 'closed';
+  return conn.state === 'closing' || conn.state === 'closed';
 }
 
 export function connectionClosed(conn: Connection): boolean {

@@ -449,7 +449,7 @@ export class FleetTarget implements FleetGate {
   /**
    * Above its share while another daemon is short of its own: hand
    * connections back once the shortage has lasted, idle ones first, busy
-   * ones (they drain: no new sessions, closed when theirs end) only after a
+   * ones (they close: no new sessions, closed when theirs end) only after a
    * longer while.
    */
   private balance(): void {

@@ -29,8 +29,8 @@ export class Agent {
   private readonly pools = new Map<string, HostPool>();
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly clientResolvers = new Map<string, { mtimeMs: number; resolver: SshConfigResolver }>();
-  /** Pools a reload or retireHost replaced, until their last sessions end: still counted, still stopped with the daemon. */
-  private readonly retiring = new Set<HostPool>();
+  /** Pools a reload or drainHost drained, until their last sessions end: still counted, still stopped with the daemon. */
+  private readonly draining = new Set<HostPool>();
   /** How each pool was asked for, so a reload can resolve it again. */
   private readonly origins = new WeakMap<HostPool, PoolOrigin>();
   private readonly sweeper: NodeJS.Timeout;
@@ -143,7 +143,7 @@ export class Agent {
   /**
    * Swaps in a reloaded ssh_config and daemon config. Each pool is resolved
    * again: where nothing changed it keeps its connections (with the new
-   * limits); where anything did (or its jump host changed) it retires, its
+   * limits); where anything did (or its jump host changed) it is drained: its
    * running sessions finish on the old connections, and its waiting
    * requests move to a pool for the new settings.
    */
@@ -151,7 +151,7 @@ export class Agent {
     const previous = this.resolver;
     this.resolver = resolver;
     this.config = config;
-    const retired = new Set<HostPool>();
+    const drained = new Set<HostPool>();
     for (const [key, pool] of this.pools) {
       const origin = this.origins.get(pool);
       // Pools from a client's own -F file follow that file, not ours.
@@ -161,41 +161,41 @@ export class Agent {
         const host = resolver.resolve(origin.alias, origin.overrides);
         same = poolKey(origin.jumps ? { ...host, proxyJump: origin.jumps } : host) === key;
       } catch {
-        // No longer resolvable: retire it; its waiting requests get the error.
+        // No longer resolvable: drain it; its waiting requests get the error.
       }
       if (same) pool.limits = limitsFor(config, pool.name);
-      else retired.add(pool);
+      else drained.add(pool);
     }
-    // A pool whose jump host retired would tunnel through a retired pool.
+    // A pool whose jump host was drained would tunnel through a drained pool.
     for (let grew = true; grew;) {
       grew = false;
       for (const pool of this.pools.values()) {
-        if (!retired.has(pool) && pool.via && retired.has(pool.via)) {
-          retired.add(pool);
+        if (!drained.has(pool) && pool.via && drained.has(pool.via)) {
+          drained.add(pool);
           grew = true;
         }
       }
     }
     const moved: Array<[PendingSession, PoolOrigin]> = [];
     for (const [key, pool] of [...this.pools]) {
-      if (!retired.has(pool)) continue;
+      if (!drained.has(pool)) continue;
       this.pools.delete(key);
-      this.retiring.add(pool);
+      this.draining.add(pool);
       const origin = this.origins.get(pool)!;
-      for (const pending of pool.retire()) moved.push([pending, origin]);
+      for (const pending of pool.drain()) moved.push([pending, origin]);
     }
     const kept = this.pools.size;
     for (const [pending, origin] of moved) this.rehome(pending, origin.resolver === previous ? { ...origin, resolver } : origin);
-    return { kept, replaced: retired.size };
+    return { kept, replaced: drained.size };
   }
 
   /**
-   * Retires `alias`'s pools (sshmuxctl drain, sshmux -O exit): the pools of
+   * Drains `alias`'s pools (sshmuxctl drain, sshmux -O exit): the pools of
    * that name, and the one `alias` with `options` resolves to, which another
    * name may have opened first. Their connections close once their sessions
    * end; waiting and new requests go to fresh ones.
    */
-  retireHost(alias: string, options: Record<string, string> = {}): number {
+  drainHost(alias: string, options: Record<string, string> = {}): number {
     let resolvedKey: string | undefined;
     try {
       const t = this.target(alias, options);
@@ -207,16 +207,16 @@ export class Agent {
     for (const [key, pool] of [...this.pools]) {
       if (pool.name !== alias && key !== resolvedKey) continue;
       this.pools.delete(key);
-      this.retiring.add(pool);
+      this.draining.add(pool);
       const origin = this.origins.get(pool)!;
-      const waiting = pool.retire();
+      const waiting = pool.drain();
       n += pool.connections.length;
       for (const pending of waiting) this.rehome(pending, origin);
     }
     return n;
   }
 
-  /** Moves a request a retired pool gave back to the pool `origin` resolves to now; if it no longer resolves, the request fails. */
+  /** Moves a request a drained pool gave back to the pool `origin` resolves to now; if it no longer resolves, the request fails. */
   private rehome(pending: PendingSession, origin: PoolOrigin): void {
     try {
       this.poolFor(origin.resolver, origin.alias, origin.overrides, origin.jumps, origin.depth).adopt(pending);
@@ -225,13 +225,13 @@ export class Agent {
     }
   }
 
-  /** Every pool, the retiring ones included. */
+  /** Every pool, the draining ones included. */
   private *allPools(): Iterable<HostPool> {
     yield* this.pools.values();
-    yield* this.retiring;
+    yield* this.draining;
   }
 
-  /** Each pool's load (the retiring ones included), and their sum. */
+  /** Each pool's load (the draining ones included), and their sum. */
   load(): { pools: Array<{ name: string; load: PoolLoad }>; total: PoolLoad } {
     const pools = [...this.allPools()].map((pool) => ({ name: pool.name, load: pool.load }));
     return { pools, total: totalLoad(pools.map((p) => p.load)) };
@@ -334,7 +334,7 @@ export class Agent {
     for (const [key, pool] of this.pools) {
       if (pool.empty && now - pool.lastUsed > POOL_LINGER_MS) this.pools.delete(key);
     }
-    for (const pool of this.retiring) if (pool.connections.length === 0) this.retiring.delete(pool);
+    for (const pool of this.draining) if (pool.connections.length === 0) this.draining.delete(pool);
   }
 }
 

@@ -15,7 +15,7 @@ import type { ResolvedHost } from '../ssh/ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
 import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from '../ssh/ssh2';
 
-export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
+export type ConnectionState = 'connecting' | 'ready' | 'closing' | 'closed';
 
 export interface SessionSpec {
   /** 'sftp': an SFTP session for a file transfer, pooled between transfers. */
@@ -224,7 +224,7 @@ export class Connection {
     clearTimeout(this.idleTimer);
     const closed = (): void => {
       this.tunnels--;
-      if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) this.destroy();
+      if (this.state === 'closing' && this.sessions === 0 && this.tunnels === 0) this.destroy();
       else this.armIdleTimer();
     };
     try {
@@ -286,7 +286,7 @@ export class Connection {
   /** No new sessions; close once the running ones end. */
   close(): void {
     if (this.state !== 'ready') return;
-    this.state = 'draining';
+    this.state = 'closing';
     while (this.idleSftp.length) this.closeIdleSftp();
     if (this.sessions === 0 && this.tunnels === 0) this.destroy();
   }
@@ -321,7 +321,7 @@ export class Connection {
     }
     // The channel opened but a request on it (env, pty, exec) failed. ssh2
     // does not hand us the channel to wait for its close, so the slot stays
-    // counted and the connection retires once its other sessions end.
+    // counted and the connection closes once its other sessions end.
     this.close();
     return { ok: false, retry: false, error: new MuxError(Code.CHANNEL_OPEN_FAILED,
       `${this.host.hostname} refused the session request: ${err.message}`, 'opening') };
@@ -342,13 +342,13 @@ export class Connection {
 
   /**
    * The server closed a session's channel: the session is over, but its slot
-   * is not reusable yet (reclaimIfFull). A draining connection with nothing
+   * is not reusable yet (reclaimIfFull). A closing connection with nothing
    * left closes now; closing needs no slot.
    */
   private sessionClosed(): void {
     this.sessions--;
     this.closedSlots++;
-    if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) {
+    if (this.state === 'closing' && this.sessions === 0 && this.tunnels === 0) {
       this.destroy();
       return;
     }

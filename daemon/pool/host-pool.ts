@@ -132,7 +132,10 @@ export class HostPool implements ConnectionOwner, Tunneler {
   lastUsed: number;
   private nextConnectionId = 1;
   private dispatching = false;
+  /** Takes no new work: closed (the daemon stops) or drained. */
   private closed = false;
+  /** Drained (sshmuxctl drain, a reload that changed its settings): its waiting requests moved to a fresh pool. */
+  private drained = false;
   private readonly wake = (): void => this.dispatch();
   private tunnelWaiters: TunnelWaiter[] = [];
   private readyWaiters: ReadyWaiter[] = [];
@@ -166,8 +169,9 @@ export class HostPool implements ConnectionOwner, Tunneler {
     return this.queue.length === 0 && this.connections.length === 0;
   }
 
-  get state(): 'ok' | 'backoff' | 'failing' | 'down' | 'draining' {
-    if (this.closed) return 'draining';
+  get state(): 'ok' | 'backoff' | 'failing' | 'down' | 'draining' | 'closed' {
+    if (this.drained) return 'draining';
+    if (this.closed) return 'closed';
     if (this.hasReady()) return 'ok';
     if (this.endpoint.breaker !== 'closed') return 'down';
     if (this.endpoint.backoffRemaining() > 0) return 'backoff';
@@ -310,12 +314,14 @@ export class HostPool implements ConnectionOwner, Tunneler {
   }
 
   /**
-   * A reload changed this destination's settings: take no more work, let
-   * running sessions finish on the old connections, and hand back the
-   * requests still waiting so the new pool can serve them.
+   * Drains the pool (sshmuxctl drain, or a reload changed this
+   * destination's settings): take no more work, let running sessions finish
+   * on the old connections, and hand back the requests still waiting so a
+   * fresh pool can serve them.
    */
-  retire(): PendingSession[] {
+  drain(): PendingSession[] {
     this.closed = true;
+    this.drained = true;
     this.endpoint.forget(this.wake);
     this.fleet.forget(this.wake);
     const waiting = this.queue.removeAll();
@@ -325,7 +331,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     return waiting;
   }
 
-  /** Takes over a request from a retired pool, keeping its deadline and its place in line. */
+  /** Takes over a request from a drained pool, keeping its deadline and its place in line. */
   adopt(pending: PendingSession): void {
     pending.pool = this;
     this.queue.push(pending);

@@ -389,7 +389,7 @@ class FakeConnection {
   /** A session ends and the server has freed its slot. */
   endSession(): void {
     this.sessions--;
-    if (this.state === 'draining' && this.sessions === 0) this.destroy();
+    if (this.state === 'closing' && this.sessions === 0) this.destroy();
     else this.owner.onCapacity(this as unknown as Connection);
   }
 
@@ -405,7 +405,7 @@ class FakeConnection {
   closeIdleSftp(): void {}
 
   close(): void {
-    if (this.state === 'ready') this.state = 'draining';
+    if (this.state === 'ready') this.state = 'closing';
     if (this.sessions === 0) this.destroy();
   }
 
@@ -674,9 +674,9 @@ test('HostPool: a reload re-homes the waiting requests, in order, with their dea
   ask(old, log, 'a', 10_000);
   ask(old, log, 'b', 20_000);
   await w.clock.advance(4000);
-  const waiting = old.retire();
+  const waiting = old.drain();
   assert.deepEqual(waiting.map((x) => x.spec.command), ['a', 'b']);
-  assert.equal(w.dialed[0].state, 'draining', 'the old connection did not let its session finish');
+  assert.equal(w.dialed[0].state, 'closing', 'the old connection did not let its session finish');
   const fresh = pool(w, { maxConnections: 1, maxSessions: 1 }, undefined, 'new');
   for (const pending of waiting) fresh.adopt(pending);
   assert.equal(waiting[0].pool, fresh);
@@ -703,8 +703,8 @@ test('HostPool: close() fails what waits with SHUTTING_DOWN and refuses new requ
   p.close();
   ask(p, log, 'late');
   assert.deepEqual(log.map((o) => [o.label, o.error?.code]), [['running', undefined], ['waiting', Code.SHUTTING_DOWN], ['late', Code.SHUTTING_DOWN]]);
-  assert.equal(w.dialed[0].state, 'draining');
-  assert.deepEqual(p.load, { connections: 1, connectionsByState: { draining: 1 }, sessions: 1, sessionCapacity: 1, queued: 0 });
+  assert.equal(w.dialed[0].state, 'closing');
+  assert.deepEqual(p.load, { connections: 1, connectionsByState: { closing: 1 }, sessions: 1, sessionCapacity: 1, queued: 0 });
 });
 
 // ---- HostPool.connected: the SSH gateway's check before it accepts a channel ----
