@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import { globRegExp } from './glob';
 import { validOwner } from './jobs/job-id';
-import { parseRedisUrl, type RedisTarget } from './fleet/redis-url';
+import { parseRedisUrl, type RedisAddress } from './fleet/redis-url';
 
 export interface Limits {
   /** Session channels per connection; sshd's MaxSessions (default 10). */
@@ -42,11 +42,11 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   breakerCooldownMs: 30_000,
 });
 
-/** A fleet's limits per target host:port, shared by every daemon through Redis (daemon/fleet/). */
+/** A fleet's limits per endpoint (host:port), shared by every daemon through Redis (daemon/fleet/). */
 export interface FleetLimits {
-  /** Handshakes in flight to one target from the whole fleet; under sshd's MaxStartups (10). */
+  /** Handshakes in flight to one endpoint from the whole fleet; under sshd's MaxStartups (10). */
   maxConcurrentHandshakes: number;
-  /** Connections open to one target from the whole fleet. */
+  /** Connections open to one endpoint from the whole fleet. */
   maxConnections: number;
 }
 
@@ -54,7 +54,7 @@ export const DEFAULT_FLEET_LIMITS: Readonly<FleetLimits> = Object.freeze({ maxCo
 const FLEET_LIMIT_KEYS = Object.keys(DEFAULT_FLEET_LIMITS) as Array<keyof FleetLimits>;
 
 export interface FleetConfig {
-  redis: RedisTarget;
+  redis: RedisAddress;
   limits: FleetLimits;
 }
 
@@ -62,7 +62,7 @@ export interface DaemonConfig {
   limits: Limits;
   /** Per-host overrides, first matching pattern wins (ssh_config-style * and ? against the alias). */
   hosts: Array<{ pattern: string; match: RegExp; limits: Partial<Limits>; fleet?: Partial<FleetLimits> }>;
-  /** Many daemons sharing one budget per target through Redis; none: this daemon's limits only. */
+  /** Many daemons sharing one budget per endpoint through Redis; none: this daemon's limits only. */
   fleet?: FleetConfig;
   /** Group allowed to use the socket (mode 0660); none: owner only (0600). */
   socketGroup?: string;
@@ -181,14 +181,14 @@ function fleetValue(value: unknown, fail: (m: string) => never): FleetConfig {
   if (!isObject(value)) fail('fleet must be an object: { "redis": "redis://HOST:PORT", "maxConcurrentHandshakes": 8, "maxConnections": 40 }');
   const { redis, ...rest } = value as Record<string, unknown>;
   if (redis === undefined) fail('fleet.redis is missing: the URL of the Redis server the fleet shares (redis://HOST:PORT[/DB])');
-  let target: RedisTarget;
+  let address: RedisAddress;
   try {
-    target = parseRedisUrl(redis);
+    address = parseRedisUrl(redis);
   } catch (err) {
     // The message never repeats the URL: it may carry a password.
     fail(`fleet.redis: ${(err as Error).message}`);
   }
-  return { redis: target!, limits: { ...DEFAULT_FLEET_LIMITS, ...fleetLimitsValue(rest, 'fleet', fail) } };
+  return { redis: address!, limits: { ...DEFAULT_FLEET_LIMITS, ...fleetLimitsValue(rest, 'fleet', fail) } };
 }
 
 function fleetLimitsValue(value: unknown, where: string, fail: (m: string) => never): Partial<FleetLimits> {

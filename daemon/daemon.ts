@@ -72,7 +72,7 @@ export class Daemon {
     private readonly opts: DaemonOptions,
     private config: DaemonConfig,
     readonly agent: Agent,
-    /** Sharing each target's budget with other daemons through Redis; none without a "fleet" config. */
+    /** Sharing each endpoint's budget with other daemons through Redis; none without a "fleet" config. */
     private readonly fleet: Fleet | undefined,
   ) {
     this.maxClients = clientLimit(config.maxClients, opts.log);

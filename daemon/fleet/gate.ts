@@ -1,4 +1,4 @@
-// What the pool sees of the fleet: one gate per target host:port, asked
+// What the pool sees of the fleet: one gate per endpoint (host:port), asked
 // before each new connection. Without a fleet (no "fleet" in the config) the
 // gate is LOCAL_GATE, which always says yes, so the pool has one code path.
 import type { Connection } from '../pool/connection';

@@ -63,7 +63,7 @@ export function handBack(conn: Connection): void {
   conn.close();
 }
 
-/** The target's connect timeout: how long a handshake may take, and so how long its permit lives. */
+/** The endpoint's connect timeout: how long a handshake may take, and so how long its permit lives. */
 export function handshakeTimeoutMs(pool: HostPool): number {
   return pool.host.connectTimeoutMs;
 }

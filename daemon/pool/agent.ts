@@ -40,7 +40,7 @@ export class Agent {
     private resolver: SshConfigResolver,
     private config: DaemonConfig,
     private readonly log: Logger,
-    /** Many daemons sharing each target's budget through Redis; none: local limits only. */
+    /** Many daemons sharing each endpoint's budget through Redis; none: local limits only. */
     private readonly fleet?: Fleet,
   ) {
     this.sweeper = setInterval(() => this.sweep(), 60_000);
@@ -50,13 +50,13 @@ export class Agent {
   /** The pool for `alias` with `options`; throws MuxError(BAD_REQUEST) for a bad host or option. */
   pool(alias: string, options: Record<string, string>): HostPool {
     if (this.closed) throw MuxError.shuttingDown();
-    const t = this.target(alias, options);
+    const t = this.lookup(alias, options);
     return this.poolFor(t.resolver, t.alias, t.overrides, undefined, 0);
   }
 
   /** How `alias` with `options` resolves (ssh -G), under the same rules as pool() and without connecting. */
   resolve(alias: string, options: Record<string, string>): ResolvedHost {
-    const t = this.target(alias, options);
+    const t = this.lookup(alias, options);
     const host = resolveChecked(t.resolver, t.alias, t.overrides);
     // A jump host that cannot be used fails here, as it would on use.
     for (const hop of host.proxyJump) resolveChecked(t.resolver, hop.host, hopOverrides(hop));
@@ -64,7 +64,7 @@ export class Agent {
   }
 
   /** The resolver, alias and overrides a request names: "user@host", the option allow-list, ssh -F. */
-  private target(alias: string, options: Record<string, string>): { resolver: SshConfigResolver; alias: string; overrides: Record<string, string> } {
+  private lookup(alias: string, options: Record<string, string>): HostLookup {
     const at = alias.lastIndexOf('@');
     if (at > 0) {
       // "user@host", as ssh takes it; an explicit User option wins.
@@ -198,7 +198,7 @@ export class Agent {
   drainHost(alias: string, options: Record<string, string> = {}): number {
     let resolvedKey: string | undefined;
     try {
-      const t = this.target(alias, options);
+      const t = this.lookup(alias, options);
       resolvedKey = poolKey(resolveChecked(t.resolver, t.alias, t.overrides));
     } catch {
       // A name that does not resolve drains by name only.
@@ -336,6 +336,13 @@ export class Agent {
     }
     for (const pool of this.draining) if (pool.connections.length === 0) this.draining.delete(pool);
   }
+}
+
+/** What resolving a request's host takes: the ssh_config (the daemon's, or a client's -F file), the alias, the overrides. */
+interface HostLookup {
+  resolver: SshConfigResolver;
+  alias: string;
+  overrides: Record<string, string>;
 }
 
 interface PoolOrigin {

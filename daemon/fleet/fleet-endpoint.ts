@@ -1,5 +1,6 @@
-// One target host:port as the fleet shares it: this daemon's gate to it
-// (gate.ts). Three records in Redis, per target:
+// One endpoint (host:port, as the pool's Endpoint keys it) as the fleet
+// shares it: this daemon's gate to it (gate.ts). Three records in Redis, per
+// endpoint:
 //  - a semaphore of handshakes in flight (redis-semaphore): a permit is taken
 //    before each handshake and given back when it ends; it expires by itself
 //    after ConnectTimeout + 2 s, so a daemon that dies mid-handshake costs
@@ -32,7 +33,7 @@ import { fairShares, type Wanter } from './share';
 export const HEARTBEAT_MS = 1000;
 /** A daemon not heard from for this long is gone, whatever its record says. */
 const PRESENCE_STALE_MS = 3 * HEARTBEAT_MS;
-/** The presence hash of a target nobody wants any more disappears after this. */
+/** The presence hash of an endpoint nobody wants any more disappears after this. */
 const PRESENCE_KEY_TTL_MS = 60_000;
 /** A connection permit's lease, and how often it is renewed. */
 export const CONNECTION_LEASE_MS = 15_000;
@@ -44,7 +45,7 @@ const RETRY_MS = 100;
 /** A permit handed to no pool within this long goes back. */
 const UNCLAIMED_MS = 1000;
 /**
- * A daemon that starts wanting a target opens its first connection at
+ * A daemon that starts wanting an endpoint opens its first connection at
  * once, and more only once its presence has been visible for a heartbeat:
  * daemons that start together see each other before they divide the cap,
  * instead of the first taking more than its share and later handing it
@@ -68,11 +69,11 @@ class Ticket implements FleetPermit {
   grantedAt = Date.now();
   renewedAt = Date.now();
 
-  constructor(readonly id: string, private readonly target: FleetTarget) {}
+  constructor(readonly id: string, private readonly endpoint: FleetEndpoint) {}
 
   bind(conn: Connection): void {
     this.conn = conn;
-    this.target.bound(this, conn);
+    this.endpoint.bound(this, conn);
   }
 }
 
@@ -84,11 +85,12 @@ interface Presence {
   at: number;
 }
 
-export interface FleetTargetStatus {
+/** One endpoint's figures; a FleetTarget in the wire's status (proto/sshmux.proto). */
+export interface FleetEndpointStatus {
   endpoint: string;
   maxConcurrentHandshakes: number;
   maxConnections: number;
-  /** In Redis: handshakes in flight and connections held by the whole fleet; daemons wanting the target. */
+  /** In Redis: handshakes in flight and connections held by the whole fleet; daemons wanting the endpoint. */
   fleetHandshakes: number;
   fleetConnections: number;
   daemons: number;
@@ -114,7 +116,7 @@ interface Snapshot {
   others: Array<Presence & { id: string; share: number }>;
 }
 
-export class FleetTarget implements FleetGate {
+export class FleetEndpoint implements FleetGate {
   readonly handshakeKey: string;
   readonly connectionKey: string;
   readonly presenceKey: string;
@@ -229,7 +231,7 @@ export class FleetTarget implements FleetGate {
     }
   }
 
-  status(): FleetTargetStatus {
+  status(): FleetEndpointStatus {
     const limits = this.limits();
     let handshakes = this.ready.length;
     let connections = 0;
@@ -270,7 +272,7 @@ export class FleetTarget implements FleetGate {
 
   // ---- acquiring ------------------------------------------------------------
 
-  /** Asks Redis for permits while pools wait; one request at a time per target. */
+  /** Asks Redis for permits while pools wait; one request at a time per endpoint. */
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
@@ -283,7 +285,7 @@ export class FleetTarget implements FleetGate {
       }
     } catch (err) {
       // A bug, not Redis (link.run catches those): the pools fall back to local permits below.
-      this.log.error({ target: this.endpoint, err: (err as Error).message }, 'fleet: permit loop failed');
+      this.log.error({ endpoint: this.endpoint, err: (err as Error).message }, 'fleet: permit loop failed');
     } finally {
       this.pumping = false;
     }
@@ -293,7 +295,7 @@ export class FleetTarget implements FleetGate {
 
   /** One attempt at a connection permit within this daemon's share, then a handshake permit. */
   private async acquire(): Promise<'granted' | 'wait' | 'failed'> {
-    // Fresh presence first: the share depends on who else wants this target right now.
+    // Fresh presence first: the share depends on who else wants this endpoint right now.
     if (!(await this.heartbeat())) return 'failed';
     const limits = this.limits();
     let ticket = this.pending;
@@ -420,7 +422,7 @@ export class FleetTarget implements FleetGate {
         t.renewedAt = now;
       } else {
         t.connectionPermit = undefined;
-        this.log.debug({ target: this.endpoint, permit: t.id }, 'fleet: a connection permit expired; counting the connection again');
+        this.log.debug({ endpoint: this.endpoint, permit: t.id }, 'fleet: a connection permit expired; counting the connection again');
       }
     }
   }
@@ -489,7 +491,7 @@ export class FleetTarget implements FleetGate {
 
   private handBack(conn: Connection, why: string): void {
     this.handBacks++;
-    this.log.info({ target: this.endpoint, connection: conn.id, sessions: connectionSessions(conn), why }, 'fleet: handing a connection back');
+    this.log.info({ endpoint: this.endpoint, connection: conn.id, sessions: connectionSessions(conn), why }, 'fleet: handing a connection back');
     handBack(conn);
   }
 
