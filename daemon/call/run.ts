@@ -6,7 +6,7 @@ import { Code } from '../../proto';
 import { MuxError } from '../errors';
 import type { Logger } from '../log';
 import type { Agent } from '../pool/agent';
-import { SessionCall } from './session';
+import { ChannelCall } from './channel-call';
 import type { CallOutcome, CallRequest, CallSink, ExitStatus } from './call';
 
 export interface RunOptions {
@@ -60,7 +60,7 @@ export function runCommand(agent: Agent, log: Logger, host: string, command: str
       },
       protocolError: (message) => reject(new MuxError(Code.INTERNAL, `internal error: ${message}`)),
     };
-    const call = new SessionCall(sink, request, { agent, log, outputWindow: maxOutput + 1, // all of it fits in memory by the bound above
+    const call = new ChannelCall(sink, request, { agent, log, outputWindow: maxOutput + 1, // all of it fits in memory by the bound above
       stdinCredit: Math.max(STDIN_CREDIT, stdin?.length ?? 0) });
     call.start();
     if (stdin) {

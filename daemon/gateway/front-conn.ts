@@ -10,7 +10,7 @@ import { MuxError } from '../errors';
 import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
 import type { AuthorizedKeys } from './keys';
-import { ChannelCall, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
+import { BridgedChannel, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
 
 /** RFC 4254 section 5.1 reason codes. */
 const OPEN_PROHIBITED = 1;
@@ -36,7 +36,7 @@ export class FrontConn {
   /** Channels open or opening: what the status page counts as this client's sessions. */
   channels = 0;
   private destination = '';
-  private readonly calls = new Set<ChannelCall>();
+  private readonly calls = new Set<BridgedChannel>();
   private readonly checks = new Set<() => void>();
   private failures = 0;
   /** The daemon is exiting: end the connection once its last channel has closed. */
@@ -202,10 +202,10 @@ export class FrontConn {
   private runSession(session: Session, release: () => void): void {
     const env: Record<string, string> = {};
     let pty: PtyRequest | undefined;
-    let call: ChannelCall | undefined;
+    let call: BridgedChannel | undefined;
     const start = (kind: 'exec' | 'shell' | 'subsystem', command: string, accept: () => ServerChannel, reject?: () => void): void => {
       if (call || !this.alive) return reject?.();
-      call = new ChannelCall(this.ctx.bridge, this.destination, { kind, command, env, pty });
+      call = new BridgedChannel(this.ctx.bridge, this.destination, { kind, command, env, pty });
       call.start(accept());
       this.calls.add(call);
     };
@@ -252,7 +252,7 @@ export class FrontConn {
     const release = this.admit(reject);
     if (!release) return;
     this.whenReachable(reject, release, () => {
-      const call: ChannelCall = new ChannelCall(this.ctx.bridge, this.destination, { kind: 'tcpip', host: req.destIP, port: req.destPort }, {
+      const call: BridgedChannel = new BridgedChannel(this.ctx.bridge, this.destination, { kind: 'tcpip', host: req.destIP, port: req.destPort }, {
         accept: () => {
           const channel = accept();
           whenClientCloses(channel, () => {

@@ -12,7 +12,7 @@
 // (no window adjust to the client) while it has none.
 import type { ServerChannel } from '../ssh/ssh2';
 import { STDERR, type CallOutcome, type CallSink, type OutputFd, type StartedInfo } from '../call/call';
-import { SessionCall } from '../call/session';
+import { ChannelCall } from '../call/channel-call';
 import { Code } from '../../proto';
 import { MuxError, toMuxError } from '../errors';
 import type { Logger } from '../log';
@@ -62,7 +62,7 @@ export function whenReachable(agent: Agent, destination: string): { ready: Promi
   }
 }
 
-export interface ChannelCallHooks {
+export interface BridgedChannelHooks {
   /** A TCP stream opened: accept the front channel now. */
   accept?(): ServerChannel;
   /** A TCP stream could not open: refuse the front channel with this. */
@@ -76,8 +76,8 @@ type Size = { cols: number; rows: number; width: number; height: number };
  * before the call starts (stdin may follow the exec request at once); a TCP
  * channel only once its stream is open, so a refusal is its open failure.
  */
-export class ChannelCall implements CallSink {
-  private readonly call: SessionCall;
+export class BridgedChannel implements CallSink {
+  private readonly call: ChannelCall;
   private readonly log: Logger;
   private channel: ServerChannel | undefined;
   /** Writes the SSH channel has not yet fitted into the client's window. */
@@ -96,10 +96,10 @@ export class ChannelCall implements CallSink {
   /** The client closed the channel or went away. */
   private closed = false;
 
-  constructor(ctx: BridgeContext, destination: string, private readonly request: ChannelRequest, private readonly hooks: ChannelCallHooks = {}) {
+  constructor(ctx: BridgeContext, destination: string, private readonly request: ChannelRequest, private readonly hooks: BridgedChannelHooks = {}) {
     this.log = ctx.log;
     const r = request;
-    this.call = new SessionCall(this, r.kind === 'tcpip'
+    this.call = new ChannelCall(this, r.kind === 'tcpip'
       ? { kind: 'tcpip', host: destination, forwardHost: r.host, forwardPort: r.port, stdin: true }
       : { kind: r.kind, host: destination, command: r.command, env: r.env, pty: r.pty, stdin: true },
     { agent: ctx.agent, log: ctx.log, outputWindow: OUTPUT_WINDOW, stdinCredit: STDIN_WINDOW });

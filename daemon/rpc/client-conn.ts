@@ -7,7 +7,7 @@ import type * as net from 'node:net';
 import { Code, DATA_CHUNK, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
 import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink } from '../call/call';
 import { FileTransfer } from '../call/transfer';
-import { SessionCall } from '../call/session';
+import { ChannelCall } from '../call/channel-call';
 import { coalesceWrites } from '../coalesce-writes';
 import type { Jobs } from '../jobs/jobs';
 import { JobCall, type JobCallPeer } from './job-call';
@@ -244,7 +244,7 @@ export class ClientConn {
     const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
     const session = frame.session!;
     const sink = this.sinkFor(stream, !!session.deferStarted && !session.stdin);
-    const call = request.kind === 'upload' || request.kind === 'download' ? new FileTransfer(sink, request, ctx) : new SessionCall(sink, request, ctx);
+    const call = request.kind === 'upload' || request.kind === 'download' ? new FileTransfer(sink, request, ctx) : new ChannelCall(sink, request, ctx);
     this.calls.set(stream, call);
     call.start();
   }

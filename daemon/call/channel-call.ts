@@ -1,5 +1,6 @@
-// A session call: a command, a shell or a subsystem in a pooled session
-// channel, or a TCP stream (ssh -W) through the host's pooled connection.
+// A call on one SSH channel: a command, a shell or a subsystem in a pooled
+// session channel, or a TCP stream (ssh -W, a direct-tcpip channel) through
+// the host's pooled connection.
 // It bridges the SSH channel and the door with flow control both ways, so a
 // slow reader slows the remote writer and memory stays bounded. Cancel
 // (explicit, deadline, the door's peer going away) ends the remote process
@@ -13,7 +14,7 @@ import type { HostPool, PendingSession } from '../pool/host-pool';
 import { abandonChannel, SIGNALS, terminate } from '../ssh/channel';
 import { Call, STDERR, STDOUT, type ExitStatus, type OutputFd } from './call';
 
-export class SessionCall extends Call {
+export class ChannelCall extends Call {
   private pending: PendingSession | undefined;
   private channel: ClientChannel | undefined;
   private connection: Connection | undefined;
