@@ -9,7 +9,7 @@ import type { ClientChannel } from '../ssh/ssh2';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { Connection, SessionSpec } from '../pool/connection';
+import type { PooledConnection, SessionSpec } from '../pool/pooled-connection';
 import type { HostPool, PendingSession } from '../pool/host-pool';
 import { abandonChannel, SIGNALS, terminate } from '../ssh/channel';
 import { Call, STDERR, STDOUT, type ExitStatus, type OutputFd } from './call';
@@ -17,7 +17,7 @@ import { Call, STDERR, STDOUT, type ExitStatus, type OutputFd } from './call';
 export class ChannelCall extends Call {
   private pending: PendingSession | undefined;
   private channel: ClientChannel | undefined;
-  private connection: Connection | undefined;
+  private connection: PooledConnection | undefined;
   /** The HostName the pool connects to, for Started. */
   private hostname = '';
   private paused = false;
@@ -134,7 +134,7 @@ export class ChannelCall extends Call {
 
   // ---- the channel ---------------------------------------------------------
 
-  private opened(channel: ClientChannel, connection: Connection | undefined, waitedMs: number, newConnection: boolean): void {
+  private opened(channel: ClientChannel, connection: PooledConnection | undefined, waitedMs: number, newConnection: boolean): void {
     if (this.ended || this.stopping) {
       if (this.tunnel) abandonChannel(channel);
       else terminate(channel, true);

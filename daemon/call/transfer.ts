@@ -8,7 +8,7 @@
 import type { SFTPWrapper } from '../ssh/ssh2';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { Connection } from '../pool/connection';
+import type { PooledConnection } from '../pool/pooled-connection';
 import type { HostPool, OpenedSession, PendingSession } from '../pool/host-pool';
 import { Call, STDOUT } from './call';
 
@@ -29,7 +29,7 @@ type SftpError = Error & { code?: number | string };
 export class FileTransfer extends Call {
   private pending: PendingSession | undefined;
   private sftp: SFTPWrapper | undefined;
-  private connection: Connection | undefined;
+  private connection: PooledConnection | undefined;
   private handle: Buffer | undefined;
   private readonly upload = this.request.kind === 'upload';
   protected readonly what = 'the transfer';

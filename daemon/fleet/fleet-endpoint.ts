@@ -19,7 +19,7 @@
 import { Semaphore } from 'redis-semaphore';
 import type { FleetLimits } from '../config';
 import type { Logger } from '../log';
-import type { Connection } from '../pool/connection';
+import type { PooledConnection } from '../pool/pooled-connection';
 import type { HostPool } from '../pool/host-pool';
 import type { FleetGate, FleetPermit } from './gate';
 import type { RedisLink } from './link';
@@ -63,7 +63,7 @@ const BUSY_HAND_BACK_AFTER_MS = 10_000;
 
 /** A connection permit, and while the handshake runs a handshake permit; neither when opened on local limits. */
 class Ticket implements FleetPermit {
-  conn: Connection | undefined;
+  conn: PooledConnection | undefined;
   connectionPermit: Semaphore | undefined;
   handshakePermit: Semaphore | undefined;
   grantedAt = Date.now();
@@ -71,7 +71,7 @@ class Ticket implements FleetPermit {
 
   constructor(readonly id: string, private readonly endpoint: FleetEndpoint) {}
 
-  bind(conn: Connection): void {
+  bind(conn: PooledConnection): void {
     this.conn = conn;
     this.endpoint.bound(this, conn);
   }
@@ -123,7 +123,7 @@ export class FleetEndpoint implements FleetGate {
   handBacks = 0;
   private readonly pools = new Set<HostPool>();
   private readonly waiters = new Map<() => void, HostPool>();
-  private readonly byConn = new Map<Connection, Ticket>();
+  private readonly byConn = new Map<PooledConnection, Ticket>();
   /** Granted, not yet taken by a pool. */
   private ready: Ticket[] = [];
   /** Holding a connection permit, waiting for a handshake permit. */
@@ -169,12 +169,12 @@ export class FleetEndpoint implements FleetGate {
     this.waiters.delete(wake);
   }
 
-  handshakeEnded(conn: Connection): void {
+  handshakeEnded(conn: PooledConnection): void {
     const ticket = this.byConn.get(conn);
     if (ticket) this.giveBack(ticket, 'handshake');
   }
 
-  released(conn: Connection): void {
+  released(conn: PooledConnection): void {
     const ticket = this.byConn.get(conn);
     if (!ticket) return;
     this.byConn.delete(conn);
@@ -199,7 +199,7 @@ export class FleetEndpoint implements FleetGate {
   // ---- what the fleet calls -------------------------------------------------
 
   /** A permit was bound to its connection. */
-  bound(ticket: Ticket, conn: Connection): void {
+  bound(ticket: Ticket, conn: PooledConnection): void {
     this.byConn.set(conn, ticket);
   }
 
@@ -489,7 +489,7 @@ export class FleetEndpoint implements FleetGate {
     }
   }
 
-  private handBack(conn: Connection, why: string): void {
+  private handBack(conn: PooledConnection, why: string): void {
     this.handBacks++;
     this.log.info({ endpoint: this.endpoint, connection: conn.id, sessions: connectionSessions(conn), why }, 'fleet: handing a connection back');
     handBack(conn);

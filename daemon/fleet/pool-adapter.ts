@@ -2,7 +2,7 @@
 // connections: how many connections a pool could use, which of its
 // connections are busy or idle, and how one is handed back. When the pool
 // changes shape, this file changes with it, and nothing else in daemon/fleet/.
-import type { Connection } from '../pool/connection';
+import type { PooledConnection } from '../pool/pooled-connection';
 import type { HostPool } from '../pool/host-pool';
 
 /**
@@ -25,7 +25,7 @@ export function poolDemand(pool: HostPool, waiting: boolean): number {
   return Math.min(pool.limits.maxConnections, want);
 }
 
-export function connectionHandshaking(conn: Connection): boolean {
+export function connectionHandshaking(conn: PooledConnection): boolean {
   return conn.state === 'connecting';
 }
 
@@ -41,25 +41,25 @@ export function poolStillWaiting(pool: HostPool): boolean {
 }
 
 /** Ready, with no session and no tunnel: handing it back costs nobody anything. */
-export function connectionIdle(conn: Connection): boolean {
+export function connectionIdle(conn: PooledConnection): boolean {
   return conn.state === 'ready' && conn.sessions === 0 && conn.tunnels === 0;
 }
 
 /** Already on its way out: closing, or closed. */
-export function connectionLeaving(conn: Connection): boolean {
+export function connectionLeaving(conn: PooledConnection): boolean {
   return conn.state === 'closing' || conn.state === 'closed';
 }
 
-export function connectionClosed(conn: Connection): boolean {
+export function connectionClosed(conn: PooledConnection): boolean {
   return conn.state === 'closed';
 }
 
-export function connectionSessions(conn: Connection): number {
+export function connectionSessions(conn: PooledConnection): number {
   return conn.sessions + conn.tunnels;
 }
 
 /** The connection takes no new sessions and closes once its running ones end (at once if idle); the pool's onClosed then releases its permits. */
-export function handBack(conn: Connection): void {
+export function handBack(conn: PooledConnection): void {
   conn.close();
 }
 

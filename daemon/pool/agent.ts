@@ -12,6 +12,7 @@ import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from 
 import type { Fleet } from '../fleet/fleet';
 import { countBreakerTransition, countReachabilityCheck, type BreakerSample } from '../metrics';
 import { Endpoint, type BreakerTransition } from './endpoint';
+import { Connection } from './connection';
 import { HostPool, type PendingSession } from './host-pool';
 import { tcpReachable } from './reachability';
 import { totalLoad, type PoolLoad } from './stats';
@@ -110,8 +111,10 @@ export class Agent {
     if (!pool) {
       const limits = limitsFor(this.config, alias);
       const endpoint = this.endpoint(host, limits, via);
-      pool = new HostPool(alias, host, limits, endpoint, this.log, via,
-        { fleet: this.fleet?.gate(endpoint.key, () => fleetLimitsFor(this.config, alias)) });
+      pool = new HostPool(alias, host, limits, endpoint, this.log, via, {
+        newConnection: (...args) => new Connection(...args),
+        fleet: this.fleet?.gate(endpoint.key, () => fleetLimitsFor(this.config, alias)),
+      });
       this.pools.set(key, pool);
       this.origins.set(pool, { resolver, alias, overrides, jumps, depth });
     }

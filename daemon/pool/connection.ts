@@ -13,39 +13,13 @@ import { Code } from '../../proto';
 import { lostWhileOpening, MuxError } from '../errors';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
-import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from '../ssh/ssh2';
-
-export type ConnectionState = 'connecting' | 'ready' | 'closing' | 'closed';
-
-export interface SessionSpec {
-  /** 'sftp': an SFTP session for a file transfer, pooled between transfers. */
-  kind: 'exec' | 'shell' | 'subsystem' | 'sftp';
-  /** The command line (exec) or subsystem name. */
-  command: string;
-  env?: Record<string, string>;
-  pty?: PseudoTtyOptions;
-  /** exec: the command has no stdin, so its EOF goes with the request. */
-  closeStdin?: boolean;
-}
-
-/** How an open attempt ended, so the pool can decide: hand over, requeue, or fail. */
-export type OpenResult =
-  | { ok: true; channel: ClientChannel; sftp?: undefined }
-  | { ok: true; sftp: SFTPWrapper; channel?: undefined }
-  | { ok: false; retry: boolean; error: MuxError };
+import type { Client, ClientChannel, SFTPWrapper } from '../ssh/ssh2';
+import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from './pooled-connection';
 
 /** An SFTP session nobody uses is closed after this long, freeing its slot. */
 const SFTP_IDLE_MS = 15_000;
 
-export interface ConnectionOwner {
-  onReady(conn: Connection): void;
-  onHandshakeFailed(conn: Connection, err: MuxError): void;
-  /** A slot freed, or the connection's limit changed: the queue may move. */
-  onCapacity(conn: Connection): void;
-  onClosed(conn: Connection, err?: Error): void;
-}
-
-export class Connection {
+export class Connection implements PooledConnection {
   state: ConnectionState = 'connecting';
   /** Sessions opening or open: until the server closes the channel (closed slots and the spare are counted apart). */
   sessions = 0;

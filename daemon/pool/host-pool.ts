@@ -14,7 +14,7 @@ import type { ResolvedHost } from '../ssh/ssh-config';
 import { terminate } from '../ssh/channel';
 import type { Tunneler } from '../ssh/dial';
 import { systemClock, type Clock } from './clock';
-import { Connection, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
+import type { ConnectionFactory, ConnectionOwner, OpenResult, PooledConnection, SessionSpec } from './pooled-connection';
 import type { Endpoint, FailurePolicy } from './endpoint';
 import { RequestQueue } from './queue';
 import { poolLoad, type PoolLoad } from './stats';
@@ -57,7 +57,7 @@ export interface OpenedSession {
   /** A session channel; for an 'sftp' request, `sftp` instead. */
   channel?: ClientChannel;
   sftp?: SFTPWrapper;
-  connection: Connection;
+  connection: PooledConnection;
   waitedMs: number;
   newConnection: boolean;
 }
@@ -91,10 +91,10 @@ export class PendingSession {
   }
 }
 
-/** What the pool takes from outside, so that tests can give it a fake clock and fake connections. */
+/** What the pool takes from outside: its connections (ssh/connection.ts; fakes in the unit tests), and a fake clock in tests. */
 export interface HostPoolDeps {
+  newConnection: ConnectionFactory;
   clock?: Clock;
-  newConnection?: (id: string, host: ResolvedHost, maxSessions: number, idleTimeoutMs: number, owner: ConnectionOwner, via?: Tunneler) => Connection;
   /** The fleet's budget for this endpoint, shared through Redis (daemon/fleet/); without a fleet, always yes. */
   fleet?: FleetGate;
 }
@@ -122,7 +122,7 @@ interface TunnelWaiter {
 }
 
 export class HostPool implements ConnectionOwner, Tunneler {
-  readonly connections: Connection[] = [];
+  readonly connections: PooledConnection[] = [];
   readonly queue = new RequestQueue<PendingSession>();
   /** The last handshake failures, for the status page. */
   readonly recentErrors: Array<{ at: number; code: string; message: string }> = [];
@@ -140,7 +140,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
   private tunnelWaiters: TunnelWaiter[] = [];
   private readyWaiters: ReadyWaiter[] = [];
   private readonly clock: Clock;
-  private readonly newConnection: NonNullable<HostPoolDeps['newConnection']>;
+  private readonly newConnection: ConnectionFactory;
   private readonly fleet: FleetGate;
 
   constructor(
@@ -150,12 +150,12 @@ export class HostPool implements ConnectionOwner, Tunneler {
     readonly endpoint: Endpoint,
     private readonly log: Logger,
     /** The jump host's pool this destination is reached through. */
-    readonly via?: HostPool,
-    deps: HostPoolDeps = {},
+    readonly via: HostPool | undefined,
+    deps: HostPoolDeps,
   ) {
     this.maxSessions = limits.maxSessions;
     this.clock = deps.clock ?? systemClock;
-    this.newConnection = deps.newConnection ?? ((...args) => new Connection(...args));
+    this.newConnection = deps.newConnection;
     this.fleet = deps.fleet ?? LOCAL_GATE;
     this.lastUsed = this.clock.now();
   }
@@ -437,16 +437,16 @@ export class HostPool implements ConnectionOwner, Tunneler {
     return false;
   }
 
-  private leastLoaded(): Connection | undefined {
-    let best: Connection | undefined;
+  private leastLoaded(): PooledConnection | undefined {
+    let best: PooledConnection | undefined;
     for (const conn of this.connections) {
       if (conn.freeSlots > 0 && (!best || conn.sessions < best.sessions)) best = conn;
     }
     return best;
   }
 
-  private fewestTunnels(): Connection | undefined {
-    let best: Connection | undefined;
+  private fewestTunnels(): PooledConnection | undefined {
+    let best: PooledConnection | undefined;
     for (const conn of this.connections) {
       if (conn.state === 'ready' && (!best || conn.tunnels < best.tunnels)) best = conn;
     }
@@ -490,7 +490,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     conn.connect();
   }
 
-  private open(conn: Connection, pending: PendingSession): void {
+  private open(conn: PooledConnection, pending: PendingSession): void {
     pending.state = 'opening';
     const newConnection = conn.sessionsOpened === 0;
     conn.openSession(pending.spec, (result: OpenResult) => {
@@ -576,14 +576,14 @@ export class HostPool implements ConnectionOwner, Tunneler {
     for (const w of this.readyWaiters.splice(0)) w.reject(err.inPhase('handshaking'));
   }
 
-  private remove(conn: Connection): void {
+  private remove(conn: PooledConnection): void {
     const i = this.connections.indexOf(conn);
     if (i >= 0) this.connections.splice(i, 1);
   }
 
   // ---- ConnectionOwner ------------------------------------------------
 
-  onReady(conn: Connection): void {
+  onReady(conn: PooledConnection): void {
     this.endpoint.succeeded();
     this.fleet.handshakeEnded(conn);
     this.stats.handshakesOk++;
@@ -594,7 +594,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     this.dispatch();
   }
 
-  onHandshakeFailed(conn: Connection, err: MuxError): void {
+  onHandshakeFailed(conn: PooledConnection, err: MuxError): void {
     this.remove(conn);
     this.fleet.released(conn);
     const policy = failurePolicy(err.code);
@@ -620,20 +620,20 @@ export class HostPool implements ConnectionOwner, Tunneler {
     if (policy.waiting === 'fail-now' || this.endpoint.failures >= this.limits.connectionAttempts) this.failQueued(err);
   }
 
-  onCapacity(conn: Connection): void {
+  onCapacity(conn: PooledConnection): void {
     this.learnLimit(conn);
     this.dispatch();
   }
 
   /** A connection learned the server's MaxSessions is lower than assumed (a refused session or spare): so does the pool. */
-  private learnLimit(conn: Connection): void {
+  private learnLimit(conn: PooledConnection): void {
     if (conn.maxSessions >= this.maxSessions) return;
     this.maxSessions = conn.maxSessions;
     this.log.warn({ host: this.name, connection: conn.id, maxSessions: conn.maxSessions },
       'server refused a session: its MaxSessions is lower than assumed; using the lower limit');
   }
 
-  onClosed(conn: Connection, err?: Error): void {
+  onClosed(conn: PooledConnection, err?: Error): void {
     this.remove(conn);
     this.fleet.released(conn);
     if (err) this.log.warn({ host: this.name, connection: conn.id, err: err.message }, 'connection lost');

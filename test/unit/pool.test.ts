@@ -15,7 +15,7 @@ import { backoffDelay, probeDelay, reachabilityCheckDelay, HANDSHAKE_BACKOFF } f
 import type { Clock } from '../../daemon/pool/clock';
 import { Endpoint, type BreakerTransition, type FailurePolicy, type Reachability } from '../../daemon/pool/endpoint';
 import { HostPool, failurePolicy, type OpenedSession, type PendingSession } from '../../daemon/pool/host-pool';
-import type { Connection, ConnectionOwner, ConnectionState, OpenResult, SessionSpec } from '../../daemon/pool/connection';
+import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from '../../daemon/pool/pooled-connection';
 
 // ---- a fake clock ------------------------------------------------------
 
@@ -329,7 +329,7 @@ test('Endpoint: an answer of any kind to a probe (throttled, a refused key) clos
 
 // ---- HostPool with fake connections ----------------------------------
 
-class FakeConnection {
+class FakeConnection implements PooledConnection {
   state: ConnectionState = 'connecting';
   sessions = 0;
   /** Slots are freed at once here: none wait for a round trip. */
@@ -337,6 +337,7 @@ class FakeConnection {
   sessionsOpened = 0;
   tunnels = 0;
   readonly idleSftpSessions = 0;
+  readonly hostKeyWarning = undefined;
   readonly createdAt: number;
   /** Channel opens waiting for the fake server's answer. */
   readonly opening: Array<{ spec: SessionSpec; done: (r: OpenResult) => void }> = [];
@@ -361,13 +362,13 @@ class FakeConnection {
   /** The handshake succeeds. */
   up(): void {
     this.state = 'ready';
-    this.owner.onReady(this as unknown as Connection);
+    this.owner.onReady(this);
   }
 
   /** The handshake fails with `code`. */
   down(code: Code, message = 'connection refused'): void {
     this.state = 'closed';
-    this.owner.onHandshakeFailed(this as unknown as Connection, new MuxError(code, message, 'handshaking'));
+    this.owner.onHandshakeFailed(this, new MuxError(code, message, 'handshaking'));
   }
 
   openSession(spec: SessionSpec, done: (r: OpenResult) => void): void {
@@ -390,7 +391,11 @@ class FakeConnection {
   endSession(): void {
     this.sessions--;
     if (this.state === 'closing' && this.sessions === 0) this.destroy();
-    else this.owner.onCapacity(this as unknown as Connection);
+    else this.owner.onCapacity(this);
+  }
+
+  warningsFor(): string[] {
+    return [];
   }
 
   openTunnel(): void {
@@ -441,7 +446,7 @@ function pool(w: World, limits: Partial<Limits> = {}, ep?: Endpoint, name = 'h')
   });
   return new HostPool(name, HOST, l, e, silent, undefined, {
     clock: w.clock,
-    newConnection: (id, _host, maxSessions, _idle, owner) => new FakeConnection(id, maxSessions, owner, w) as unknown as Connection,
+    newConnection: (id, _host, maxSessions, _idle, owner) => new FakeConnection(id, maxSessions, owner, w),
   });
 }
 
@@ -453,8 +458,8 @@ function ask(p: HostPool, log: Outcome[], label: string, waitMs = 60_000): Pendi
   }, waitMs);
 }
 
-function conn(s: OpenedSession | undefined): FakeConnection {
-  return s!.connection as unknown as FakeConnection;
+function conn(s: OpenedSession | undefined): PooledConnection | undefined {
+  return s?.connection;
 }
 
 test('HostPool: requests are served first come, first served as slots free', async () => {
@@ -560,7 +565,7 @@ async function markDown(w: World, p: HostPool, duringWaitMs: number): Promise<Ou
   w.dialed[0].up();
   w.dialed[0].endSession();
   w.dialed[0].state = 'closed';
-  p.onClosed(w.dialed[0] as unknown as Connection, new Error('lost'));
+  p.onClosed(w.dialed[0], new Error('lost'));
   ask(p, log, 'during', duringWaitMs);
   w.dialed[1].down(Code.REFUSED);
   await w.clock.advance(p.endpoint.backoffRemaining() + 1);
