@@ -12,7 +12,7 @@ import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from 
 import type { Fleet } from '../fleet/fleet';
 import { countBreakerTransition, countReachabilityCheck, type BreakerSample } from '../metrics';
 import { Endpoint, type BreakerTransition } from './endpoint';
-import { Connection } from './connection';
+import { Connection } from '../ssh/connection';
 import { HostPool, type PendingSession } from './host-pool';
 import { tcpReachable } from './reachability';
 import { totalLoad, type PoolLoad } from './stats';
