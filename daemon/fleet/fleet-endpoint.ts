@@ -1,6 +1,6 @@
 // One endpoint (host:port, as the pool's Endpoint keys it) as the fleet
-// shares it: this daemon's gate to it (gate.ts). Three records in Redis, per
-// endpoint:
+// shares it: this daemon's gate to it (pool/fleet-gate.ts). Three records in
+// Redis, per endpoint:
 //  - a semaphore of handshakes in flight (redis-semaphore): a permit is taken
 //    before each handshake and given back when it ends; it expires by itself
 //    after ConnectTimeout + 2 s, so a daemon that dies mid-handshake costs
@@ -19,14 +19,9 @@
 import { Semaphore } from 'redis-semaphore';
 import type { FleetLimits } from '../config';
 import type { Logger } from '../log';
+import type { FleetGate, FleetPermit, GatedPool } from '../pool/fleet-gate';
 import type { PooledConnection } from '../pool/pooled-connection';
-import type { HostPool } from '../pool/host-pool';
-import type { FleetGate, FleetPermit } from './gate';
 import type { RedisLink } from './link';
-import {
-  connectionClosed, connectionHandshaking, connectionIdle, connectionLeaving, connectionSessions,
-  handBack, handshakeTimeoutMs, poolDemand, poolStillWaiting,
-} from './pool-adapter';
 import { fairShares, type Wanter } from './share';
 
 /** How often presence is written and read, leases renewed and shares balanced. */
@@ -121,8 +116,8 @@ export class FleetEndpoint implements FleetGate {
   readonly connectionKey: string;
   readonly presenceKey: string;
   handBacks = 0;
-  private readonly pools = new Set<HostPool>();
-  private readonly waiters = new Map<() => void, HostPool>();
+  private readonly pools = new Set<GatedPool>();
+  private readonly waiters = new Map<() => void, GatedPool>();
   private readonly byConn = new Map<PooledConnection, Ticket>();
   /** Granted, not yet taken by a pool. */
   private ready: Ticket[] = [];
@@ -153,9 +148,9 @@ export class FleetEndpoint implements FleetGate {
 
   // ---- FleetGate ----------------------------------------------------------
 
-  take(pool: HostPool, wake: () => void): FleetPermit | undefined {
+  take(pool: GatedPool, wake: () => void): FleetPermit | undefined {
     this.pools.add(pool);
-    this.handshakeLeaseMs = Math.max(this.handshakeLeaseMs, handshakeTimeoutMs(pool) + HANDSHAKE_LEASE_MARGIN_MS);
+    this.handshakeLeaseMs = Math.max(this.handshakeLeaseMs, pool.handshakeTimeoutMs + HANDSHAKE_LEASE_MARGIN_MS);
     const granted = this.ready.shift();
     if (granted) return granted;
     // Without Redis, the local limits alone: the pool checked them.
@@ -330,16 +325,15 @@ export class FleetEndpoint implements FleetGate {
 
   /** Forgets the pools whose queue was served meanwhile; whether any still wait. */
   private stillWaiting(): boolean {
-    for (const [wake, pool] of this.waiters) if (!poolStillWaiting(pool)) this.waiters.delete(wake);
+    for (const [wake, pool] of this.waiters) if (!pool.waitingForConnection) this.waiters.delete(wake);
     return this.waiters.size > 0;
   }
 
-  /** Connections this daemon's pools could use now. */
+  /** Connections this daemon's pools could use now (forgetting, as it goes, the waiters whose pool was served). */
   private demand(): number {
     this.stillWaiting();
-    const waiting = new Set(this.waiters.values());
     let n = 0;
-    for (const pool of this.pools) n += poolDemand(pool, waiting.has(pool));
+    for (const pool of this.pools) n += pool.wantedConnections();
     return n;
   }
 
@@ -492,7 +486,8 @@ export class FleetEndpoint implements FleetGate {
   private handBack(conn: PooledConnection, why: string): void {
     this.handBacks++;
     this.log.info({ endpoint: this.endpoint, connection: conn.id, sessions: connectionSessions(conn), why }, 'fleet: handing a connection back');
-    handBack(conn);
+    // No new sessions; it closes once its running ones end (at once if idle), and the pool's onClosed releases its permits.
+    conn.close();
   }
 
   /** Permits of connections that closed unseen (while connecting), and granted permits nobody took. */
@@ -515,7 +510,7 @@ export class FleetEndpoint implements FleetGate {
       void this.release(t, 'all');
     }
     for (const pool of this.pools) {
-      if (pool.connections.length === 0 && pool.queue.length === 0 && ![...this.waiters.values()].includes(pool)) this.pools.delete(pool);
+      if (pool.empty && ![...this.waiters.values()].includes(pool)) this.pools.delete(pool);
     }
   }
 
@@ -560,4 +555,28 @@ function parsePresence(text: string): Presence | undefined {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+// What the fleet reads of a connection: its state and load, through PooledConnection.
+
+function connectionClosed(conn: PooledConnection): boolean {
+  return conn.state === 'closed';
+}
+
+function connectionHandshaking(conn: PooledConnection): boolean {
+  return conn.state === 'connecting';
+}
+
+/** Already on its way out: closing, or closed. */
+function connectionLeaving(conn: PooledConnection): boolean {
+  return conn.state === 'closing' || conn.state === 'closed';
+}
+
+/** Ready, with no session and no tunnel: handing it back costs nobody anything. */
+function connectionIdle(conn: PooledConnection): boolean {
+  return conn.state === 'ready' && conn.sessions === 0 && conn.tunnels === 0;
+}
+
+function connectionSessions(conn: PooledConnection): number {
+  return conn.sessions + conn.tunnels;
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import type { FleetConfig, FleetLimits } from '../config';
 import type { Logger } from '../log';
-import type { FleetGate } from './gate';
+import type { FleetGate, FleetGates } from '../pool/fleet-gate';
 import { RedisLink } from './link';
 import { FleetEndpoint, HEARTBEAT_MS, type FleetEndpointStatus } from './fleet-endpoint';
 
@@ -28,7 +28,7 @@ export interface FleetStatus {
   targets: FleetEndpointStatus[];
 }
 
-export class Fleet {
+export class Fleet implements FleetGates {
   readonly daemonId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   private readonly link: RedisLink;
   private readonly endpoints = new Map<string, FleetEndpoint>();

@@ -9,9 +9,9 @@ import type { Logger } from '../log';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from '../ssh/ssh-config';
-import type { Fleet } from '../fleet/fleet';
 import { countBreakerTransition, countReachabilityCheck, type BreakerSample } from '../metrics';
 import { Endpoint, type BreakerTransition } from './endpoint';
+import type { FleetGates } from './fleet-gate';
 import { Connection } from '../ssh/connection';
 import { HostPool, type PendingSession } from './host-pool';
 import { tcpReachable } from './reachability';
@@ -42,7 +42,7 @@ export class Agent {
     private config: DaemonConfig,
     private readonly log: Logger,
     /** Many daemons sharing each endpoint's budget through Redis; none: local limits only. */
-    private readonly fleet?: Fleet,
+    private readonly fleet?: FleetGates,
   ) {
     this.sweeper = setInterval(() => this.sweep(), 60_000);
     this.sweeper.unref();

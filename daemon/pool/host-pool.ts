@@ -19,7 +19,7 @@ import type { Endpoint, FailurePolicy } from './endpoint';
 import { RequestQueue } from './queue';
 import { poolLoad, type PoolLoad } from './stats';
 import { countHandshake } from '../metrics';
-import { LOCAL_GATE, type FleetGate, type FleetPermit } from '../fleet/gate';
+import { LOCAL_GATE, type FleetGate, type FleetPermit, type GatedPool } from './fleet-gate';
 
 /**
  * What each failed handshake means (see FailurePolicy). Whatever the row
@@ -121,7 +121,7 @@ interface TunnelWaiter {
   reject(err: MuxError): void;
 }
 
-export class HostPool implements ConnectionOwner, Tunneler {
+export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
   readonly connections: PooledConnection[] = [];
   readonly queue = new RequestQueue<PendingSession>();
   /** The last handshake failures, for the status page. */
@@ -176,6 +176,11 @@ export class HostPool implements ConnectionOwner, Tunneler {
     if (this.endpoint.breaker !== 'closed') return 'down';
     if (this.endpoint.backoffRemaining() > 0) return 'backoff';
     return this.stats.lastError && this.endpoint.failures > 0 ? 'failing' : 'ok';
+  }
+
+  /** How long one of its handshakes may take (GatedPool). */
+  get handshakeTimeoutMs(): number {
+    return this.host.connectTimeoutMs;
   }
 
   /** Connections, sessions and queue, counted once for every reader. */
@@ -453,16 +458,55 @@ export class HostPool implements ConnectionOwner, Tunneler {
     return best;
   }
 
+  /**
+   * Session slots the waiting requests need beyond the capacity on its way:
+   * the connections still handshaking (maxSessions each) and the closed
+   * slots a round trip is about to give back. At least 1 while a tunnel or a
+   * readiness check waits and there is no connection: they need one
+   * connection, not slots. grow() opens connections for it, and the fleet
+   * asks whether it is above 0 (waitingForConnection).
+   */
+  private shortfall(): number {
+    let connecting = 0;
+    let reclaimable = 0;
+    for (const c of this.connections) {
+      if (c.state === 'connecting') connecting++;
+      reclaimable += c.reclaimableSlots;
+    }
+    const slots = this.queue.length - connecting * this.maxSessions - reclaimable;
+    const needsOne = (this.tunnelWaiters.length > 0 || this.readyWaiters.length > 0) && this.connections.length === 0;
+    return needsOne ? Math.max(slots, 1) : slots;
+  }
+
+  /** It needs a connection beyond those on their way (GatedPool). */
+  get waitingForConnection(): boolean {
+    return this.shortfall() > 0;
+  }
+
+  /**
+   * Connections it could use now (GatedPool): enough for the sessions it
+   * holds and the requests it queues, at its MaxSessions each, within
+   * maxConnections; at least one while it waits for one or a tunnel runs.
+   * A pool whose connections carry only a few sessions each wants fewer
+   * than it holds.
+   */
+  wantedConnections(): number {
+    let slots = this.queue.length;
+    let tunnels = false;
+    for (const conn of this.connections) {
+      if (conn.state === 'closed') continue;
+      slots += conn.sessions;
+      if (conn.tunnels > 0) tunnels = true;
+    }
+    let want = Math.ceil(slots / this.maxSessions);
+    if (tunnels || this.waitingForConnection) want = Math.max(want, 1);
+    return Math.min(this.limits.maxConnections, want);
+  }
+
   /** Opens connections while the queue needs more capacity than is on its way. */
   private grow(): void {
     if (this.closed) return;
-    const connecting = this.connections.filter((c) => c.state === 'connecting').length;
-    // Closed slots a round trip is about to give back are capacity on its way too, as a connecting connection's are.
-    const reclaimable = this.connections.reduce((n, c) => n + c.reclaimableSlots, 0);
-    let demand = this.queue.length - connecting * this.maxSessions - reclaimable;
-    // Tunnels and readiness checks need one connection, not slots.
-    const needsOne = this.tunnelWaiters.length > 0 || this.readyWaiters.length > 0;
-    if (needsOne && this.connections.length === 0) demand = Math.max(demand, 1);
+    let demand = this.shortfall();
     while (demand > 0 && this.connections.length < this.limits.maxConnections) {
       // Until this pool has logged in once, one handshake at a time: a
       // refused login (a wrong key, a certificate the server rejects) fails

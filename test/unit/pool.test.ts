@@ -332,8 +332,8 @@ test('Endpoint: an answer of any kind to a probe (throttled, a refused key) clos
 class FakeConnection implements PooledConnection {
   state: ConnectionState = 'connecting';
   sessions = 0;
-  /** Slots are freed at once here: none wait for a round trip. */
-  readonly reclaimableSlots = 0;
+  /** Closed slots a round trip is about to give back; a test sets it (the real one counts them: connection.test.ts). */
+  reclaimableSlots = 0;
   sessionsOpened = 0;
   tunnels = 0;
   readonly idleSftpSessions = 0;
@@ -352,7 +352,7 @@ class FakeConnection implements PooledConnection {
   }
 
   get freeSlots(): number {
-    return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions) : 0;
+    return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions - this.reclaimableSlots) : 0;
   }
 
   connect(): void {
@@ -710,6 +710,30 @@ test('HostPool: close() fails what waits with SHUTTING_DOWN and refuses new requ
   assert.deepEqual(log.map((o) => [o.label, o.error?.code]), [['running', undefined], ['waiting', Code.SHUTTING_DOWN], ['late', Code.SHUTTING_DOWN]]);
   assert.equal(w.dialed[0].state, 'closing');
   assert.deepEqual(p.load, { connections: 1, connectionsByState: { closing: 1 }, sessions: 1, sessionCapacity: 1, queued: 0 });
+});
+
+test('HostPool: its demand, which the fleet reads, counts closed slots on their way back as grow() does', () => {
+  const w = world();
+  const p = pool(w, { maxConnections: 4, maxSessions: 2 });
+  const log: Outcome[] = [];
+  ask(p, log, 'a');
+  ask(p, log, 'b');
+  assert.equal(p.waitingForConnection, false, 'the connection handshaking covers both');
+  const c = w.dialed[0];
+  c.up();
+  assert.equal(c.sessions, 2);
+  // Both sessions end; the server closed their channels, and a round trip is about to give the slots back.
+  c.sessions = 0;
+  c.reclaimableSlots = 2;
+  ask(p, log, 'c');
+  ask(p, log, 'd');
+  assert.equal(w.dialed.length, 1, 'a connection opened for requests that closed slots are about to serve');
+  assert.equal(p.waitingForConnection, false, 'the fleet was told the pool waits for a connection it does not need');
+  assert.equal(p.wantedConnections(), 1);
+  ask(p, log, 'e');
+  assert.equal(w.dialed.length, 2, 'three queued, two slots on their way: no connection opened for the third');
+  assert.equal(p.waitingForConnection, false, 'the new connection covers it');
+  assert.equal(p.wantedConnections(), 2, 'three queued at two sessions each');
 });
 
 // ---- HostPool.connected: the SSH gateway's check before it accepts a channel ----
