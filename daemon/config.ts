@@ -2,9 +2,9 @@
 // per-host overrides. JSON, because it needs no parser and every tool can
 // write it; unknown keys are an error so a typo never silently does nothing.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { globRegExp } from './glob';
-import { validOwner } from './jobs/job-id';
-import { parseRedisUrl, type RedisAddress } from './fleet/redis-url';
+import { parseRedisUrl, type RedisAddress } from './redis-url';
 
 export interface Limits {
   /** Session channels per connection; sshd's MaxSessions (default 10). */
@@ -134,7 +134,7 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
     } else if (key === 'jobRetentionMs') {
       config.jobRetentionMs = intValue(key, value, 0, fail);
     } else if (key === 'jobOwner') {
-      if (typeof value !== 'string' || !validOwner(value)) fail('jobOwner must be 1-64 characters A-Z a-z 0-9 . _ @ - (not starting with .)');
+      if (typeof value !== 'string' || !JOB_OWNER.test(value)) fail('jobOwner must be 1-64 characters A-Z a-z 0-9 . _ @ - (not starting with .)');
       config.jobOwner = value as string;
     } else if (key === 'fleet') {
       config.fleet = fleetValue(value, fail);
@@ -162,6 +162,17 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
     }
   }
   return config;
+}
+
+/** The name of this daemon's jobs root on hosts (jobOwner): safe as a path component, quoted anyway. */
+const JOB_OWNER = /^[A-Za-z0-9_@-][A-Za-z0-9._@-]{0,63}$/;
+
+/** This daemon user's name for its jobs root: the configured one, else user@hostname made path-safe. */
+export function jobOwner(configured: string | undefined): string {
+  if (configured !== undefined) return configured;
+  const raw = `${os.userInfo().username}@${os.hostname()}`;
+  const owner = raw.replace(/[^A-Za-z0-9._@-]/g, '_').replace(/^\./, '_').slice(0, 64);
+  return JOB_OWNER.test(owner) ? owner : 'sshmux';
 }
 
 /** The limits in force for a host alias. */

@@ -7,7 +7,7 @@
 // password never in a message.
 import Redis from 'ioredis';
 import type { Logger } from '../log';
-import { scrub, type RedisAddress } from './redis-url';
+import { scrub, type RedisAddress } from '../redis-url';
 
 /** Longest any Redis command may take before the link counts as down. */
 export const COMMAND_TIMEOUT_MS = 1000;
