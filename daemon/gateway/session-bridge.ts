@@ -38,10 +38,10 @@ export type ChannelRequest =
 /** stdin, as the call numbers file descriptors. */
 const STDIN = 0;
 
-/** Why `destination` (an SSH user name: alias or user@alias) cannot be used, resolved as the RPC resolves hosts. */
+/** Why `destination` (an SSH user name: alias or user@alias) cannot be used, resolved as the RPC resolves hosts; creates no pool. */
 export function destinationProblem(agent: Agent, destination: string): MuxError | undefined {
   try {
-    agent.pool(destination, {});
+    agent.resolve(destination, {});
     return undefined;
   } catch (err) {
     return toMuxError(err);

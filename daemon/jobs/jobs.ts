@@ -53,8 +53,8 @@ export class Jobs {
     const name = opts.name ?? '';
     const env = opts.env ?? {};
     checkSubmit(command, name, env);
-    // An unusable host name or option fails here, before an id exists.
-    this.opts.agent.pool(host, {});
+    // An unusable host name or option fails here, before an id exists; nothing is created for it.
+    this.opts.agent.resolve(host, {});
     const ref = { host, key: newKey() };
     const deadline = this.deadline(opts.timeoutMs, DEFAULT_SUBMIT_MS);
     let replies: Reply[];
@@ -90,7 +90,7 @@ export class Jobs {
 
   /** Every job of this daemon user on `host`, oldest first; the last known list, marked stale, if the host cannot be reached. */
   async list(host: string, timeoutMs?: number): Promise<JobInfo[]> {
-    this.opts.agent.pool(host, {});
+    this.opts.agent.resolve(host, {});
     const h = this.hostJobs(host);
     let stale: string | undefined;
     try {

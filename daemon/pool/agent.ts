@@ -48,20 +48,22 @@ export class Agent {
     this.sweeper.unref();
   }
 
-  /** The pool for `alias` with `options`; throws MuxError(BAD_REQUEST) for a bad host or option. */
+  /** The pool for `alias` with `options`, created on first use; throws MuxError(BAD_REQUEST) for a bad host or option. */
   pool(alias: string, options: Record<string, string>): HostPool {
     if (this.closed) throw MuxError.shuttingDown();
     const t = this.lookup(alias, options);
-    return this.poolFor(t.resolver, t.alias, t.overrides, undefined, 0);
+    return this.poolFor(this.route({ ...t, jumps: undefined, depth: 0 }));
   }
 
-  /** How `alias` with `options` resolves (ssh -G), under the same rules as pool() and without connecting. */
+  /**
+   * How `alias` with `options` resolves (ssh -G), its jump hosts included,
+   * under the same rules as pool() (throwing what it would throw) and
+   * creating nothing: no pool, no endpoint, no connection. Doors check a
+   * host name with it before they take a request for it.
+   */
   resolve(alias: string, options: Record<string, string>): ResolvedHost {
     const t = this.lookup(alias, options);
-    const host = resolveChecked(t.resolver, t.alias, t.overrides);
-    // A jump host that cannot be used fails here, as it would on use.
-    for (const hop of host.proxyJump) resolveChecked(t.resolver, hop.host, hopOverrides(hop));
-    return host;
+    return this.route({ ...t, jumps: undefined, depth: 0 }).host;
   }
 
   /** The resolver, alias and overrides a request names: "user@host", the option allow-list, ssh -F. */
@@ -88,35 +90,43 @@ export class Agent {
   }
 
   /**
-   * The pool for a resolved destination. `jumps` replaces the host's own
-   * ProxyJump (as ssh does for the hops of a -J chain); `depth` stops a
-   * config whose jump hosts jump through themselves.
+   * Resolves a destination and its ProxyJump chain, creating nothing.
+   * `jumps` replaces the host's own ProxyJump (as ssh does for the hops of
+   * a -J chain); `depth` stops a config whose jump hosts jump through
+   * themselves.
    */
-  private poolFor(resolver: SshConfigResolver, alias: string, overrides: Record<string, string>,
-    jumps: JumpHop[] | undefined, depth: number): HostPool {
+  private route(origin: PoolOrigin): Route {
+    const { resolver, alias, overrides, jumps, depth } = origin;
     if (depth > MAX_JUMP_DEPTH) {
       throw new MuxError(Code.BAD_REQUEST, `ProxyJump chain deeper than ${MAX_JUMP_DEPTH} at ${alias}: does a jump host jump through itself? Exclude it in ssh_config (Host * !bastion)`);
     }
     let host = resolveChecked(resolver, alias, overrides);
     if (jumps) host = { ...host, proxyJump: jumps };
     // ssh's -J a,b,c: c is reached through b, which is reached through a.
-    let via: HostPool | undefined;
+    let via: Route | undefined;
     if (host.proxyJump.length) {
       const hops = host.proxyJump;
       const last = hops[hops.length - 1];
-      via = this.poolFor(resolver, last.host, hopOverrides(last), hops.length > 1 ? hops.slice(0, -1) : undefined, depth + 1);
+      via = this.route({ resolver, alias: last.host, overrides: hopOverrides(last), jumps: hops.length > 1 ? hops.slice(0, -1) : undefined, depth: depth + 1 });
     }
+    return { origin, host, via };
+  }
+
+  /** The pool for a resolved destination (and its jump hosts' pools), created on first use. */
+  private poolFor(route: Route): HostPool {
+    const via = route.via && this.poolFor(route.via);
+    const { host, origin } = route;
     const key = poolKey(host);
     let pool = this.pools.get(key);
     if (!pool) {
-      const limits = limitsFor(this.config, alias);
+      const limits = limitsFor(this.config, origin.alias);
       const endpoint = this.endpoint(host, limits, via);
-      pool = new HostPool(alias, host, limits, endpoint, this.log, via, {
+      pool = new HostPool(origin.alias, host, limits, endpoint, this.log, via, {
         newConnection: (...args) => new Connection(...args),
-        fleet: this.fleet?.gate(endpoint.key, () => fleetLimitsFor(this.config, alias)),
+        fleet: this.fleet?.gate(endpoint.key, () => fleetLimitsFor(this.config, origin.alias)),
       });
       this.pools.set(key, pool);
-      this.origins.set(pool, { resolver, alias, overrides, jumps, depth });
+      this.origins.set(pool, origin);
     }
     return pool;
   }
@@ -222,7 +232,7 @@ export class Agent {
   /** Moves a request a drained pool gave back to the pool `origin` resolves to now; if it no longer resolves, the request fails. */
   private rehome(pending: PendingSession, origin: PoolOrigin): void {
     try {
-      this.poolFor(origin.resolver, origin.alias, origin.overrides, origin.jumps, origin.depth).adopt(pending);
+      this.poolFor(this.route(origin)).adopt(pending);
     } catch (err) {
       pending.pool.fail(pending, err instanceof MuxError ? err : new MuxError(Code.BAD_REQUEST, (err as Error).message));
     }
@@ -348,12 +358,17 @@ interface HostLookup {
   overrides: Record<string, string>;
 }
 
-interface PoolOrigin {
-  resolver: SshConfigResolver;
-  alias: string;
-  overrides: Record<string, string>;
+/** How a pool was asked for: a lookup, and for a jump host, where it sits in the chain. */
+interface PoolOrigin extends HostLookup {
   jumps: JumpHop[] | undefined;
   depth: number;
+}
+
+/** A destination resolved with the chain of jump hosts it is reached through. */
+interface Route {
+  origin: PoolOrigin;
+  host: ResolvedHost;
+  via: Route | undefined;
 }
 
 /** poolKey's answers for the resolver's memoized hosts, which come back as the same objects. */
