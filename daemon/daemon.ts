@@ -16,7 +16,6 @@ import { LogTally, type Logger } from './log';
 import { Metrics, setMetrics } from './metrics';
 import { Agent } from './pool/agent';
 import { TERMINATE_MS } from './ssh/channel';
-import { dial } from './ssh/dial';
 import { verifySsh2Capabilities } from './ssh/ssh2/capabilities';
 import { Jobs } from './jobs/jobs';
 import { ClientConn, MAX_LINGERING, sayAndClose } from './rpc/client-conn';
@@ -167,14 +166,18 @@ export class Daemon {
     }
     switch (action) {
       case Action.CHECK: {
+        // Through the pool, as a request goes: a ready connection answers at
+        // once; else one is opened within the host's handshake budget, its
+        // circuit breaker and the fleet's gate, and stays pooled.
         const pool = this.agent.pool(req.host ?? '', req.options ?? {});
+        const ready = pool.readyConnections;
         const started = Date.now();
-        const { client, socket, hostKeyWarning } = await dial(pool.host, pool.via);
+        const conn = await pool.connected(pool.limits.queueTimeoutMs).ready;
         const ms = Date.now() - started;
-        client.end();
-        setTimeout(() => socket.destroy(), 2000).unref();
-        const warning = hostKeyWarning ? `; warning: ${hostKeyWarning.message}` : '';
-        return { message: `${pool.name} (${pool.destination}): handshake ok in ${ms} ms${warning}`, ms };
+        const warning = conn?.hostKeyWarning ? `; warning: ${conn.hostKeyWarning.message}` : '';
+        const what = ready > 0 ? `connected: ${ready} pooled connection${ready > 1 ? 's' : ''} ready, no new handshake`
+          : `handshake ok in ${ms} ms (a new pooled connection, opened within the host's handshake budget and circuit breaker)`;
+        return { message: `${pool.name} (${pool.destination}): ${what}${warning}`, ms };
       }
       case Action.DRAIN: {
         const n = this.agent.drainHost(req.host ?? '', req.options ?? {});

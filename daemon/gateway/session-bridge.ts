@@ -56,7 +56,8 @@ export function destinationProblem(agent: Agent, destination: string): MuxError 
 export function whenReachable(agent: Agent, destination: string): { ready: Promise<void>; cancel(): void } {
   try {
     const pool = agent.pool(destination, {});
-    return pool.connected(pool.limits.queueTimeoutMs);
+    const check = pool.connected(pool.limits.queueTimeoutMs);
+    return { ready: check.ready.then(() => undefined), cancel: check.cancel };
   } catch (err) {
     return { ready: Promise.reject(toMuxError(err)), cancel: () => {} };
   }

@@ -107,9 +107,10 @@ export interface PoolStats {
   lastError: string;
 }
 
-/** A caller waiting for any ready connection: the SSH front door, before it accepts a channel. */
+/** A caller waiting for any ready connection: the SSH front door before it accepts a channel, sshmuxctl check. */
 interface ReadyWaiter {
-  resolve(): void;
+  /** A ready connection; undefined when the pool was drained meanwhile (the next request goes to a fresh pool). */
+  resolve(conn: PooledConnection | undefined): void;
   reject(err: MuxError): void;
 }
 
@@ -245,26 +246,28 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
   }
 
   /**
-   * Resolves once this pool has a ready connection, opening one if it has
-   * none; rejects when a handshake fails as waiting requests do, or after
-   * waitMs. Takes no session slot: the SSH front door checks a destination
-   * this way before it accepts a channel, so that a failed handshake is the
-   * channel's open failure, which SSH clients show with its message.
+   * Resolves with a ready connection once this pool has one, opening one
+   * (within the handshake budget, the breaker and the fleet's gate) if it
+   * has none; rejects when a handshake fails as waiting requests do, or
+   * after waitMs. Takes no session slot: the SSH front door checks a
+   * destination this way before it accepts a channel, so that a failed
+   * handshake is the channel's open failure, which SSH clients show with
+   * its message; sshmuxctl check too.
    */
-  connected(waitMs: number): { ready: Promise<void>; cancel(): void } {
+  connected(waitMs: number): { ready: Promise<PooledConnection | undefined>; cancel(): void } {
     let waiter!: ReadyWaiter;
     let timer: unknown;
     const startedAt = this.clock.now();
-    const ready = new Promise<void>((resolve, reject) => {
+    const ready = new Promise<PooledConnection | undefined>((resolve, reject) => {
       timer = this.clock.setTimeout(() => {
         this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
         this.releaseDemand();
         reject(new MuxError(Code.DEADLINE_EXCEEDED, this.notConnected(Math.round((this.clock.now() - startedAt) / 1000)), 'handshaking'));
       }, waitMs);
       waiter = {
-        resolve: () => {
+        resolve: (conn) => {
           this.clock.clearTimeout(timer);
-          resolve();
+          resolve(conn);
         },
         reject: (err) => {
           this.clock.clearTimeout(timer);
@@ -273,8 +276,9 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
       };
     });
     this.lastUsed = this.clock.now();
-    if (this.hasReady()) {
-      waiter.resolve();
+    const conn = this.firstReady();
+    if (conn) {
+      waiter.resolve(conn);
     } else if (this.closed) {
       waiter.reject(MuxError.shuttingDown());
     } else if (this.breakerBars(waitMs)) {
@@ -331,7 +335,7 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     this.fleet.forget(this.wake);
     const waiting = this.queue.removeAll();
     // Their next request goes to the pool for the new settings.
-    for (const w of this.readyWaiters.splice(0)) w.resolve();
+    for (const w of this.readyWaiters.splice(0)) w.resolve(undefined);
     this.closeConnections();
     return waiting;
   }
@@ -401,9 +405,8 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
         }
         this.open(conn, this.queue.shift()!);
       }
-      if (this.readyWaiters.length > 0 && this.hasReady()) {
-        for (const w of this.readyWaiters.splice(0)) w.resolve();
-      }
+      const ready = this.readyWaiters.length > 0 ? this.firstReady() : undefined;
+      if (ready) for (const w of this.readyWaiters.splice(0)) w.resolve(ready);
       while (this.tunnelWaiters.length > 0) {
         const conn = this.fewestTunnels();
         if (!conn) break;
@@ -426,7 +429,16 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
   }
 
   private hasReady(): boolean {
-    return this.connections.some((c) => c.state === 'ready');
+    return this.firstReady() !== undefined;
+  }
+
+  private firstReady(): PooledConnection | undefined {
+    return this.connections.find((c) => c.state === 'ready');
+  }
+
+  /** Connections ready now. */
+  get readyConnections(): number {
+    return this.connections.filter((c) => c.state === 'ready').length;
   }
 
   /** Hands an idle pooled SFTP session to the request at the head of the queue. */

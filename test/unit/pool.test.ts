@@ -782,6 +782,22 @@ test('HostPool.connected: a handshake failure that fails waiting requests fails 
   assert.equal(slow.outcome(), 'DEADLINE_EXCEEDED');
 });
 
+test('HostPool.connected: resolves with the ready connection (sshmuxctl check reports on it); a waiter on a pool drained meanwhile gets none', async () => {
+  const w = world();
+  const p = pool(w, { maxConnections: 1 });
+  const first = p.connected(60_000).ready;
+  assert.equal(p.readyConnections, 0);
+  w.dialed[0].up();
+  assert.equal(await first, w.dialed[0]);
+  assert.equal(p.readyConnections, 1);
+  assert.equal(await p.connected(60_000).ready, w.dialed[0], 'not the ready connection');
+  const w2 = world();
+  const p2 = pool(w2);
+  const waiting = p2.connected(60_000).ready;
+  p2.drain();
+  assert.equal(await waiting, undefined);
+});
+
 test('HostPool.connected: cancelled, it leaves nothing waiting; on a closed pool it fails with SHUTTING_DOWN', async () => {
   const w = world();
   const p = pool(w);
