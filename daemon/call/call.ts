@@ -67,6 +67,13 @@ export interface StartedInfo {
   hostname?: string;
 }
 
+/**
+ * The stdin credit a door grants a call at its start (the RPC announces it
+ * in Welcome): what the door's peer may send before the call says more
+ * reached the remote side. The one definition for every door.
+ */
+export const STDIN_WINDOW = 256 * 1024;
+
 export const STDOUT = 1;
 export const STDERR = 2;
 export type OutputFd = typeof STDOUT | typeof STDERR;

@@ -7,7 +7,7 @@ import { MuxError } from '../errors';
 import type { Logger } from '../log';
 import type { Agent } from '../pool/agent';
 import { ChannelCall } from './channel-call';
-import type { CallOutcome, CallRequest, CallSink, ExitStatus } from './call';
+import { STDIN_WINDOW, type CallOutcome, type CallRequest, type CallSink, type ExitStatus } from './call';
 
 export interface RunOptions {
   /** Bytes for the command's stdin; absent: EOF at once. */
@@ -25,7 +25,6 @@ export interface RunResult extends ExitStatus {
   stderr: Buffer;
 }
 
-const STDIN_CREDIT = 256 * 1024;
 
 /** Runs `command` on `host`; resolves with its exit and output, rejects with a MuxError. */
 export function runCommand(agent: Agent, log: Logger, host: string, command: string, opts: RunOptions): Promise<RunResult> {
@@ -61,7 +60,7 @@ export function runCommand(agent: Agent, log: Logger, host: string, command: str
       protocolError: (message) => reject(new MuxError(Code.INTERNAL, `internal error: ${message}`)),
     };
     const call = new ChannelCall(sink, request, { agent, log, outputWindow: maxOutput + 1, // all of it fits in memory by the bound above
-      stdinCredit: Math.max(STDIN_CREDIT, stdin?.length ?? 0) });
+      stdinCredit: Math.max(STDIN_WINDOW, stdin?.length ?? 0) });
     call.start();
     if (stdin) {
       if (stdin.length) call.onData(0, stdin);

@@ -11,7 +11,7 @@
 // call only within the credit it grants back, the front channel being paused
 // (no window adjust to the client) while it has none.
 import type { ServerChannel } from '../ssh/ssh2';
-import { STDERR, type CallOutcome, type CallSink, type OutputFd, type StartedInfo } from '../call/call';
+import { STDERR, STDIN_WINDOW, type CallOutcome, type CallSink, type OutputFd, type StartedInfo } from '../call/call';
 import { ChannelCall } from '../call/channel-call';
 import { Code } from '../../proto';
 import { MuxError, toMuxError } from '../errors';
@@ -20,8 +20,6 @@ import type { Agent } from '../pool/agent';
 
 /** Output a call may have handed to the SSH channel beyond what the client's window took: the SDK's grant. */
 const OUTPUT_WINDOW = 1 << 20;
-/** Stdin credit per call, as the RPC grants. */
-const STDIN_WINDOW = 256 * 1024;
 
 export interface BridgeContext {
   agent: Agent;

@@ -5,7 +5,7 @@
 // notice.
 import type * as net from 'node:net';
 import { Code, DATA_CHUNK, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
-import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink } from '../call/call';
+import { STDIN_WINDOW, type Call, type CallContext, type CallKind, type CallOutcome, type CallRequest, type CallSink } from '../call/call';
 import { FileTransfer } from '../call/transfer';
 import { ChannelCall } from '../call/channel-call';
 import { coalesceWrites } from '../coalesce-writes';
@@ -14,8 +14,6 @@ import { JobCall, type JobCallPeer } from './job-call';
 import { LogTally, type Logger } from '../log';
 import { MuxError, toMuxError } from '../errors';
 
-/** Initial stdin grant per call, announced in Welcome. */
-export const STDIN_WINDOW = 256 * 1024;
 /** The most a client may grant us per call; bounds what we buffer for it. */
 const MAX_CLIENT_WINDOW = 16 * 1024 * 1024;
 /**
