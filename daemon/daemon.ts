@@ -13,7 +13,7 @@ import { Fleet } from './fleet/fleet';
 import { registerFleetMetrics } from './fleet/metrics';
 import { startHttp, type HttpServer } from './http/server';
 import { LogTally, type Logger } from './log';
-import { Metrics, setMetrics } from './metrics';
+import { Metrics } from './metrics';
 import { Agent } from './pool/agent';
 import { TERMINATE_MS } from './ssh/channel';
 import { verifySsh2Capabilities } from './ssh/ssh2/capabilities';
@@ -58,7 +58,6 @@ export class Daemon {
   private server: net.Server | undefined;
   private http: HttpServer | undefined;
   private gateway: Gateway | undefined;
-  readonly metrics: Metrics;
   readonly jobs: Jobs;
   /** The socket is open to a group: clients may not set owner-only options or stop the daemon. */
   private shared = false;
@@ -72,15 +71,16 @@ export class Daemon {
     readonly agent: Agent,
     /** Sharing each endpoint's budget with other daemons through Redis; none without a "fleet" config. */
     private readonly fleet: Fleet | undefined,
+    /** Counted into by the pools (given to the agent), the calls and the front door. */
+    readonly metrics: Metrics,
   ) {
     this.maxClients = clientLimit(config.maxClients, opts.log);
-    this.metrics = new Metrics(() => this.agent.load().pools.map(({ name, load }) => ({
-      host: this.metrics.host(name), sessions: load.sessions, queued: load.queued, connections: load.connectionsByState,
+    metrics.watchPools(() => this.agent.load().pools.map(({ name, load }) => ({
+      host: metrics.host(name), sessions: load.sessions, queued: load.queued, connections: load.connectionsByState,
     })), () => this.agent.breakers(),
-    () => this.jobs.status().map((j) => ({ host: this.metrics.host(j.host!), states: j.states ?? {} })));
-    setMetrics(this.metrics);
-    this.jobs = new Jobs({ agent, log: opts.log, ...jobSettings(config) });
-    if (fleet) registerFleetMetrics(this.metrics.registry, () => fleet.status());
+    () => this.jobs.status().map((j) => ({ host: metrics.host(j.host!), states: j.states ?? {} })));
+    this.jobs = new Jobs({ agent, log: opts.log, metrics, ...jobSettings(config) });
+    if (fleet) registerFleetMetrics(metrics.registry, () => fleet.status());
   }
 
   /** Loads the configs (throwing on errors) and listens. */
@@ -89,7 +89,8 @@ export class Daemon {
     const { resolver, config } = loadConfigs(opts);
     // Redis is waited for 2 s at most: without it the fleet runs on local limits.
     const fleet = config.fleet ? await Fleet.start(config.fleet, opts.log) : undefined;
-    const daemon = new Daemon(opts, config, new Agent(resolver, config, opts.log, fleet), fleet);
+    const metrics = new Metrics();
+    const daemon = new Daemon(opts, config, new Agent(resolver, config, opts.log, { fleet, metrics }), fleet, metrics);
     const accept = (socket: net.Socket): void => daemon.accept(socket);
     if (opts.activatedFd !== undefined) {
       daemon.server = net.createServer(accept);
@@ -125,7 +126,7 @@ export class Daemon {
         daemon.gateway = await startGateway({
           address: gatewayAddress, allowRemote: config.gatewayAllowRemote, stateDir: opts.stateDir ?? defaultStateDir(),
           authorizedKeysFile: config.gatewayAuthorizedKeys, socketGroup: config.socketGroup,
-          maxChannelsPerConnection: config.maxCallsPerClient, maxConnections: daemon.maxClients, bridge: { agent: daemon.agent, log: opts.log },
+          maxChannelsPerConnection: config.maxCallsPerClient, maxConnections: daemon.maxClients, bridge: { agent: daemon.agent, log: opts.log, metrics: daemon.metrics },
           metrics: daemon.metrics, accepting: () => daemon.accepting, log: opts.log, version: VERSION,
         });
       } catch (err) {
@@ -295,6 +296,7 @@ export class Daemon {
     const client = new ClientConn(socket, {
       agent: this.agent,
       log: this.opts.log,
+      metrics: this.metrics,
       version: VERSION,
       maxCallsPerClient: this.config.maxCallsPerClient,
       status: () => this.status(),

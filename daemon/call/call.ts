@@ -13,7 +13,6 @@ import { Code } from '../../proto';
 import type { Limits } from '../config';
 import { MuxError, toMuxError, type Phase } from '../errors';
 import type { Logger } from '../log';
-import { countRequest, observeExec } from '../metrics';
 import type { Agent } from '../pool/agent';
 import type { HostPool } from '../pool/host-pool';
 
@@ -95,9 +94,22 @@ export interface CallSink {
   protocolError(message: string): void;
 }
 
-export interface CallContext {
+/** What the calls count for /metrics (daemon/metrics.ts). */
+export interface CallMetrics {
+  /** A call ended: OK, or its error's code. */
+  countRequest(host: string, code: string): void;
+  /** An exec's whole time, from request to exit. */
+  observeExec(seconds: number): void;
+}
+
+/** What every call shares, whichever door it came through: the pools, the log, the metrics. */
+export interface CallEnv {
   agent: Agent;
   log: Logger;
+  metrics: CallMetrics;
+}
+
+export interface CallContext extends CallEnv {
   /** Initial output window the door grants. */
   outputWindow: number;
   /** Initial stdin credit the door's peer was given. */
@@ -230,8 +242,8 @@ export abstract class Call {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.deadlineTimer);
-    countRequest(this.request.host, outcome.error ? outcome.error.codeName : 'OK');
-    if (this.request.kind === 'exec') observeExec((Date.now() - this.createdAt) / 1000);
+    this.ctx.metrics.countRequest(this.request.host, outcome.error ? outcome.error.codeName : 'OK');
+    if (this.request.kind === 'exec') this.ctx.metrics.observeExec((Date.now() - this.createdAt) / 1000);
     this.sink.end(outcome);
   }
 }

@@ -11,7 +11,7 @@
 // call only within the credit it grants back, the front channel being paused
 // (no window adjust to the client) while it has none.
 import type { ServerChannel } from '../ssh/ssh2';
-import { STDERR, STDIN_WINDOW, type CallOutcome, type CallSink, type OutputFd, type StartedInfo } from '../call/call';
+import { STDERR, STDIN_WINDOW, type CallEnv, type CallOutcome, type CallSink, type OutputFd, type StartedInfo } from '../call/call';
 import { ChannelCall } from '../call/channel-call';
 import { Code } from '../../proto';
 import { MuxError, toMuxError } from '../errors';
@@ -21,10 +21,8 @@ import type { Agent } from '../pool/agent';
 /** Output a call may have handed to the SSH channel beyond what the client's window took: the SDK's grant. */
 const OUTPUT_WINDOW = 1 << 20;
 
-export interface BridgeContext {
-  agent: Agent;
-  log: Logger;
-}
+/** The calls' environment: the pools, the log, the metrics. */
+export type BridgeContext = CallEnv;
 
 export interface PtyRequest { term: string; cols: number; rows: number; width: number; height: number }
 
@@ -101,7 +99,7 @@ export class BridgedChannel implements CallSink {
     this.call = new ChannelCall(this, r.kind === 'tcpip'
       ? { kind: 'tcpip', host: destination, forwardHost: r.host, forwardPort: r.port, stdin: true }
       : { kind: r.kind, host: destination, command: r.command, env: r.env, pty: r.pty, stdin: true },
-    { agent: ctx.agent, log: ctx.log, outputWindow: OUTPUT_WINDOW, stdinCredit: STDIN_WINDOW });
+    { ...ctx, outputWindow: OUTPUT_WINDOW, stdinCredit: STDIN_WINDOW });
   }
 
   /** Starts the call; a session passes its already accepted channel. */

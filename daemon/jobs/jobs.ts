@@ -4,9 +4,8 @@
 // state, so this class keeps nothing it cannot learn again by asking: the
 // caller, the daemon and the connection can all go away and come back.
 import { Code, codeName, type v1 } from '../../proto';
-import type { Agent } from '../pool/agent';
+import type { CallEnv } from '../call/call';
 import { MuxError, toMuxError } from '../errors';
-import type { Logger } from '../log';
 import { HostJobs, retryable, type KnownJob, type Report } from './host-jobs';
 import { formatId, newKey, parseId, type JobRef } from './job-id';
 import { JobLogs, type LogSink } from './job-logs';
@@ -24,9 +23,7 @@ const DEFAULT_SUBMIT_MS = 60_000;
 
 export type JobInfo = v1.IJobInfo;
 
-export interface JobsOptions {
-  agent: Agent;
-  log: Logger;
+export interface JobsOptions extends CallEnv {
   /** This daemon user's jobs root on every host: ~/.sshmux/jobs/OWNER. */
   owner: string;
   retentionMs: number;
@@ -204,7 +201,7 @@ export class Jobs {
     if (this.closed) throw MuxError.shuttingDown();
     let h = this.hosts.get(host);
     if (!h) {
-      h = new HostJobs(host, { agent: this.opts.agent, log: this.opts.log, owner: this.opts.owner, retentionMs: () => this.opts.retentionMs },
+      h = new HostJobs(host, { agent: this.opts.agent, log: this.opts.log, metrics: this.opts.metrics, owner: this.opts.owner, retentionMs: () => this.opts.retentionMs },
         (idle) => {
           if (this.hosts.get(host) === idle) this.hosts.delete(host);
         });

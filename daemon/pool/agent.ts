@@ -9,9 +9,10 @@ import type { Logger } from '../log';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from '../ssh/ssh-config';
-import { countBreakerTransition, countReachabilityCheck, type BreakerSample } from '../metrics';
+import type { BreakerSample } from '../metrics';
 import { Endpoint, type BreakerTransition } from './endpoint';
 import type { FleetGates } from './fleet-gate';
+import { NO_POOL_METRICS, type PoolMetrics } from './pool-metrics';
 import { Connection } from '../ssh/connection';
 import { HostPool, type PendingSession } from './host-pool';
 import { tcpReachable } from './reachability';
@@ -36,14 +37,20 @@ export class Agent {
   private readonly origins = new WeakMap<HostPool, PoolOrigin>();
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
+  private readonly metrics: PoolMetrics;
 
   constructor(
     private resolver: SshConfigResolver,
     private config: DaemonConfig,
     private readonly log: Logger,
-    /** Many daemons sharing each endpoint's budget through Redis; none: local limits only. */
-    private readonly fleet?: FleetGates,
+    private readonly deps: {
+      /** Many daemons sharing each endpoint's budget through Redis; none: local limits only. */
+      fleet?: FleetGates;
+      /** Where the pools count handshakes, breaker transitions and reachability checks. */
+      metrics?: PoolMetrics;
+    } = {},
   ) {
+    this.metrics = deps.metrics ?? NO_POOL_METRICS;
     this.sweeper = setInterval(() => this.sweep(), 60_000);
     this.sweeper.unref();
   }
@@ -123,7 +130,8 @@ export class Agent {
       const endpoint = this.endpoint(host, limits, via);
       pool = new HostPool(origin.alias, host, limits, endpoint, this.log, via, {
         newConnection: (...args) => new Connection(...args),
-        fleet: this.fleet?.gate(endpoint.key, () => fleetLimitsFor(this.config, origin.alias)),
+        fleet: this.deps.fleet?.gate(endpoint.key, () => fleetLimitsFor(this.config, origin.alias)),
+        metrics: this.metrics,
       });
       this.pools.set(key, pool);
       this.origins.set(pool, origin);
@@ -317,7 +325,7 @@ export class Agent {
         breakerCooldownMs: limits.breakerCooldownMs,
         checkReachable: via ? undefined : async () => {
           const result = await tcpReachable(host.hostname, host.port, timeoutMs);
-          countReachabilityCheck(key, result);
+          this.metrics.countReachabilityCheck(key, result);
           return result;
         },
         onTransition: (t) => this.breakerTransition(key, t),
@@ -329,7 +337,7 @@ export class Agent {
 
   /** Each transition once: a log line and a count, never one per request. */
   private breakerTransition(endpoint: string, t: BreakerTransition): void {
-    countBreakerTransition(endpoint, t.to);
+    this.metrics.countBreakerTransition(endpoint, t.to);
     const fields = { endpoint, from: t.from, to: t.to, reason: t.reason, nextProbeInS: t.nextProbeInMs / 1000 };
     if (t.to === 'open' && t.from === 'closed') {
       this.log.warn(fields, 'host marked down (circuit breaker open): requests wait for the next probe within their deadlines');

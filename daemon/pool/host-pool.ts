@@ -18,8 +18,8 @@ import type { ConnectionFactory, ConnectionOwner, OpenResult, PooledConnection, 
 import type { Endpoint, FailurePolicy } from './endpoint';
 import { RequestQueue } from './queue';
 import { poolLoad, type PoolLoad } from './stats';
-import { countHandshake } from '../metrics';
 import { LOCAL_GATE, type FleetGate, type FleetPermit, type GatedPool } from './fleet-gate';
+import { NO_POOL_METRICS, type PoolMetrics } from './pool-metrics';
 
 /**
  * What each failed handshake means (see FailurePolicy). Whatever the row
@@ -97,6 +97,8 @@ export interface HostPoolDeps {
   clock?: Clock;
   /** The fleet's budget for this endpoint, shared through Redis (daemon/fleet/); without a fleet, always yes. */
   fleet?: FleetGate;
+  /** Where handshakes are counted; none: not counted. */
+  metrics?: PoolMetrics;
 }
 
 export interface PoolStats {
@@ -143,6 +145,7 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
   private readonly clock: Clock;
   private readonly newConnection: ConnectionFactory;
   private readonly fleet: FleetGate;
+  private readonly metrics: PoolMetrics;
 
   constructor(
     readonly name: string,
@@ -158,6 +161,7 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     this.clock = deps.clock ?? systemClock;
     this.newConnection = deps.newConnection;
     this.fleet = deps.fleet ?? LOCAL_GATE;
+    this.metrics = deps.metrics ?? NO_POOL_METRICS;
     this.lastUsed = this.clock.now();
   }
 
@@ -643,7 +647,7 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     this.endpoint.succeeded();
     this.fleet.handshakeEnded(conn);
     this.stats.handshakesOk++;
-    countHandshake(this.name, 'ok');
+    this.metrics.countHandshake(this.name, 'ok');
     this.log.info({ host: this.name, connection: conn.id, destination: this.destination, ms: this.clock.now() - conn.createdAt },
       'connection ready');
     if (conn.hostKeyWarning) this.log.warn({ host: this.name, connection: conn.id, warning: conn.hostKeyWarning.message }, 'host key warning');
@@ -657,7 +661,7 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     const name = codeName(err.code);
     this.endpoint.failed(policy, `${name}: ${err.message}`);
     this.stats.handshakesFailed++;
-    countHandshake(this.name, name);
+    this.metrics.countHandshake(this.name, name);
     this.stats.failuresByCode[name] = (this.stats.failuresByCode[name] ?? 0) + 1;
     this.recentErrors.push({ at: this.clock.now(), code: name, message: err.message });
     if (this.recentErrors.length > 10) this.recentErrors.shift();

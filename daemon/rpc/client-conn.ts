@@ -11,7 +11,7 @@ import { ChannelCall } from '../call/channel-call';
 import { coalesceWrites } from '../coalesce-writes';
 import type { Jobs } from '../jobs/jobs';
 import { JobCall, type JobCallPeer } from './job-call';
-import { LogTally, type Logger } from '../log';
+import { LogTally } from '../log';
 import { MuxError, toMuxError } from '../errors';
 
 /** The most a client may grant us per call; bounds what we buffer for it. */
@@ -239,7 +239,7 @@ export class ClientConn {
     }
     const request = callRequest(frame.session as v1.SessionRequest);
     if (!request) return this.send({ stream, error: errorBody(new MuxError(Code.BAD_REQUEST, `unknown session kind ${frame.session!.kind}`)) });
-    const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
+    const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, metrics: this.ctx.metrics, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
     const session = frame.session!;
     const sink = this.sinkFor(stream, !!session.deferStarted && !session.stdin);
     const call = request.kind === 'upload' || request.kind === 'download' ? new FileTransfer(sink, request, ctx) : new ChannelCall(sink, request, ctx);
