@@ -77,8 +77,8 @@ export const STDOUT = 1;
 export const STDERR = 2;
 export type OutputFd = typeof STDOUT | typeof STDERR;
 
-/** Where a call's results go: the door's side of the call. */
-export interface CallSink {
+/** Where a call's results go: the door's side of the call. `Outcome`: how it can end (a job call's answer is one more). */
+export interface CallSink<Outcome = CallOutcome> {
   /** Whether anyone still listens; output for a door that has gone is dropped. */
   readonly alive: boolean;
   started(info: StartedInfo): void;
@@ -89,7 +89,7 @@ export interface CallSink {
   /** The remote sent EOF: no more output. end() follows once the channel has closed. */
   eof(): void;
   /** Exactly once, last. */
-  end(outcome: CallOutcome): void;
+  end(outcome: Outcome): void;
   /** The door's peer broke the call's rules (stdin beyond its credit, after EOF). */
   protocolError(message: string): void;
 }
@@ -116,7 +116,36 @@ export interface CallContext extends CallEnv {
   stdinCredit: number;
 }
 
-export abstract class Call {
+/** A terminal's size, as a door reports it. */
+export interface TerminalSize {
+  cols: number;
+  rows: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * A call as its door drives it: what the door's peer sends, and the door's
+ * own ends. Every call implements it (Call's kinds, and the RPC's JobCall),
+ * so a door holds one kind of call and builds one kind of sink.
+ */
+export interface DoorCall {
+  start(): void;
+  /** Stdin (fd 0), within the credit the call gave. */
+  onData(fd: number, data: Uint8Array): void;
+  onEof(): void;
+  /** The door's peer takes `bytes` more output. */
+  onWindow(bytes: number): void;
+  onResize(size: TerminalSize): void;
+  onSignal(name: string): void;
+  onCancel(reason: string): void;
+  /** The daemon is stopping and the grace period is over. */
+  shutdown(): void;
+  /** Nobody listens any more (the door's peer disconnected or died). */
+  clientGone(): void;
+}
+
+export abstract class Call implements DoorCall {
   protected ended = false;
   /** Set when the call is ending early (cancel, deadline, shutdown, a failure): the reason it reports. */
   protected stopping: MuxError | undefined;
@@ -195,7 +224,7 @@ export abstract class Call {
   }
 
   /** A terminal's new size; only a session with a pty has one. */
-  onResize(_size: { cols: number; rows: number; width: number; height: number }): void {}
+  onResize(_size: TerminalSize): void {}
 
   /** A signal for the remote process; only a session has one. */
   onSignal(_name: string): void {}

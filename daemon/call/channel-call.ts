@@ -12,7 +12,7 @@ import { MuxError } from '../errors';
 import type { PooledConnection, SessionSpec } from '../pool/pooled-connection';
 import type { HostPool, PendingSession } from '../pool/host-pool';
 import { abandonChannel, SIGNALS, terminate } from '../ssh/channel';
-import { Call, STDERR, STDOUT, type ExitStatus, type OutputFd } from './call';
+import { Call, STDERR, STDOUT, type ExitStatus, type OutputFd, type TerminalSize } from './call';
 
 export class ChannelCall extends Call {
   private pending: PendingSession | undefined;
@@ -114,7 +114,7 @@ export class ChannelCall extends Call {
     }
   }
 
-  override onResize(size: { cols: number; rows: number; width: number; height: number }): void {
+  override onResize(size: TerminalSize): void {
     if (!this.tunnel) this.channel?.setWindow(size.rows || 24, size.cols || 80, size.height || 0, size.width || 0);
   }
 

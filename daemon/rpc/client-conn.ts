@@ -5,12 +5,12 @@
 // notice.
 import type * as net from 'node:net';
 import { Code, DATA_CHUNK, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
-import { STDIN_WINDOW, type Call, type CallContext, type CallKind, type CallOutcome, type CallRequest, type CallSink } from '../call/call';
+import { STDIN_WINDOW, type CallContext, type CallKind, type CallSink, type CallRequest, type DoorCall } from '../call/call';
 import { FileTransfer } from '../call/transfer';
 import { ChannelCall } from '../call/channel-call';
 import { coalesceWrites } from '../coalesce-writes';
 import type { Jobs } from '../jobs/jobs';
-import { JobCall, type JobCallPeer } from './job-call';
+import { JobCall, type JobOutcome } from './job-call';
 import { LogTally } from '../log';
 import { MuxError, toMuxError } from '../errors';
 
@@ -41,7 +41,7 @@ export interface ClientContext extends Omit<CallContext, 'outputWindow' | 'stdin
 export class ClientConn {
   alive = true;
   private readonly decoder = new FrameDecoder(MAX_FRAME);
-  private readonly calls = new Map<number, Call | JobCall>();
+  private readonly calls = new Map<number, DoorCall>();
   private greetedYet = false;
   private goneReported = false;
   private clientWindow = 0;
@@ -232,7 +232,7 @@ export class ClientConn {
       return;
     }
     if (frame.body === 'jobRequest') {
-      const job = new JobCall(this.jobPeer(stream), frame.jobRequest as v1.JobRequest, { jobs: this.ctx.jobs, outputWindow: this.clientWindow });
+      const job = new JobCall(this.sinkFor(stream, false), frame.jobRequest as v1.JobRequest, { jobs: this.ctx.jobs, outputWindow: this.clientWindow });
       this.calls.set(stream, job);
       job.start();
       return;
@@ -248,11 +248,12 @@ export class ClientConn {
   }
 
   /**
-   * A call's results as frames on its stream. `deferStarted`: Started waits
-   * for the next frame and goes out in the same write, which spares a short
-   * command's caller a write and a wake-up of its own (see SessionRequest).
+   * A call's results as frames on its stream (a job call's too). `deferStarted`:
+   * Started waits for the next frame and goes out in the same write, which
+   * spares a short command's caller a write and a wake-up of its own (see
+   * SessionRequest).
    */
-  private sinkFor(stream: number, deferStarted: boolean): CallSink {
+  private sinkFor(stream: number, deferStarted: boolean): CallSink<JobOutcome> {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const conn = this;
     let heldStarted: IFrame | undefined;
@@ -282,23 +283,6 @@ export class ClientConn {
         this.calls.delete(stream);
         sendStarted();
         this.send({ stream, ...terminalFrame(outcome) });
-      },
-      protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
-    };
-  }
-
-  /** A job call's answers as frames on its stream. */
-  private jobPeer(stream: number): JobCallPeer {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const conn = this;
-    return {
-      get alive() {
-        return conn.alive;
-      },
-      data: (fd, chunk) => this.sendData(stream, fd, chunk),
-      end: (body) => {
-        this.calls.delete(stream);
-        this.send({ stream, ...(body.error ? { error: errorBody(body.error) } : body) });
       },
       protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
     };
@@ -346,9 +330,10 @@ function callRequest(req: v1.SessionRequest): CallRequest | undefined {
   };
 }
 
-/** Exit or Error: the frame that ends a call. */
-function terminalFrame(outcome: CallOutcome): Pick<IFrame, 'exit' | 'error'> {
+/** Exit, Error or a job call's JobResult: the frame that ends a call. */
+function terminalFrame(outcome: JobOutcome): Pick<IFrame, 'exit' | 'error' | 'jobResult'> {
   if (outcome.error) return { error: errorBody(outcome.error) };
+  if ('jobResult' in outcome) return { jobResult: outcome.jobResult };
   const { code, signal, coreDumped, message } = outcome.exit;
   return signal ? { exit: { code: -1, signal, coreDumped: !!coreDumped, message: message ?? '' } } : { exit: { code: code ?? 0 } };
 }
