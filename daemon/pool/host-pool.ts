@@ -3,55 +3,31 @@
 // slot, opens connections up to maxConnections within the endpoint's
 // handshake budget, and otherwise keeps requests in a bounded FIFO that
 // moves whenever capacity frees. While the endpoint's breaker is open, a
-// request waits only if its deadline reaches the next probe.
-import type { Duplex } from 'node:stream';
+// request waits only if its deadline reaches the next probe. This file is
+// the scheduling: admission, dispatch, and what a connection's events do to
+// the queue. Beside it: what a failed handshake means (failure-policy.ts),
+// the pool's messages (pool-errors.ts), its handshake counts
+// (handshake-record.ts), and the callers that wait for a connection rather
+// than a slot (connection-waiters.ts).
 import type { ClientChannel, SFTPWrapper } from '../ssh/ssh2';
 import { Code, codeName } from '../../proto';
 import type { Limits } from '../config';
-import { MuxError, type Phase } from '../errors';
+import { MuxError } from '../errors';
 import type { Logger } from '../log';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { terminate } from '../ssh/channel';
 import type { Tunneler } from '../ssh/dial';
 import { systemClock, type Clock } from './clock';
+import { ReadyWaiters, TunnelWaiters, type ReadyCheck, type TunnelRequest } from './connection-waiters';
+import type { Endpoint } from './endpoint';
+import { failurePolicy, type FailurePolicy } from './failure-policy';
+import { LOCAL_GATE, type FleetGate, type FleetPermit, type GatedPool } from './fleet-gate';
+import { HandshakeRecord, type PoolStats } from './handshake-record';
+import { hostUnavailable, jumpFailed, notConnected, queueFull, waitExpired } from './pool-errors';
+import { NO_POOL_METRICS, type PoolMetrics } from './pool-metrics';
 import type { ConnectionFactory, ConnectionOwner, OpenResult, PooledConnection, SessionSpec } from './pooled-connection';
-import type { Endpoint, FailurePolicy } from './endpoint';
 import { RequestQueue } from './queue';
 import { poolLoad, type PoolLoad } from './stats';
-import { LOCAL_GATE, type FleetGate, type FleetPermit, type GatedPool } from './fleet-gate';
-import { NO_POOL_METRICS, type PoolMetrics } from './pool-metrics';
-
-/**
- * What each failed handshake means (see FailurePolicy). Whatever the row
- * says, a failure that trips the breaker leaves the waiting requests to
- * their deadlines once the host has answered before: its outage is
- * presumably a restart, and the breaker judges new arrivals.
- */
-const HANDSHAKE_FAILURE_POLICY: Partial<Record<Code, FailurePolicy>> = {
-  [Code.DNS]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
-  // Nothing listened, or nothing answered: a bare TCP connect shows when that changes.
-  [Code.REFUSED]: { waiting: 'fail-after-attempts', backoff: true, trips: true, tcpCheck: true },
-  [Code.CONNECT_TIMEOUT]: { waiting: 'fail-after-attempts', backoff: true, trips: true, tcpCheck: true },
-  [Code.HANDSHAKE_FAILED]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
-  // MaxStartups drops pass as the flood does: requests wait within their deadlines.
-  [Code.THROTTLED]: { waiting: 'wait-for-deadline', backoff: true, trips: false },
-  // A server that accepts TCP and never answers (the banner stall) has
-  // already cost the waiting requests ConnectTimeout: tell them now, and
-  // back off so attempts never pile up on it.
-  [Code.HANDSHAKE_TIMEOUT]: { waiting: 'fail-now', backoff: true, trips: true },
-  // Retrying cannot fix these, and a storm of them looks like an attack.
-  [Code.AUTH_FAILED]: { waiting: 'fail-now', backoff: false, trips: false },
-  [Code.HOST_KEY_UNKNOWN]: { waiting: 'fail-now', backoff: false, trips: false },
-  [Code.HOST_KEY_MISMATCH]: { waiting: 'fail-now', backoff: false, trips: false },
-  [Code.HOST_KEY_REVOKED]: { waiting: 'fail-now', backoff: false, trips: false },
-  // Decided before dialing when the daemon can tell (the validity window); else after the one refused login.
-  [Code.CERTIFICATE_INVALID]: { waiting: 'fail-now', backoff: false, trips: false },
-};
-const DEFAULT_FAILURE_POLICY: FailurePolicy = { waiting: 'fail-after-attempts', backoff: true, trips: true };
-
-export function failurePolicy(code: Code): FailurePolicy {
-  return HANDSHAKE_FAILURE_POLICY[code] ?? DEFAULT_FAILURE_POLICY;
-}
 
 export interface OpenedSession {
   /** A session channel; for an 'sftp' request, `sftp` instead. */
@@ -101,35 +77,11 @@ export interface HostPoolDeps {
   metrics?: PoolMetrics;
 }
 
-export interface PoolStats {
-  requests: number;
-  handshakesOk: number;
-  handshakesFailed: number;
-  failuresByCode: Record<string, number>;
-  lastError: string;
-}
-
-/** A caller waiting for any ready connection: the SSH front door before it accepts a channel, sshmuxctl check. */
-interface ReadyWaiter {
-  /** A ready connection; undefined when the pool was drained meanwhile (the next request goes to a fresh pool). */
-  resolve(conn: PooledConnection | undefined): void;
-  reject(err: MuxError): void;
-}
-
-/** A connection waiting for a tunnel through this (jump) pool. */
-interface TunnelWaiter {
-  host: string;
-  port: number;
-  resolve(stream: Duplex): void;
-  reject(err: MuxError): void;
-}
+export type { PoolStats };
 
 export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
   readonly connections: PooledConnection[] = [];
   readonly queue = new RequestQueue<PendingSession>();
-  /** The last handshake failures, for the status page. */
-  readonly recentErrors: Array<{ at: number; code: string; message: string }> = [];
-  readonly stats: PoolStats = { requests: 0, handshakesOk: 0, handshakesFailed: 0, failuresByCode: {}, lastError: '' };
   /** The lowest MaxSessions the server has shown; new connections start with it. */
   maxSessions: number;
   lastUsed: number;
@@ -140,12 +92,12 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
   /** Drained (sshmuxctl drain, a reload that changed its settings): its waiting requests moved to a fresh pool. */
   private drained = false;
   private readonly wake = (): void => this.dispatch();
-  private tunnelWaiters: TunnelWaiter[] = [];
-  private readyWaiters: ReadyWaiter[] = [];
   private readonly clock: Clock;
   private readonly newConnection: ConnectionFactory;
   private readonly fleet: FleetGate;
-  private readonly metrics: PoolMetrics;
+  private readonly handshakes: HandshakeRecord;
+  private readonly readyWaiters: ReadyWaiters;
+  private readonly tunnelWaiters: TunnelWaiters;
 
   constructor(
     readonly name: string,
@@ -161,12 +113,24 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     this.clock = deps.clock ?? systemClock;
     this.newConnection = deps.newConnection;
     this.fleet = deps.fleet ?? LOCAL_GATE;
-    this.metrics = deps.metrics ?? NO_POOL_METRICS;
+    this.handshakes = new HandshakeRecord(name, this.destination, this.clock, deps.metrics ?? NO_POOL_METRICS, log);
+    this.readyWaiters = new ReadyWaiters(this.clock, () => this.releaseDemand());
+    this.tunnelWaiters = new TunnelWaiters(() => this.releaseDemand());
     this.lastUsed = this.clock.now();
   }
 
   get destination(): string {
     return `${this.host.user}@${this.host.hostname}:${this.host.port}`;
+  }
+
+  /** Requests and handshakes counted, for status. */
+  get stats(): PoolStats {
+    return this.handshakes.stats;
+  }
+
+  /** The last handshake failures, for the status page. */
+  get recentErrors(): ReadonlyArray<{ at: number; code: string; message: string }> {
+    return this.handshakes.recentErrors;
   }
 
   /** Idle: nothing queued and no connection; the agent may forget it. */
@@ -193,6 +157,13 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     return poolLoad(this.connections, this.queue.length);
   }
 
+  /** Connections ready now. */
+  get readyConnections(): number {
+    return this.connections.filter((c) => c.state === 'ready').length;
+  }
+
+  // ---- admission ------------------------------------------------------------
+
   /** A session for `spec`, within `waitMs` (the sooner of the queue timeout and the call's deadline). */
   request(spec: SessionSpec, handler: SessionHandler, waitMs: number): PendingSession {
     this.stats.requests++;
@@ -215,12 +186,9 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     if (this.closed) return MuxError.shuttingDown();
     if (this.breakerBars(waitMs)) {
       this.endpoint.noteDemand();
-      return this.hostUnavailable(waitMs);
+      return hostUnavailable(this.name, this.endpoint, waitMs);
     }
-    if (this.queue.length >= this.limits.queueLimit) {
-      return new MuxError(Code.QUEUE_FULL,
-        `${this.queue.length} requests already wait for ${this.name} (queueLimit ${this.limits.queueLimit}); retry later or raise queueLimit`, 'queued');
-    }
+    if (this.queue.length >= this.limits.queueLimit) return queueFull(this.name, this.queue.length, this.limits.queueLimit);
     return undefined;
   }
 
@@ -235,20 +203,6 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     return (this.endpoint.answered ? waitMs : 0) < this.endpoint.nextProbeIn();
   }
 
-  private nextProbe(): string {
-    return `the next probe is in ${seconds(this.endpoint.nextProbeIn())} s`;
-  }
-
-  private hostUnavailable(waitMs?: number): MuxError {
-    const e = this.endpoint;
-    const next = this.nextProbe();
-    const why = waitMs === undefined ? next
-      : e.answered ? `${next}, after this request's deadline (${seconds(waitMs)} s); a longer deadline waits for it`
-      : `${next}; requests wait for probes only to a host that has answered since sshmuxd started`;
-    return new MuxError(Code.HOST_UNAVAILABLE,
-      `${this.name} is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ${why}`, 'queued');
-  }
-
   /**
    * Resolves with a ready connection once this pool has one, opening one
    * (within the handshake budget, the breaker and the fleet's gate) if it
@@ -258,48 +212,32 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
    * handshake is the channel's open failure, which SSH clients show with
    * its message; sshmuxctl check too.
    */
-  connected(waitMs: number): { ready: Promise<PooledConnection | undefined>; cancel(): void } {
-    let waiter!: ReadyWaiter;
-    let timer: unknown;
+  connected(waitMs: number): ReadyCheck {
     const startedAt = this.clock.now();
-    const ready = new Promise<PooledConnection | undefined>((resolve, reject) => {
-      timer = this.clock.setTimeout(() => {
-        this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
-        this.releaseDemand();
-        reject(new MuxError(Code.DEADLINE_EXCEEDED, this.notConnected(Math.round((this.clock.now() - startedAt) / 1000)), 'handshaking'));
-      }, waitMs);
-      waiter = {
-        resolve: (conn) => {
-          this.clock.clearTimeout(timer);
-          resolve(conn);
-        },
-        reject: (err) => {
-          this.clock.clearTimeout(timer);
-          reject(err);
-        },
-      };
-    });
+    this.lastUsed = startedAt;
+    const expired = (): MuxError => new MuxError(Code.DEADLINE_EXCEEDED,
+      notConnected(this.name, this.endpoint, this.stats.lastError, Math.round((this.clock.now() - startedAt) / 1000)), 'handshaking');
+    return this.readyWaiters.check(waitMs, expired, this.firstReady() ?? this.mayNotWait(waitMs), this.wake);
+  }
+
+  /** Why a caller waiting for a connection, not a slot, may not: closed, or the breaker bars its wait (none: a tunnel's). */
+  private mayNotWait(waitMs: number | undefined): MuxError | undefined {
+    if (this.closed) return MuxError.shuttingDown();
+    if (!this.breakerBars(waitMs ?? 0)) return undefined;
+    this.endpoint.noteDemand();
+    return hostUnavailable(this.name, this.endpoint, waitMs);
+  }
+
+  /**
+   * A channel to host:port through one of this pool's connections, for a
+   * connection to a host behind this one. Tunnels take no session slot, so
+   * any ready connection will do; if there is none, one is opened.
+   */
+  tunnel(host: string, port: number): TunnelRequest {
     this.lastUsed = this.clock.now();
-    const conn = this.firstReady();
-    if (conn) {
-      waiter.resolve(conn);
-    } else if (this.closed) {
-      waiter.reject(MuxError.shuttingDown());
-    } else if (this.breakerBars(waitMs)) {
-      this.endpoint.noteDemand();
-      waiter.reject(this.hostUnavailable(waitMs));
-    } else {
-      this.readyWaiters.push(waiter);
-      this.dispatch();
-    }
-    return {
-      ready,
-      cancel: () => {
-        this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
-        this.clock.clearTimeout(timer);
-        this.releaseDemand();
-      },
-    };
+    // The connection behind it has its own ConnectTimeout, not a deadline to weigh.
+    const refused = this.mayNotWait(undefined);
+    return this.tunnelWaiters.request(host, port, refused && jumpFailed(this.name, refused), this.wake);
   }
 
   cancel(pending: PendingSession): void {
@@ -309,6 +247,8 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     this.queue.remove(pending);
     this.releaseDemand();
   }
+
+  // ---- closing and draining -------------------------------------------------
 
   /** Stops taking requests; fails the waiting ones; lets running sessions finish. */
   close(): void {
@@ -339,7 +279,7 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     this.fleet.forget(this.wake);
     const waiting = this.queue.removeAll();
     // Their next request goes to the pool for the new settings.
-    for (const w of this.readyWaiters.splice(0)) w.resolve(undefined);
+    this.readyWaiters.resolveAll(undefined);
     this.closeConnections();
     return waiting;
   }
@@ -357,41 +297,7 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     for (const conn of [...this.connections]) conn.destroy();
   }
 
-  /**
-   * A channel to host:port through one of this pool's connections, for a
-   * connection to a host behind this one. Tunnels take no session slot, so
-   * any ready connection will do; if there is none, one is opened.
-   */
-  tunnel(host: string, port: number): { stream: Promise<Duplex>; cancel(): void } {
-    let waiter!: TunnelWaiter;
-    const stream = new Promise<Duplex>((resolve, reject) => {
-      waiter = { host, port, resolve, reject };
-    });
-    this.lastUsed = this.clock.now();
-    if (this.closed) {
-      waiter.reject(this.jumpFailed(MuxError.shuttingDown()));
-    } else if (this.breakerBars(0)) {
-      // The connection behind it has its own ConnectTimeout, not a deadline to weigh.
-      this.endpoint.noteDemand();
-      waiter.reject(this.jumpFailed(this.hostUnavailable()));
-    } else {
-      this.tunnelWaiters.push(waiter);
-      this.dispatch();
-    }
-    return {
-      stream,
-      cancel: () => {
-        this.tunnelWaiters = this.tunnelWaiters.filter((w) => w !== waiter);
-        this.releaseDemand();
-      },
-    };
-  }
-
-  private jumpFailed(err: MuxError): MuxError {
-    return new MuxError(Code.JUMP_FAILED, `jump host ${this.name} failed: ${codeName(err.code)}: ${err.message}`, 'handshaking');
-  }
-
-  // ---- scheduling -------------------------------------------------------
+  // ---- dispatch -------------------------------------------------------------
 
   /** Hands queued work to connections with free slots, and opens connections for what is left. */
   private dispatch(): void {
@@ -409,14 +315,11 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
         }
         this.open(conn, this.queue.shift()!);
       }
-      const ready = this.readyWaiters.length > 0 ? this.firstReady() : undefined;
-      if (ready) for (const w of this.readyWaiters.splice(0)) w.resolve(ready);
-      while (this.tunnelWaiters.length > 0) {
-        const conn = this.fewestTunnels();
-        if (!conn) break;
-        const w = this.tunnelWaiters.shift()!;
-        conn.openTunnel(w.host, w.port, (err, stream) => (err ? w.reject(err) : w.resolve(stream!)));
+      if (this.readyWaiters.length > 0) {
+        const ready = this.firstReady();
+        if (ready) this.readyWaiters.resolveAll(ready);
       }
+      this.tunnelWaiters.serve(() => this.fewestTunnels());
       this.grow();
       this.releaseDemand();
     } finally {
@@ -438,11 +341,6 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
 
   private firstReady(): PooledConnection | undefined {
     return this.connections.find((c) => c.state === 'ready');
-  }
-
-  /** Connections ready now. */
-  get readyConnections(): number {
-    return this.connections.filter((c) => c.state === 'ready').length;
   }
 
   /** Hands an idle pooled SFTP session to the request at the head of the queue. */
@@ -529,7 +427,7 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
       // every waiting request at once, and each refused login costs the
       // host a PerSourcePenalties authfail on OpenSSH >= 9.8, so a burst
       // learns it from one attempt instead of maxConnections.
-      if (this.stats.handshakesOk === 0 && this.connections.some((c) => c.state === 'connecting')) return;
+      if (!this.handshakes.loggedIn && this.connections.some((c) => c.state === 'connecting')) return;
       if (!this.endpoint.available()) {
         this.endpoint.waitForCapacity(this.wake);
         return;
@@ -584,34 +482,17 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
 
   private expire(pending: PendingSession): void {
     if (pending.state === 'done') return;
-    const waited = Math.round((this.clock.now() - pending.createdAt) / 1000);
     const ready = this.connections.filter((c) => c.state === 'ready');
-    const e = this.endpoint;
-    let phase: Phase = 'queued';
-    let message: string;
-    if (pending.state === 'opening') {
-      phase = 'opening';
-      message = `the session channel to ${this.name} did not open within ${waited} s`;
-    } else if (ready.length === 0) {
-      phase = 'handshaking';
-      message = this.notConnected(waited);
-    } else {
-      const busy = ready.reduce((n, c) => n + c.sessions, 0);
-      message = `no session slot on ${this.name} became free within ${waited} s ` +
-        `(${busy} sessions busy on ${ready.length} connections, ${this.queue.length - 1} other requests waiting). ` +
-        'Give the request a longer deadline or raise maxConnections/maxSessions';
-    }
-    const fleet = pending.state === 'opening' ? '' : this.fleet.why();
-    if (fleet) message += `; ${fleet}`;
-    this.finish(pending, new MuxError(Code.DEADLINE_EXCEEDED, message, phase));
-  }
-
-  private notConnected(waitedS: number): string {
-    const e = this.endpoint;
-    return `could not connect to ${this.name} within ${waitedS} s` + (e.breaker !== 'closed'
-      ? `: it is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ` +
-        (e.breaker === 'half-open' ? 'a probe handshake is under way' : this.nextProbe())
-      : this.stats.lastError ? `; last handshake failure: ${this.stats.lastError}` : '; the handshake is still in progress');
+    const opening = pending.state === 'opening';
+    this.finish(pending, waitExpired(this.name, this.endpoint, {
+      opening,
+      waitedS: Math.round((this.clock.now() - pending.createdAt) / 1000),
+      ready: ready.length,
+      busy: ready.reduce((n, c) => n + c.sessions, 0),
+      othersWaiting: this.queue.length - 1,
+      lastError: this.stats.lastError,
+      fleet: opening ? '' : this.fleet.why(),
+    }));
   }
 
   /** Ends a request with `err` (a reload that can no longer resolve its host). */
@@ -630,10 +511,8 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
 
   private failQueued(err: MuxError): void {
     for (const pending of this.queue.removeAll()) this.finish(pending, err);
-    const waiters = this.tunnelWaiters;
-    this.tunnelWaiters = [];
-    for (const w of waiters) w.reject(this.jumpFailed(err));
-    for (const w of this.readyWaiters.splice(0)) w.reject(err.inPhase('handshaking'));
+    this.tunnelWaiters.rejectAll(jumpFailed(this.name, err));
+    this.readyWaiters.rejectAll(err.inPhase('handshaking'));
   }
 
   private remove(conn: PooledConnection): void {
@@ -641,16 +520,12 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     if (i >= 0) this.connections.splice(i, 1);
   }
 
-  // ---- ConnectionOwner ------------------------------------------------
+  // ---- ConnectionOwner: what a connection's events do to the queue --------------
 
   onReady(conn: PooledConnection): void {
     this.endpoint.succeeded();
     this.fleet.handshakeEnded(conn);
-    this.stats.handshakesOk++;
-    this.metrics.countHandshake(this.name, 'ok');
-    this.log.info({ host: this.name, connection: conn.id, destination: this.destination, ms: this.clock.now() - conn.createdAt },
-      'connection ready');
-    if (conn.hostKeyWarning) this.log.warn({ host: this.name, connection: conn.id, warning: conn.hostKeyWarning.message }, 'host key warning');
+    this.handshakes.succeeded(conn);
     this.dispatch();
   }
 
@@ -658,16 +533,8 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     this.remove(conn);
     this.fleet.released(conn);
     const policy = failurePolicy(err.code);
-    const name = codeName(err.code);
-    this.endpoint.failed(policy, `${name}: ${err.message}`);
-    this.stats.handshakesFailed++;
-    this.metrics.countHandshake(this.name, name);
-    this.stats.failuresByCode[name] = (this.stats.failuresByCode[name] ?? 0) + 1;
-    this.recentErrors.push({ at: this.clock.now(), code: name, message: err.message });
-    if (this.recentErrors.length > 10) this.recentErrors.shift();
-    this.stats.lastError = `${name}: ${err.message}`;
-    this.log.warn({ host: this.name, connection: conn.id, code: name, failures: this.endpoint.failures, err: err.message },
-      'handshake failed');
+    this.endpoint.failed(policy, `${codeName(err.code)}: ${err.message}`);
+    this.handshakes.failed(conn, err, this.endpoint.failures);
     this.failWaiting(policy, err);
     this.dispatch();
   }
@@ -700,8 +567,4 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     else this.log.info({ host: this.name, connection: conn.id }, 'connection closed');
     this.dispatch();
   }
-}
-
-function seconds(ms: number): string {
-  return (ms / 1000).toFixed(1);
 }

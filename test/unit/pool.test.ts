@@ -13,8 +13,9 @@ import type { ResolvedHost } from '../../daemon/ssh/ssh-config';
 import { RequestQueue } from '../../daemon/pool/queue';
 import { backoffDelay, probeDelay, reachabilityCheckDelay, HANDSHAKE_BACKOFF } from '../../daemon/pool/backoff';
 import type { Clock } from '../../daemon/pool/clock';
-import { Endpoint, type BreakerTransition, type FailurePolicy, type Reachability } from '../../daemon/pool/endpoint';
-import { HostPool, failurePolicy, type OpenedSession, type PendingSession } from '../../daemon/pool/host-pool';
+import { Endpoint, type BreakerTransition, type Reachability } from '../../daemon/pool/endpoint';
+import { failurePolicy, type FailurePolicy } from '../../daemon/pool/failure-policy';
+import { HostPool, type OpenedSession, type PendingSession } from '../../daemon/pool/host-pool';
 import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from '../../daemon/pool/pooled-connection';
 
 // ---- a fake clock ------------------------------------------------------
