@@ -3,16 +3,15 @@
 // clients asked for, and endpoint labels host:port; both are capped so a
 // client cannot grow the label set without bound. One Metrics per daemon,
 // passed to what counts (the pools, the calls, the front door) as the narrow
-// interface each needs (PoolMetrics, CallMetrics), never reached as a global.
+// interface each needs (pool/pool-metrics.ts, call/call.ts's CallMetrics),
+// never reached as a global.
 import client from 'prom-client';
-import type { CallMetrics } from './call/call';
-import type { PoolMetrics } from './pool/pool-metrics';
 
 const MAX_HOST_LABELS = 500;
 /** Exec durations held for the histogram at most; then they are folded in at once. */
 const PENDING_DURATIONS = 1024;
 
-export class Metrics implements PoolMetrics, CallMetrics {
+export class Metrics {
   readonly registry = new client.Registry();
   private readonly hosts = new Set<string>();
 

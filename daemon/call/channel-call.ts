@@ -9,7 +9,7 @@ import type { ClientChannel } from '../ssh/ssh2';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { PooledConnection, SessionSpec } from '../pool/pooled-connection';
+import type { PooledConnection, SessionSpec } from '../ssh/pooled-connection';
 import type { HostPool, PendingSession } from '../pool/host-pool';
 import { abandonChannel, SIGNALS, terminate } from '../ssh/channel';
 import { Call, STDERR, STDOUT, type ExitStatus, type OutputFd, type TerminalSize } from './call';

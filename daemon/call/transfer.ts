@@ -8,7 +8,7 @@
 import type { SFTPWrapper } from '../ssh/ssh2';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { PooledConnection } from '../pool/pooled-connection';
+import type { PooledConnection } from '../ssh/pooled-connection';
 import type { HostPool, OpenedSession, PendingSession } from '../pool/host-pool';
 import { Call, STDOUT } from './call';
 

@@ -20,7 +20,7 @@ import { Semaphore } from 'redis-semaphore';
 import type { FleetLimits } from '../config';
 import type { Logger } from '../log';
 import type { FleetGate, FleetPermit, GatedPool } from '../pool/fleet-gate';
-import type { PooledConnection } from '../pool/pooled-connection';
+import type { PooledConnection } from '../ssh/pooled-connection';
 import type { RedisLink } from './link';
 import { fairShares, type Wanter } from './share';
 

@@ -9,7 +9,7 @@
 import type { Duplex } from 'node:stream';
 import type { MuxError } from '../errors';
 import type { Clock } from './clock';
-import type { PooledConnection } from './pooled-connection';
+import type { PooledConnection } from '../ssh/pooled-connection';
 
 interface ReadyWaiter {
   /** A ready connection; undefined when the pool was drained meanwhile (the next request goes to a fresh pool). */

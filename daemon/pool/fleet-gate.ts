@@ -6,7 +6,7 @@
 // config) the gate is LOCAL_GATE, which always says yes, so the pool has
 // one code path.
 import type { FleetLimits } from '../config';
-import type { PooledConnection } from './pooled-connection';
+import type { PooledConnection } from '../ssh/pooled-connection';
 
 /** Leave to open one connection: the fleet's handshake permit and a connection permit within this daemon's share. */
 export interface FleetPermit {

@@ -8,7 +8,7 @@ import type { MuxError } from '../errors';
 import type { Logger } from '../log';
 import type { Clock } from './clock';
 import type { PoolMetrics } from './pool-metrics';
-import type { PooledConnection } from './pooled-connection';
+import type { PooledConnection } from '../ssh/pooled-connection';
 
 export interface PoolStats {
   requests: number;

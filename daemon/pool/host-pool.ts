@@ -25,7 +25,7 @@ import { LOCAL_GATE, type FleetGate, type FleetPermit, type GatedPool } from './
 import { HandshakeRecord, type PoolStats } from './handshake-record';
 import { hostUnavailable, jumpFailed, notConnected, queueFull, waitExpired } from './pool-errors';
 import { NO_POOL_METRICS, type PoolMetrics } from './pool-metrics';
-import type { ConnectionFactory, ConnectionOwner, OpenResult, PooledConnection, SessionSpec } from './pooled-connection';
+import type { ConnectionFactory, ConnectionOwner, OpenResult, PooledConnection, SessionSpec } from '../ssh/pooled-connection';
 import { RequestQueue } from './queue';
 import { poolLoad, type PoolLoad } from './stats';
 

@@ -14,7 +14,7 @@ import { lostWhileOpening, MuxError } from '../errors';
 import type { ResolvedHost } from './ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from './dial';
 import type { Client, ClientChannel, SFTPWrapper } from './ssh2';
-import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from '../pool/pooled-connection';
+import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from './pooled-connection';
 
 /** An SFTP session nobody uses is closed after this long, freeing its slot. */
 const SFTP_IDLE_MS = 15_000;

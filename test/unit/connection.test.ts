@@ -15,7 +15,7 @@ import { DEFAULT_LIMITS, type Limits } from '../../daemon/config';
 import type { MuxError } from '../../daemon/errors';
 import { Endpoint } from '../../daemon/pool/endpoint';
 import { HostPool } from '../../daemon/pool/host-pool';
-import type { ConnectionOwner, OpenResult, PooledConnection } from '../../daemon/pool/pooled-connection';
+import type { ConnectionOwner, OpenResult, PooledConnection } from '../../daemon/ssh/pooled-connection';
 import { Connection } from '../../daemon/ssh/connection';
 import type { ClientChannel } from '../../daemon/ssh/ssh2';
 import { startSessionServer, type SessionServer, type SessionServerOptions } from '../helpers/session-server';

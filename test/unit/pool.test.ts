@@ -16,7 +16,7 @@ import type { Clock } from '../../daemon/pool/clock';
 import { Endpoint, type BreakerTransition, type Reachability } from '../../daemon/pool/endpoint';
 import { failurePolicy, type FailurePolicy } from '../../daemon/pool/failure-policy';
 import { HostPool, type OpenedSession, type PendingSession } from '../../daemon/pool/host-pool';
-import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from '../../daemon/pool/pooled-connection';
+import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from '../../daemon/ssh/pooled-connection';
 
 // ---- a fake clock ------------------------------------------------------
 

@@ -1,14 +1,15 @@
 // What the pool needs of one connection, and what a connection tells its
-// pool: the contract between scheduling (pool/) and the SSH connection that
-// carries the sessions (ssh/connection.ts). The unit tests' fake connection
-// implements the same interface, so a fake that drifts from the real one
-// is a type error, not a test that passes against a connection that no
-// longer exists.
+// pool: the contract between scheduling (daemon/pool/) and the SSH
+// connection that carries the sessions (connection.ts). It lives here, below
+// the pool, so that ssh/ imports nothing from pool/. The unit tests' fake
+// connection implements the same interface, so a fake that drifts from the
+// real one is a type error, not a test that passes against a connection
+// that no longer exists.
 import type { Duplex } from 'node:stream';
 import type { MuxError } from '../errors';
-import type { HostKeyWarning, Tunneler } from '../ssh/dial';
-import type { ResolvedHost } from '../ssh/ssh-config';
-import type { ClientChannel, PseudoTtyOptions, SFTPWrapper } from '../ssh/ssh2';
+import type { HostKeyWarning, Tunneler } from './dial';
+import type { ResolvedHost } from './ssh-config';
+import type { ClientChannel, PseudoTtyOptions, SFTPWrapper } from './ssh2';
 
 /** connecting: the handshake runs. closing: no new sessions; it closes once the running ones end. */
 export type ConnectionState = 'connecting' | 'ready' | 'closing' | 'closed';
