@@ -77,8 +77,6 @@ export interface HostPoolDeps {
   metrics?: PoolMetrics;
 }
 
-export type { PoolStats };
-
 export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
   readonly connections: PooledConnection[] = [];
   readonly queue = new RequestQueue<PendingSession>();
