@@ -58,8 +58,7 @@ export class Agent {
   /** The pool for `alias` with `options`, created on first use; throws MuxError(BAD_REQUEST) for a bad host or option. */
   pool(alias: string, options: Record<string, string>): HostPool {
     if (this.closed) throw MuxError.shuttingDown();
-    const t = this.lookup(alias, options);
-    return this.poolFor(this.route({ ...t, jumps: undefined, depth: 0 }));
+    return this.poolFor(this.route(this.lookup(alias, options)));
   }
 
   /**
@@ -69,12 +68,11 @@ export class Agent {
    * host name with it before they take a request for it.
    */
   resolve(alias: string, options: Record<string, string>): ResolvedHost {
-    const t = this.lookup(alias, options);
-    return this.route({ ...t, jumps: undefined, depth: 0 }).host;
+    return this.route(this.lookup(alias, options)).host;
   }
 
-  /** The resolver, alias and overrides a request names: "user@host", the option allow-list, ssh -F. */
-  private lookup(alias: string, options: Record<string, string>): HostLookup {
+  /** The resolver, alias and overrides a request names: "user@host", the option allow-list, ssh -F; at the head of its chain. */
+  private lookup(alias: string, options: Record<string, string>): PoolOrigin {
     const at = alias.lastIndexOf('@');
     if (at > 0) {
       // "user@host", as ssh takes it; an explicit User option wins.
@@ -93,7 +91,7 @@ export class Agent {
       if (key.toLowerCase() === 'configfile') resolver = this.clientResolver(value);
       else overrides[key] = value;
     }
-    return { resolver, alias, overrides };
+    return { resolver, alias, overrides, jumps: undefined, depth: 0 };
   }
 
   /**

@@ -317,7 +317,7 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
         const ready = this.firstReady();
         if (ready) this.readyWaiters.resolveAll(ready);
       }
-      this.tunnelWaiters.serve(() => this.fewestTunnels());
+      if (this.tunnelWaiters.length > 0) this.tunnelWaiters.serve(this.fewestTunnels);
       this.grow();
       this.releaseDemand();
     } finally {
@@ -362,13 +362,14 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     return best;
   }
 
-  private fewestTunnels(): PooledConnection | undefined {
+  /** The ready connection carrying the fewest tunnels (a property, handed to the tunnel waiters as it is). */
+  private readonly fewestTunnels = (): PooledConnection | undefined => {
     let best: PooledConnection | undefined;
     for (const conn of this.connections) {
       if (conn.state === 'ready' && (!best || conn.tunnels < best.tunnels)) best = conn;
     }
     return best;
-  }
+  };
 
   /**
    * Session slots the waiting requests need beyond the capacity on its way:
