@@ -174,8 +174,10 @@ export class Daemon {
         const ready = pool.readyConnections;
         const started = Date.now();
         const conn = await pool.connected(pool.limits.queueTimeoutMs).ready;
+        // Drained meanwhile (sshmuxctl drain, a reload): ask the pool that replaced it.
+        if (!conn) return this.control(req, owner);
         const ms = Date.now() - started;
-        const warning = conn?.hostKeyWarning ? `; warning: ${conn.hostKeyWarning.message}` : '';
+        const warning = conn.hostKeyWarning ? `; warning: ${conn.hostKeyWarning.message}` : '';
         const what = ready > 0 ? `connected: ${ready} pooled connection${ready > 1 ? 's' : ''} ready, no new handshake`
           : `handshake ok in ${ms} ms (a new pooled connection, opened within the host's handshake budget and circuit breaker)`;
         return { message: `${pool.name} (${pool.destination}): ${what}${warning}`, ms };
