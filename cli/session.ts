@@ -24,7 +24,7 @@ export const EXIT_FAILURE = 255;
  */
 const SIGNAL_GRACE_MS = 1000;
 
-export interface SessionSpec {
+export interface RunSessionOptions {
   socketPath: string;
   request: sshmux.v1.ISessionRequest;
   diag: Diagnostics;
@@ -35,7 +35,7 @@ export interface SessionSpec {
 }
 
 /** Runs the session; resolves with the exit status once all output is written. */
-export function runSession(spec: SessionSpec): Promise<number> {
+export function runSession(spec: RunSessionOptions): Promise<number> {
   return new Promise((resolve) => new Session(spec, resolve).connect(spec.socketPath));
 }
 
@@ -65,7 +65,7 @@ class Session implements CallHandler {
   /** process.stdout and process.stderr, touched only once there is output: creating them costs start-up time. */
   private readonly outputs: Array<NodeJS.WriteStream | undefined> = [];
 
-  constructor(private readonly spec: SessionSpec, private readonly done: (status: number) => void) {}
+  constructor(private readonly spec: RunSessionOptions, private readonly done: (status: number) => void) {}
 
   connect(socketPath: string): void {
     this.call = new DaemonCall(socketPath, { session: this.spec.request }, this);

@@ -11,8 +11,10 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
                     its recent transitions
                     and with a fleet, per target the fleet's handshakes and
                     connections (from Redis) beside this daemon's own
-  check HOST        one fresh handshake to HOST, like ssh -O check: prints the
-                    time it took, or the classified error (exit 1)
+  check HOST        HOST can be reached, through the pool: a ready pooled
+                    connection, else a new one opened within the host's
+                    handshake budget and circuit breaker (prints the
+                    handshake's time); or the classified error (exit 1)
   drain HOST        HOST's connections take no new sessions and close once
                     their sessions end; new requests open fresh connections
   reload            re-read ssh_config and the daemon config (as SIGHUP);

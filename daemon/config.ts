@@ -2,10 +2,10 @@
 // per-host overrides. JSON, because it needs no parser and every tool can
 // write it; unknown keys are an error so a typo never silently does nothing.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { globRegExp } from './glob';
-import { validOwner } from './jobs/job-id';
-import { parseRedisUrl, type RedisTarget } from './fleet/redis-url';
-import { DEFAULT_WINDOW_LIMITS, type WindowLimits } from './pool/link-window';
+import { parseRedisUrl, type RedisAddress } from './redis-url';
+import { DEFAULT_WINDOW_LIMITS, type WindowLimits } from './ssh/link-window';
 
 export interface Limits {
   /** Session channels per connection; sshd's MaxSessions (default 10). */
@@ -43,11 +43,11 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   breakerCooldownMs: 30_000,
 });
 
-/** A fleet's limits per target host:port, shared by every daemon through Redis (daemon/fleet/). */
+/** A fleet's limits per endpoint (host:port), shared by every daemon through Redis (daemon/fleet/). */
 export interface FleetLimits {
-  /** Handshakes in flight to one target from the whole fleet; under sshd's MaxStartups (10). */
+  /** Handshakes in flight to one endpoint from the whole fleet; under sshd's MaxStartups (10). */
   maxConcurrentHandshakes: number;
-  /** Connections open to one target from the whole fleet. */
+  /** Connections open to one endpoint from the whole fleet. */
   maxConnections: number;
 }
 
@@ -55,7 +55,7 @@ export const DEFAULT_FLEET_LIMITS: Readonly<FleetLimits> = Object.freeze({ maxCo
 const FLEET_LIMIT_KEYS = Object.keys(DEFAULT_FLEET_LIMITS) as Array<keyof FleetLimits>;
 
 export interface FleetConfig {
-  redis: RedisTarget;
+  redis: RedisAddress;
   limits: FleetLimits;
 }
 
@@ -63,7 +63,7 @@ export interface DaemonConfig {
   limits: Limits;
   /** Per-host overrides, first matching pattern wins (ssh_config-style * and ? against the alias). */
   hosts: Array<{ pattern: string; match: RegExp; limits: Partial<Limits>; fleet?: Partial<FleetLimits> }>;
-  /** Many daemons sharing one budget per target through Redis; none: this daemon's limits only. */
+  /** Many daemons sharing one budget per endpoint through Redis; none: this daemon's limits only. */
   fleet?: FleetConfig;
   /** Group allowed to use the socket (mode 0660); none: owner only (0600). */
   socketGroup?: string;
@@ -83,7 +83,7 @@ export interface DaemonConfig {
   gatewayAuthorizedKeys?: string;
   /** Let the front door listen on a non-loopback address. */
   gatewayAllowRemote: boolean;
-  /** How far channel windows may grow to fill a long link: per channel, and in all (daemon/pool/link-window.ts). */
+  /** How far channel windows may grow to fill a long link: per channel, and in all (daemon/ssh/link-window.ts). */
   windows: WindowLimits;
 }
 
@@ -145,7 +145,7 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
     } else if (key === 'windowMemoryMax') {
       config.windows.windowMemoryMax = intValue(key, value, 0, fail);
     } else if (key === 'jobOwner') {
-      if (typeof value !== 'string' || !validOwner(value)) fail('jobOwner must be 1-64 characters A-Z a-z 0-9 . _ @ - (not starting with .)');
+      if (typeof value !== 'string' || !JOB_OWNER.test(value)) fail('jobOwner must be 1-64 characters A-Z a-z 0-9 . _ @ - (not starting with .)');
       config.jobOwner = value as string;
     } else if (key === 'fleet') {
       config.fleet = fleetValue(value, fail);
@@ -175,6 +175,17 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
   return config;
 }
 
+/** The name of this daemon's jobs root on hosts (jobOwner): safe as a path component, quoted anyway. */
+const JOB_OWNER = /^[A-Za-z0-9_@-][A-Za-z0-9._@-]{0,63}$/;
+
+/** This daemon user's name for its jobs root: the configured one, else user@hostname made path-safe. */
+export function jobOwner(configured: string | undefined): string {
+  if (configured !== undefined) return configured;
+  const raw = `${os.userInfo().username}@${os.hostname()}`;
+  const owner = raw.replace(/[^A-Za-z0-9._@-]/g, '_').replace(/^\./, '_').slice(0, 64);
+  return JOB_OWNER.test(owner) ? owner : 'sshmux';
+}
+
 /** The limits in force for a host alias. */
 export function limitsFor(config: DaemonConfig, alias: string): Limits {
   const entry = config.hosts.find((h) => h.match.test(alias));
@@ -192,14 +203,14 @@ function fleetValue(value: unknown, fail: (m: string) => never): FleetConfig {
   if (!isObject(value)) fail('fleet must be an object: { "redis": "redis://HOST:PORT", "maxConcurrentHandshakes": 8, "maxConnections": 40 }');
   const { redis, ...rest } = value as Record<string, unknown>;
   if (redis === undefined) fail('fleet.redis is missing: the URL of the Redis server the fleet shares (redis://HOST:PORT[/DB])');
-  let target: RedisTarget;
+  let address: RedisAddress;
   try {
-    target = parseRedisUrl(redis);
+    address = parseRedisUrl(redis);
   } catch (err) {
     // The message never repeats the URL: it may carry a password.
     fail(`fleet.redis: ${(err as Error).message}`);
   }
-  return { redis: target!, limits: { ...DEFAULT_FLEET_LIMITS, ...fleetLimitsValue(rest, 'fleet', fail) } };
+  return { redis: address!, limits: { ...DEFAULT_FLEET_LIMITS, ...fleetLimitsValue(rest, 'fleet', fail) } };
 }
 
 function fleetLimitsValue(value: unknown, where: string, fail: (m: string) => never): Partial<FleetLimits> {

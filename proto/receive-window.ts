@@ -1,7 +1,7 @@
 // How much of a stream's output a client (the SDK, the sshmux command) lets
 // sshmuxd send ahead of its reader: the window granted in Hello and grown by
 // Window frames, per stream. Output from a long link arrives in bursts as
-// large as the SSH window sized for it (daemon/pool/link-window.ts); a
+// large as the SSH window sized for it (daemon/ssh/link-window.ts); a
 // client window smaller than that would hold the daemon back between
 // bursts, and the daemon, its buffer full, would stop granting the server.
 // So the window starts at RECEIVE_WINDOW and doubles whenever the daemon

@@ -8,9 +8,9 @@
 import type { SFTPWrapper } from '../ssh/ssh2';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { Connection } from '../pool/connection';
+import type { PooledConnection } from '../ssh/pooled-connection';
 import type { HostPool, OpenedSession, PendingSession } from '../pool/host-pool';
-import { requestSizer, setWindowFor, type InFlightSizer } from '../pool/link-window';
+import { requestSizer, setWindowFor, type InFlightSizer } from '../ssh/link-window';
 import { Call, STDOUT } from './call';
 
 /**
@@ -38,7 +38,7 @@ type SftpError = Error & { code?: number | string };
 export class FileTransfer extends Call {
   private pending: PendingSession | undefined;
   private sftp: SFTPWrapper | undefined;
-  private connection: Connection | undefined;
+  private connection: PooledConnection | undefined;
   private handle: Buffer | undefined;
   private readonly upload = this.request.kind === 'upload';
   protected readonly what = 'the transfer';

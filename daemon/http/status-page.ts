@@ -16,7 +16,7 @@ export const STATUS_PAGE = `<!doctype html>
   section.host { border: 1px solid #ccc; border-radius: 6px; padding: .75rem 1rem; margin-bottom: 1rem; }
   section.host h2 { font-size: 1rem; margin: 0 0 .5rem; }
   .state { font-size: .8rem; padding: .1rem .4rem; border-radius: 4px; background: #ddd; margin-left: .5rem; }
-  .state.ok { background: #cfc; } .state.down, .state.failing { background: #fcc; } .state.backoff, .state.draining { background: #ffc; }
+  .state.ok { background: #cfc; } .state.down, .state.failing { background: #fcc; } .state.backoff, .state.draining, .state.closed { background: #ffc; }
   table { border-collapse: collapse; margin: .25rem 0; }
   td, th { padding: .15rem .6rem .15rem 0; text-align: left; font-variant-numeric: tabular-nums; }
   .bar { display: inline-block; width: 120px; height: .7rem; background: #eee; vertical-align: middle; }

@@ -14,7 +14,7 @@ import { describeValidity, validityProblem } from './certificates';
 import { fingerprint, hostKeyAlgorithms, keyName, lookupName, verifyHostKey, type HostKeyCheck, type HostKeyVerdict } from './known-hosts';
 import { serverHostKeyAlgorithms } from './ssh2/certificates';
 import { Client, type ClientChannel, type ConnectConfig } from './ssh2';
-import { sizeReceiveWindow } from '../pool/link-window';
+import { sizeReceiveWindow } from './link-window';
 
 type Stage = 'tcp' | 'banner' | 'kex' | 'auth';
 
@@ -104,7 +104,7 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
         sock: stream as ConnectConfig['sock'],
         username: host.user,
         readyTimeout: 0, // our own timer covers every stage
-        // The pool keeps ServerAliveInterval and ServerAliveCountMax itself, within their product (daemon/pool/liveness.ts).
+        // The pool keeps ServerAliveInterval and ServerAliveCountMax itself, within their product (daemon/ssh/liveness.ts).
         keepaliveInterval: 0,
         closeReplyHoldMs: CLOSE_REPLY_HOLD_MS,
         authHandler: methods.slice(),

@@ -1,4 +1,4 @@
-// Windows sized to the link (daemon/pool/link-window.ts), in process: the
+// Windows sized to the link (daemon/ssh/link-window.ts), in process: the
 // sizer's decisions against a simulated link with an injected clock, and
 // patch 050 itself, with a patched ssh2 client and a patched ssh2 Server:
 // a window set on a channel is what the server may send, a slow reader
@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import { Client, Server, utils, type ClientChannel, type ServerChannel } from '../../daemon/ssh/ssh2';
 import {
   channelInFlight, InFlightSizer, LinkRtt, resetWindows, sizeReceiveWindow, windowBudget, WindowBudget,
-} from '../../daemon/pool/link-window';
+} from '../../daemon/ssh/link-window';
 import { parseDaemonConfig } from '../../daemon/config';
 import { BASE_WINDOW, receiveWindowSize, receiveWindowsSettable, setReceiveWindow } from '../../daemon/ssh/ssh2/windows';
 

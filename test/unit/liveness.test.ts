@@ -1,10 +1,10 @@
-// The pool's keepalive (daemon/pool/liveness.ts) with an injected clock:
+// The pool's keepalive (daemon/ssh/liveness.ts) with an injected clock:
 // a silent link is given up once its silence reaches ServerAliveInterval x
 // ServerAliveCountMax, never later and never earlier; keepalives go out
 // while it is silent and not while bytes arrive; a link that answers lives.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LinkWatch } from '../../daemon/pool/liveness';
+import { LinkWatch } from '../../daemon/ssh/liveness';
 
 /** Timers on a clock the test moves. */
 function fakeTimers(): { now: () => number; setTimer: (fn: () => void, ms: number) => unknown; clearTimer: (t: unknown) => void; advance(ms: number): void } {

@@ -1,7 +1,7 @@
 // The typed surface of patch 050 (patches/ssh2+1.17.0+050+channel-window.patch):
 // a channel's receive window, set per channel. ssh2 grants every channel a
 // fixed 2 MiB and more only once half is used; how big a window a link
-// needs, and when to grow it, is decided in daemon/pool/link-window.ts.
+// needs, and when to grow it, is decided in daemon/ssh/link-window.ts.
 import type { ClientChannel, ServerChannel, SFTPWrapper } from 'ssh2';
 
 /** What patch 050 adds to lib/Channel.js. */

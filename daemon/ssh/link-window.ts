@@ -15,8 +15,8 @@
 // slower. It never exceeds the ceiling per channel, and what all of them
 // hold beyond the base comes out of one daemon-wide budget.
 import type { Readable } from 'node:stream';
-import type { ClientChannel, ServerChannel } from '../ssh/ssh2';
-import { BASE_WINDOW, setReceiveWindow, type ReceivingChannel } from '../ssh/ssh2/windows';
+import type { ClientChannel, ServerChannel } from './ssh2';
+import { BASE_WINDOW, setReceiveWindow, type ReceivingChannel } from './ssh2/windows';
 
 /** The per-channel ceiling and the daemon-wide budget, as configured (config.ts: channelWindowMax, windowMemoryMax). */
 export interface WindowLimits {

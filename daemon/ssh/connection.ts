@@ -11,43 +11,17 @@
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { lostWhileOpening, MuxError } from '../errors';
-import type { ResolvedHost } from '../ssh/ssh-config';
-import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
-import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from '../ssh/ssh2';
+import type { ResolvedHost } from './ssh-config';
+import { dial, type HostKeyWarning, type Tunneler } from './dial';
+import type { Client, ClientChannel, SFTPWrapper } from './ssh2';
+import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from './pooled-connection';
 import { LinkRtt, rememberLink } from './link-window';
 import { LinkWatch } from './liveness';
-
-export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
-
-export interface SessionSpec {
-  /** 'sftp': an SFTP session for a file transfer, pooled between transfers. */
-  kind: 'exec' | 'shell' | 'subsystem' | 'sftp';
-  /** The command line (exec) or subsystem name. */
-  command: string;
-  env?: Record<string, string>;
-  pty?: PseudoTtyOptions;
-  /** exec: the command has no stdin, so its EOF goes with the request. */
-  closeStdin?: boolean;
-}
-
-/** How an open attempt ended, so the pool can decide: hand over, requeue, or fail. */
-export type OpenResult =
-  | { ok: true; channel: ClientChannel; sftp?: undefined }
-  | { ok: true; sftp: SFTPWrapper; channel?: undefined }
-  | { ok: false; retry: boolean; error: MuxError };
 
 /** An SFTP session nobody uses is closed after this long, freeing its slot. */
 const SFTP_IDLE_MS = 15_000;
 
-export interface ConnectionOwner {
-  onReady(conn: Connection): void;
-  onHandshakeFailed(conn: Connection, err: MuxError): void;
-  /** A slot freed, or the connection's limit changed: the queue may move. */
-  onCapacity(conn: Connection): void;
-  onClosed(conn: Connection, err?: Error): void;
-}
-
-export class Connection {
+export class Connection implements PooledConnection {
   state: ConnectionState = 'connecting';
   /** Sessions opening or open: until the server closes the channel (closed slots and the spare are counted apart). */
   sessions = 0;
@@ -241,7 +215,7 @@ export class Connection {
     clearTimeout(this.idleTimer);
     const closed = (): void => {
       this.tunnels--;
-      if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) this.destroy();
+      if (this.state === 'closing' && this.sessions === 0 && this.tunnels === 0) this.destroy();
       else this.armIdleTimer();
     };
     try {
@@ -303,7 +277,7 @@ export class Connection {
   /** No new sessions; close once the running ones end. */
   close(): void {
     if (this.state !== 'ready') return;
-    this.state = 'draining';
+    this.state = 'closing';
     while (this.idleSftp.length) this.closeIdleSftp();
     if (this.sessions === 0 && this.tunnels === 0) this.destroy();
   }
@@ -339,7 +313,7 @@ export class Connection {
     }
     // The channel opened but a request on it (env, pty, exec) failed. ssh2
     // does not hand us the channel to wait for its close, so the slot stays
-    // counted and the connection retires once its other sessions end.
+    // counted and the connection closes once its other sessions end.
     this.close();
     return { ok: false, retry: false, error: new MuxError(Code.CHANNEL_OPEN_FAILED,
       `${this.host.hostname} refused the session request: ${err.message}`, 'opening') };
@@ -360,13 +334,13 @@ export class Connection {
 
   /**
    * The server closed a session's channel: the session is over, but its slot
-   * is not reusable yet (reclaimIfFull). A draining connection with nothing
+   * is not reusable yet (reclaimIfFull). A closing connection with nothing
    * left closes now; closing needs no slot.
    */
   private sessionClosed(): void {
     this.sessions--;
     this.closedSlots++;
-    if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) {
+    if (this.state === 'closing' && this.sessions === 0 && this.tunnels === 0) {
       this.destroy();
       return;
     }
