@@ -86,7 +86,8 @@ export class Daemon {
 
   /** Loads the configs (throwing on errors) and listens. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
-    await verifySsh2Capabilities();
+    // A generous deadline: daemons started together on a busy machine must not fail their checks for want of CPU.
+    await verifySsh2Capabilities({ timeoutMs: 30_000 });
     const { resolver, config } = loadConfigs(opts);
     configureWindows(config.windows);
     // Redis is waited for 2 s at most: without it the fleet runs on local limits.
