@@ -1,7 +1,7 @@
 // The systemd units in packaging/systemd: systemd itself must accept them
 // (systemd-analyze verify, sysusers and tmpfiles run into a temp root), and
 // they must agree with the daemon: its flags, its default socket paths, and
-// the notify/watchdog/reload/drain behaviour the units rely on.
+// the notify/watchdog/reload/graceful-stop behaviour the units rely on.
 // The systemd tools are optional locally (those tests are skipped); CI
 // installs systemd, so they run there. Nothing here needs systemd as PID 1.
 import { after, test } from 'node:test';
@@ -209,7 +209,7 @@ test('user units pass systemd-analyze --user verify', (t) => {
   assertVerified(r, (s) => t.diagnostic(s));
 });
 
-test('system service: notify, watchdog, reload, drain, identity and directories as the daemon needs', () => {
+test('system service: notify, watchdog, reload, graceful stop, identity and directories as the daemon needs', () => {
   const svc = loadUnit('sshmuxd.service');
   const S = 'Service';
   const exec = command(one(svc, S, 'ExecStart'));
@@ -229,7 +229,7 @@ test('system service: notify, watchdog, reload, drain, identity and directories 
   const watchdog = seconds(one(svc, S, 'WatchdogSec'));
   assert.ok(watchdog >= 10 && watchdog <= 120, `WatchdogSec=${watchdog}s`);
   assert.match(one(svc, S, 'ExecReload') ?? '', /^\/(usr\/)?bin\/kill -(HUP|s HUP|SIGHUP) \$MAINPID$/);
-  // systemd must not SIGKILL the drain: stop timeout > --grace (default 30 s).
+  // systemd must not SIGKILL the graceful stop: stop timeout > --grace (default 30 s).
   const grace = Number(exec.opt('--grace') ?? 30);
   assert.ok(seconds(one(svc, S, 'TimeoutStopSec')) > grace, 'TimeoutStopSec must exceed the daemon\'s --grace');
   assert.equal(one(svc, S, 'Restart'), 'on-failure');
