@@ -55,8 +55,9 @@ test('sshmuxctl status, as JSON and as a table, shows a running command\'s sessi
     assert.deepEqual([totals.sessions, totals.connections], [1, 1]);
     const table = run(SSHMUXCTL, ['status']);
     assert.equal(table.status, 0, table.stderr);
-    assert.match(table.stdout, /^HOST\s+DESTINATION\s+STATE\s+BREAKER\s+CONNS\s+SESSIONS\s+QUEUED\s+HANDSHAKES OK\/FAILED/m);
-    assert.match(table.stdout, /^t\s+\S+@127\.0\.0\.1:\d+\s+ok\s+closed\s+1\/8\s+1\/10\s+0\s+1\/0$/m);
+    assert.match(table.stdout, /^HOST\s+DESTINATION\s+VIA\s+STATE\s+BREAKER\s+CONNS\s+RTT\s+SESSIONS\s+QUEUED\s+HANDSHAKES OK\/FAILED/m);
+    // No jump host (VIA -); the connection's measured round trip in ms.
+    assert.match(table.stdout, /^t\s+\S+@127\.0\.0\.1:\d+\s+-\s+ok\s+closed\s+1\/8\s+[\d.]+ ms\s+1\/10\s+0\s+1\/0$/m);
   } finally {
     long.kill('SIGTERM');
   }
