@@ -17,7 +17,7 @@ import { Metrics, setMetrics } from './metrics';
 import { Agent } from './pool/agent';
 import { TERMINATE_MS } from './ssh/channel';
 import { dial } from './ssh/dial';
-import { checkSsh2Internals } from './ssh/ssh2-internals';
+import { checkSsh2Internals, ssh2NativeCrypto } from './ssh/ssh2-internals';
 import { jobOwner } from './jobs/job-id';
 import { Jobs } from './jobs/jobs';
 import { ClientConn, MAX_LINGERING, sayAndClose } from './rpc/client-conn';
@@ -210,6 +210,8 @@ export class Daemon {
       jobs: this.jobs.status(),
       gateway: this.gateway?.status(),
       ...(this.fleet ? { fleet: this.fleet.status() } : {}),
+      nodeVersion: process.version,
+      ssh2CryptoBinding: ssh2NativeCrypto(),
     };
   }
 

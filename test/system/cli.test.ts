@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import type { DaemonProc } from '../helpers/daemon';
+import { ssh2NativeCrypto } from '../../daemon/ssh/ssh2-internals';
 import { tempDir } from '../helpers/sshd';
 import { startWorld } from '../helpers/world';
 
@@ -40,6 +41,15 @@ test('sshmuxctl status --json describes hosts and connections', () => {
   const table = run(SSHMUXCTL, ['status']);
   assert.match(table.stdout, /^HOST\s+DESTINATION/m);
   assert.match(table.stdout, /^t\s+/m);
+});
+
+test('sshmuxctl status names the daemon\'s Node and whether ssh2\'s crypto binding is in use', () => {
+  // The daemon runs on this Node with these node_modules: what it reports is what this process finds.
+  const status = JSON.parse(run(SSHMUXCTL, ['status', '--json']).stdout);
+  assert.deepEqual([status.nodeVersion, status.ssh2CryptoBinding], [process.version, ssh2NativeCrypto()]);
+  const line = `Node ${process.version}, ssh2 crypto: ${ssh2NativeCrypto() ? 'its C++ binding' : 'JavaScript'}`;
+  const table = run(SSHMUXCTL, ['status']).stdout;
+  assert.ok(table.split('\n').some((l) => l.startsWith(line)), `no line "${line}" in:\n${table}`);
 });
 
 test('sshmuxctl without a daemon: exit 1 and what to do', () => {
