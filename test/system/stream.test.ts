@@ -15,11 +15,11 @@ after(async () => {
 const GiB = 1024 * 1024 * 1024;
 /**
  * The daemon's peak RSS streaming 1 GiB, by Node: 116-125 MiB on Node 20
- * and 22; 160-191 MiB on Node 24 and 26 (V8 13 and 14: per GiB a handful of
- * scavenges and 18-25 mark-compacts where Node 22 has 42 and 1, and Buffers
- * live longer: up to 74 MiB of them against 32), measured 2026-12 on 2
- * shared cores. The same code; the bound is each Node's, not one loosened
- * for all.
+ * and 22; 160-191 MiB on Node 24 and 26 (V8 13 and 14: per GiB 7-11
+ * scavenges and about 23 mark-compacts where Node 22 makes 42-52 and 1, and
+ * Buffers live longer: up to 74 MiB of them against 32), measured 2026-12
+ * on 2 shared cores (README: Benchmarks, "Which Node"). The same code; the
+ * bound is each Node's, not one loosened for all.
  */
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 const RSS_BOUND_MIB = NODE_MAJOR >= 24 ? 210 : 150;
