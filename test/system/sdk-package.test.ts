@@ -29,7 +29,8 @@ let world: World;
 
 before(async () => {
   const out = tempDir();
-  [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', out], SDK));
+  // npm test has built it (prepack would build again, under the feet of the running suite).
+  [packed] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', out], SDK));
   app = tempDir();
   const pkgDir = path.join(app, 'node_modules', 'sshmux');
   fs.mkdirSync(pkgDir, { recursive: true });
