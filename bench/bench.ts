@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { Client } from 'ssh2';
 import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
-import { ssh2NativeCrypto } from '../daemon/ssh/ssh2-internals';
+import { ssh2NativeCrypto } from '../daemon/ssh/ssh2';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { renderChart } from './chart';
 

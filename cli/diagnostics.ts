@@ -36,6 +36,11 @@ export class Diagnostics {
     if (this.verbose && !this.opts.quiet) this.write(`sshmux: ${message}`);
   }
 
+  /** -v only: one of ssh's own verbose lines, worded as ssh writes it ("Killed by signal 1."). */
+  sshVerbose(message: string): void {
+    if (this.verbose && !this.opts.quiet) this.write(message);
+  }
+
   private write(line: string, lineEnd = '\r\n'): void {
     if (this.opts.logFile !== undefined) {
       try {

@@ -39,10 +39,11 @@ export function configLines(inv: Invocation, r: Resolved): string[] {
     `serveralivecountmax ${r.serverAliveCountMax ?? 0}`,
     `serveraliveinterval ${r.serverAliveIntervalS ?? 0}`,
   ];
-  if (r.hostKeyAlias) lines.push(`hostkeyalias ${r.hostKeyAlias.toLowerCase()}`);
+  if (r.hostKeyAlias) lines.push(`hostkeyalias ${r.hostKeyAlias}`);
   if (r.identityAgent) lines.push(`identityagent ${r.identityAgent}`);
   for (const f of inv.localForwards) lines.push(`localforward [${f.bindAddress}]:${f.port} [${f.host}]:${f.hostPort}`);
   for (const file of r.identityFiles ?? []) lines.push(`identityfile ${file}`);
+  for (const file of r.certificateFiles ?? []) lines.push(`certificatefile ${file}`);
   if (r.globalKnownHostsFiles?.length) lines.push(`globalknownhostsfile ${r.globalKnownHostsFiles.join(' ')}`);
   if (r.userKnownHostsFiles?.length) lines.push(`userknownhostsfile ${r.userKnownHostsFiles.join(' ')}`);
   for (const name of r.sendEnv ?? []) lines.push(`sendenv ${name}`);

@@ -4,14 +4,7 @@
 // names); OpenSSH's own lists would describe a program that is not making
 // the connection.
 import { UsageError } from './ssh-args';
-
-interface Ssh2Algorithms {
-  DEFAULT_KEX: string[];
-  DEFAULT_SERVER_HOST_KEY: string[];
-  DEFAULT_CIPHER: string[];
-  DEFAULT_MAC: string[];
-  DEFAULT_COMPRESSION: string[];
-}
+import { ssh2Algorithms, type Ssh2Algorithms } from '../daemon/ssh/ssh2/algorithms';
 
 /** ssh's query names (ssh.c), the case-insensitive config-keyword aliases lower-cased. */
 const QUERIES: Record<string, (a: Ssh2Algorithms) => string[]> = {
@@ -24,8 +17,9 @@ const QUERIES: Record<string, (a: Ssh2Algorithms) => string[]> = {
   kexalgorithms: (a) => a.DEFAULT_KEX,
   key: (a) => a.DEFAULT_SERVER_HOST_KEY,
   'key-plain': (a) => a.DEFAULT_SERVER_HOST_KEY,
-  // ssh2 does not do certificates.
-  'key-cert': () => [],
+  // The certificate types the daemon offers and accepts (ssh2 patches 040/041).
+  'key-cert': () => ['ssh-ed25519-cert-v01@openssh.com', 'ecdsa-sha2-nistp256-cert-v01@openssh.com', 'ecdsa-sha2-nistp384-cert-v01@openssh.com',
+    'ecdsa-sha2-nistp521-cert-v01@openssh.com', 'ssh-rsa-cert-v01@openssh.com'],
   'key-sig': (a) => a.DEFAULT_SERVER_HOST_KEY,
   sig: (a) => a.DEFAULT_SERVER_HOST_KEY,
   pubkeyacceptedkeytypes: (a) => a.DEFAULT_SERVER_HOST_KEY,
@@ -46,5 +40,5 @@ export function queryLines(what: string): string[] {
   const key = EXACT.has(what) ? what : EXACT.has(what.toLowerCase()) ? '' : what.toLowerCase();
   const list = QUERIES[key];
   if (!list) throw new UsageError(`Unsupported query "${what}"`);
-  return list(require('ssh2/lib/protocol/constants.js') as Ssh2Algorithms);
+  return list(ssh2Algorithms());
 }

@@ -12,12 +12,18 @@ import type { sshmux } from '../proto/gen/sshmux';
 import { DaemonCall, RECEIVE_WINDOW, type CallHandler, type Frame } from './daemon-call';
 import type { Diagnostics } from './diagnostics';
 import type { SshMuxError } from '../client-sdk/errors';
+import { ENDING_SIGNALS, statusAfterSignal, type EndingSignal } from './signals';
 
 /** ssh's status for "ssh or the connection failed", and for a remote killed by a signal. */
 export const EXIT_FAILURE = 255;
 /** Half the window, as the SDK grants: each grant is a frame, a write and a wake-up of the daemon. */
 const GRANT_THRESHOLD = RECEIVE_WINDOW / 2;
-const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/**
+ * How long a remote command has to end after the signal sent on to it,
+ * before the call is cancelled (TERM, then KILL): ssh exits at once on a
+ * signal, so this is the most the wait for the command's last words adds.
+ */
+const SIGNAL_GRACE_MS = 1000;
 
 export interface SessionSpec {
   socketPath: string;
@@ -50,6 +56,9 @@ class Session implements CallHandler {
   private owed = 0;
   private outputBroken = false;
   private status: number | undefined;
+  /** The signal that is ending the session (after it started): the status is then ssh's for it. */
+  private killedBy: EndingSignal | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
   private reported = false;
   private readonly cleanups: Array<() => void> = [];
 
@@ -60,7 +69,7 @@ class Session implements CallHandler {
 
   connect(socketPath: string): void {
     this.call = new DaemonCall(socketPath, { session: this.spec.request }, this);
-    for (const sig of FORWARDED_SIGNALS) this.on(process, sig, () => this.signal(sig));
+    for (const sig of ENDING_SIGNALS) this.on(process, sig, () => this.signal(sig));
     if (this.spec.request.pty) this.on(process, 'SIGWINCH', () => this.call.send({ resize: windowSize() }));
   }
 
@@ -94,8 +103,8 @@ class Session implements CallHandler {
       }
       case 'error': {
         const err = frame.error!;
-        // A cancel we sent because our stdout went away is no news to anyone.
-        if (!this.outputBroken) this.spec.diag.error(err.message ?? 'the call failed');
+        // A cancel we sent because our stdout went away, or after a signal, is no news to anyone.
+        if (!this.outputBroken && !this.killedBy) this.spec.diag.error(err.message ?? 'the call failed');
         return this.finish(EXIT_FAILURE);
       }
     }
@@ -207,17 +216,41 @@ class Session implements CallHandler {
 
   // ---- the end --------------------------------------------------------------
 
-  /** Before the session starts a signal cancels the call (as ^C stops ssh while it connects); after, it goes to the remote process. */
-  private signal(sig: string): void {
-    if (this.started) this.call.send({ signal: { name: sig.replace(/^SIG/, '') } });
-    else this.call.send({ cancel: { reason: `${sig} before the session started` } });
+  /**
+   * Before the session has started, the signal's default action, as it ends
+   * ssh while it connects (the daemon cancels the call when our socket
+   * closes). After, it goes to the remote process, which has a moment to end
+   * and write its last words before the call is cancelled (a second signal
+   * cancels at once); sshmux then exits with ssh's status for the signal.
+   */
+  private signal(sig: EndingSignal): void {
+    if (this.status !== undefined) return;
+    if (!this.started) {
+      this.release();
+      process.kill(process.pid, sig);
+      return;
+    }
+    if (this.killedBy) return this.cancelAfterSignal();
+    this.killedBy = sig;
+    this.call.send({ signal: { name: sig.replace(/^SIG/, '') } });
+    this.graceTimer = setTimeout(() => this.cancelAfterSignal(), SIGNAL_GRACE_MS);
+  }
+
+  private cancelAfterSignal(): void {
+    clearTimeout(this.graceTimer);
+    if (this.status === undefined) this.call.send({ cancel: { reason: `sshmux got ${this.killedBy}` } });
   }
 
   private finish(status: number): void {
     if (this.status !== undefined) return;
-    this.status = status;
-    // ssh says so after an interactive (pty) session.
-    if (this.started && this.spec.request.pty) this.spec.diag.warn(`Connection to ${this.hostname} closed.`);
+    clearTimeout(this.graceTimer);
+    if (this.killedBy) {
+      this.status = statusAfterSignal(this.killedBy, true, this.spec.diag);
+    } else {
+      this.status = status;
+      // ssh says so after an interactive (pty) session (not when a signal ended it).
+      if (this.started && this.spec.request.pty) this.spec.diag.warn(`Connection to ${this.hostname} closed.`);
+    }
     this.release();
     this.settle();
   }

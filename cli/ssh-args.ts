@@ -44,6 +44,8 @@ export interface Invocation {
   requestTty?: RequestTty;
   /** -f: go to the background once the session has started. */
   fork: boolean;
+  /** -M, or ControlMaster other than no: the caller wants a master started (the daemon is one). */
+  master: boolean;
   /** -W host:port. */
   forward?: { host: string; port: number };
   /** -L, in order. */
@@ -89,7 +91,7 @@ export const USAGE = 'usage: sshmux [-46AaCfGgKkMNnqsTtVvXxYy] [-B bind_interfac
 const REFUSED_FLAGS = new Set('bBDRwI');
 const CONTROL_COMMANDS = new Set<string>(['check', 'forward', 'exit', 'stop', 'cancel', 'proxy']);
 /** Options naming local files: made absolute, as the daemon has another working directory. */
-const PATH_OPTIONS = new Set(['identityfile', 'userknownhostsfile', 'configfile']);
+const PATH_OPTIONS = new Set(['identityfile', 'certificatefile', 'userknownhostsfile', 'configfile']);
 
 /** Parses argv (without node and the script) as ssh does; throws UsageError where ssh would exit 255. */
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): Invocation {
@@ -111,7 +113,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
 class Parser {
   readonly inv: Invocation = {
     action: 'connect', destination: '', command: '', sessionType: 'default', options: {}, env: {}, stdinNull: false,
-    fork: false, localForwards: [], quiet: false, verbose: 0, syslog: false, ignored: [], warnings: [],
+    fork: false, master: false, localForwards: [], quiet: false, verbose: 0, syslog: false, ignored: [], warnings: [],
   };
   /** Set by -V and -Q, which end the parse at once, as ssh exits there. */
   done = false;
@@ -184,6 +186,7 @@ class Parser {
         this.sessionTypeSet = true;
         return;
       default:
+        if (flag === 'M') inv.master = true;
         inv.ignored.push(`-${flag}: ${tables().IGNORED_FLAGS[flag]}`);
     }
   }
@@ -283,7 +286,10 @@ class Parser {
       case 'refused':
         if (rule.off?.(first)) return;
         throw new UsageError(`sshmux: -o ${m[1]} is refused: ${rule.why}`);
-      case 'ignored': this.inv.ignored.push(`-o ${m[1]}=${rest}: ${rule.why}`); return;
+      case 'ignored':
+        if (keyword === 'controlmaster') this.inv.master ||= first.toLowerCase() !== 'no';
+        this.inv.ignored.push(`-o ${m[1]}=${rest}: ${rule.why}`);
+        return;
       case 'unsupported': this.inv.warnings.push({ text: `command-line line 0: Unsupported option "${keyword}"`, lineEnd: '\r\n' }); return;
       case 'config-only': throw new UsageError(rule.why);
       default: // deprecated, ignore: ssh says nothing above debug level

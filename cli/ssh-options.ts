@@ -28,7 +28,7 @@ export type OptionRule =
 
 const MASTER = 'the daemon is the master: every session already rides its pooled connections';
 const CONNECTION = 'it shapes the SSH connection, which the daemon opens from its own ssh_config and shares';
-const AUTH = "authentication is the daemon's, from its ssh_config (per call only IdentityFile and IdentitiesOnly)";
+const AUTH = "authentication is the daemon's, from its ssh_config (per call only IdentityFile, CertificateFile and IdentitiesOnly)";
 const HOST_KEYS = 'the daemon checks host keys against its known_hosts (per call only UserKnownHostsFile, StrictHostKeyChecking, HostKeyAlias)';
 const CANONICAL = 'the daemon resolves host names without canonicalising them';
 const X11 = 'X11 forwarding is not done';
@@ -113,7 +113,6 @@ export const OPTION_RULES: Record<string, OptionRule> = {
   enablesshkeysign: { kind: 'ignored', why: AUTH },
   numberofpasswordprompts: { kind: 'ignored', why: AUTH },
   identityagent: { kind: 'ignored', why: AUTH },
-  certificatefile: { kind: 'ignored', why: AUTH },
   addkeystoagent: { kind: 'ignored', why: AUTH },
   securitykeyprovider: { kind: 'ignored', why: AUTH },
   gssapiauthentication: { kind: 'ignored', why: AUTH },

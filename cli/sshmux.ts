@@ -11,11 +11,10 @@ import { enumValue } from '../proto/wire';
 import { signalReady, takeReadyFd, runInBackground } from './background';
 import { Diagnostics } from './diagnostics';
 import { EXIT_FAILURE, runSession, windowSize } from './session';
+import { statusAfterSignal, untilSignalled } from './signals';
 import { exitFlushed, output } from './stdio';
 import { parseCommandLine, ptyDecision, USAGE, UsageError, type Invocation } from './ssh-args';
 import type { LocalForward, SshMux } from '../client-sdk';
-
-const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 async function main(argv: string[]): Promise<number> {
   let inv: Invocation;
@@ -74,29 +73,34 @@ async function session(inv: Invocation, socketPath: string, diag: Diagnostics, r
   }
 }
 
-/** -L, -W and -N: forwarding through the SDK. */
+/**
+ * -L, -W and -N: forwarding through the SDK. Until the forwards are up a
+ * signal ends the process by its default action, as it ends ssh while it
+ * connects; after, it ends them with ssh's status (signals.ts).
+ */
 async function forward(inv: Invocation, diag: Diagnostics, ready: () => void): Promise<number> {
   const { connectOrStart } = require('./autostart') as typeof import('./autostart');
   const mux = await connectOrStart('sshmux');
-  if (!inv.forward && !inv.localForwards.length) return standBy(mux, inv, diag);
+  const runsSession = inv.sessionType !== 'none';
+  if (!inv.forward && !inv.localForwards.length) return standBy(mux, inv, diag, ready);
   const forwards = await forwardPorts(mux, inv, diag);
   ready();
   if (inv.forward) return forwardStdio(mux, inv, inv.forward, diag);
-  // -N: forward until told to stop, as ssh does.
-  await new Promise<void>((resolve) => {
-    for (const sig of FORWARDED_SIGNALS) process.once(sig, () => resolve());
-  });
+  // Forward until told to stop, as ssh -N does.
+  const sig = await untilSignalled();
   await Promise.all(forwards.map((f) => f.close()));
-  return 0;
+  return statusAfterSignal(sig, runsSession, diag);
 }
 
 /**
- * -N with nothing to forward: the way to start a ControlMaster (ssh -MNf).
- * The daemon is the master already; one handshake checks that the
- * destination can be reached as ssh would on connecting. With -f that is
- * all; without it, wait for a signal, as ssh sits there.
+ * -N with nothing to forward: one handshake checks that the destination can
+ * be reached, as ssh's connecting would, then it stands by until signalled,
+ * as ssh sits connected, whatever stdin is (supervisors start it with stdin
+ * at /dev/null); with -f, in the background. The one exception is a master
+ * being started (ssh -MNf): the daemon is the master, and a process left
+ * standing by would outlive the `-O exit` meant to end it.
  */
-async function standBy(mux: SshMux, inv: Invocation, diag: Diagnostics): Promise<number> {
+async function standBy(mux: SshMux, inv: Invocation, diag: Diagnostics, ready: () => void): Promise<number> {
   try {
     const r = await mux.control('check', inv.destination, inv.options);
     diag.info(r.message);
@@ -104,11 +108,10 @@ async function standBy(mux: SshMux, inv: Invocation, diag: Diagnostics): Promise
     diag.error((err as Error).message);
     return EXIT_FAILURE;
   }
-  if (inv.fork) return 0;
-  await new Promise<void>((resolve) => {
-    for (const sig of FORWARDED_SIGNALS) process.once(sig, () => resolve());
-  });
-  return 0;
+  if (inv.fork && inv.master) return 0;
+  const signalled = untilSignalled();
+  ready();
+  return statusAfterSignal(await signalled, false, diag);
 }
 
 /** -W: stdin and stdout become a TCP stream opened by the destination (OpenSSH's ProxyCommand uses this). */
@@ -123,6 +126,10 @@ function forwardStdio(mux: SshMux, inv: Invocation, to: { host: string; port: nu
       resolve(EXIT_FAILURE);
     });
     stream.once('close', () => resolve(0));
+    untilSignalled().then((sig) => {
+      stream.destroy();
+      resolve(statusAfterSignal(sig, false, diag));
+    });
   });
 }
 

@@ -19,7 +19,8 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
                     unchanged hosts keep their connections
   stop              finish running sessions (the grace period) and exit
   gateway           the SSH front door (sshmuxd --gateway): its address, a
-                    known_hosts line for it, the key to log in with, and its
+                    known_hosts line per host key (ed25519, ECDSA, RSA) and the
+                    file holding them, the key to log in with, and its
                     connections and sessions now
 ${JOB_USAGE}`;
 
@@ -113,7 +114,8 @@ function gateway(s: Status, json: boolean): number {
     return 1;
   }
   const info = {
-    address: g.address ?? '', knownHosts: g.knownHosts ?? '', authorizedKeys: g.authorizedKeys ?? '', clientKey: g.clientKey ?? '',
+    address: g.address ?? '', knownHosts: g.knownHosts ?? '', knownHostsFile: g.knownHostsFile ?? '',
+    authorizedKeys: g.authorizedKeys ?? '', clientKey: g.clientKey ?? '',
     connections: g.connections ?? 0, sessions: g.sessions ?? 0, authFailures: Number(g.authFailures ?? 0),
   };
   if (json) {
@@ -124,7 +126,9 @@ function gateway(s: Status, json: boolean): number {
     : `keys listed in ${info.authorizedKeys}`;
   process.stdout.write([
     `address          ${info.address}`,
-    `known_hosts      ${info.knownHosts}`,
+    // One row per host key, so that `awk '/^known_hosts / {print $2, $3, $4}'` gives the known_hosts lines.
+    ...info.knownHosts.split('\n').map((line) => `known_hosts      ${line}`),
+    `host keys file   ${info.knownHostsFile} (the same lines: a UserKnownHostsFile for clients here)`,
     `authentication   ${keys}`,
     `user name        the destination: alias or user@alias`,
     `now              ${info.connections} connections, ${info.sessions} sessions, ${info.authFailures} refused logins since start`,

@@ -17,7 +17,8 @@ import { Metrics, setMetrics } from './metrics';
 import { Agent } from './pool/agent';
 import { TERMINATE_MS } from './ssh/channel';
 import { dial } from './ssh/dial';
-import { checkSsh2Internals, ssh2NativeCrypto } from './ssh/ssh2-internals';
+import { ssh2NativeCrypto } from './ssh/ssh2';
+import { verifySsh2Capabilities } from './ssh/ssh2/capabilities';
 import { jobOwner } from './jobs/job-id';
 import { Jobs } from './jobs/jobs';
 import { ClientConn, MAX_LINGERING, sayAndClose } from './rpc/client-conn';
@@ -87,7 +88,7 @@ export class Daemon {
 
   /** Loads the configs (throwing on errors) and listens. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
-    checkSsh2Internals();
+    await verifySsh2Capabilities();
     const { resolver, config } = loadConfigs(opts);
     // Redis is waited for 2 s at most: without it the fleet runs on local limits.
     const fleet = config.fleet ? await Fleet.start(config.fleet, opts.log) : undefined;
@@ -376,6 +377,7 @@ function resolvedToWire(h: ResolvedHost): v1.IResolvedHost {
     port: h.port,
     user: h.user,
     identityFiles: h.identityFiles,
+    certificateFiles: h.certificateFiles,
     identitiesOnly: h.identitiesOnly,
     identityAgent: h.identityAgent ?? '',
     userKnownHostsFiles: h.userKnownHostsFiles,

@@ -18,6 +18,8 @@ export const CLIENT_OPTIONS: Readonly<Record<string, 'any' | 'owner'>> = Object.
   userknownhostsfile: 'owner',
   hostkeyalias: 'owner',
   identityfile: 'owner',
+  // A user certificate for the call's key, as ssh -o CertificateFile=...
+  certificatefile: 'owner',
   identitiesonly: 'owner',
   // ssh -F: resolve through another ssh_config file (ProxyCommand in it is still refused).
   configfile: 'owner',

@@ -36,6 +36,8 @@ if (stale) {
   // Minified: the sshmux command parses it on every start.
   fs.writeFileSync(genSchema, JSON.stringify(JSON.parse(fs.readFileSync(genSchema, 'utf8'))));
 }
+// From scratch: a test file deleted from the sources must not stay behind in dist/ and run.
+fs.rmSync(path.join(root, 'dist'), { recursive: true, force: true });
 run(bin('tsc'), ['-p', 'tsconfig.json']);
 fs.mkdirSync(path.join(root, 'dist', 'proto', 'gen'), { recursive: true });
 for (const f of [genJs, genSchema]) fs.copyFileSync(f, path.join(root, 'dist', 'proto', 'gen', path.basename(f)));

@@ -45,6 +45,15 @@ DEPS=(
   "test restic restic"
   "test borgbackup borg"
   "test curl curl"
+  # Programs that keep ssh running: autossh restarts it, sshfs mounts over its sftp session.
+  "test autossh autossh"
+  "test sshfs sshfs"
+  "test fuse3 fusermount3"
+  # Clients of the SSH front door: JSch (Java), Go's x/crypto/ssh, each built per test run.
+  "test libjsch-java /usr/share/java/jsch.jar"
+  "test default-jdk-headless javac"
+  "test golang-go go"
+  "test golang-golang-x-crypto-dev /usr/share/gocode/src/golang.org/x/crypto/ssh"
   # A pty for the wrapper's -t tests; helpers (datagram sockets, slow readers).
   "test bsdutils script"
   "test python3 python3"

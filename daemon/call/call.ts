@@ -8,7 +8,7 @@
 // window the door grants (initial grant, then onWindow), and takes stdin only
 // within the credit it gave (initial credit, then sink.stdinWritten as bytes
 // reach the remote side). So memory stays bounded whatever a door's peer does.
-import type { PseudoTtyOptions } from 'ssh2';
+import type { PseudoTtyOptions } from '../ssh/ssh2';
 import { Code } from '../../proto';
 import type { Limits } from '../config';
 import { MuxError, toMuxError, type Phase } from '../errors';

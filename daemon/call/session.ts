@@ -4,13 +4,13 @@
 // slow reader slows the remote writer and memory stays bounded. Cancel
 // (explicit, deadline, the door's peer going away) ends the remote process
 // with TERM, then KILL, then close: closing alone leaves it running.
-import type { ClientChannel } from 'ssh2';
+import type { ClientChannel } from '../ssh/ssh2';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
 import type { Connection, SessionSpec } from '../pool/connection';
 import type { HostPool, PendingSession } from '../pool/host-pool';
-import { abandonChannel, sendSignal, SIGNALS, terminate } from '../ssh/channel';
+import { abandonChannel, SIGNALS, terminate } from '../ssh/channel';
 import { Call, STDERR, STDOUT, type ExitStatus, type OutputFd } from './call';
 
 export class SessionCall extends Call {
@@ -119,7 +119,7 @@ export class SessionCall extends Call {
 
   override onSignal(name: string): void {
     const sig = name.toUpperCase().replace(/^SIG/, '');
-    if (this.channel && !this.tunnel && SIGNALS.has(sig)) sendSignal(this.channel, sig);
+    if (this.channel && !this.tunnel && SIGNALS.has(sig)) this.channel.signal(sig);
   }
 
   override clientGone(): void {

@@ -5,7 +5,7 @@
 // directions keep several requests in flight at increasing offsets; the
 // window bounds how many (upload) or a fixed depth does (download), so
 // memory stays bounded per transfer.
-import type { SFTPWrapper } from 'ssh2';
+import type { SFTPWrapper } from '../ssh/ssh2';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
 import type { Connection } from '../pool/connection';

@@ -4,14 +4,13 @@
 // through session-bridge. What the door does not carry (remote forwarding,
 // agent and X11 forwarding, Unix-socket forwarding) is refused as sshd
 // refuses what it does not allow, and logged with the reason.
-import type { AuthContext, ClientInfo, Connection, RejectConnection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
+import { rejectChannel, type AuthContext, type ClientInfo, type Connection, type RejectConnection, type ServerChannel, type Session, type TcpipRequestInfo } from '../ssh/ssh2';
 import { codeName } from '../../proto';
 import { MuxError } from '../errors';
 import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
 import type { AuthorizedKeys } from './keys';
 import { ChannelCall, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
-import { closeUnstartedSession, rejectWithMessage, sendAuthBanner, socketOf } from '../ssh/ssh2-internals';
 
 /** RFC 4254 section 5.1 reason codes. */
 const OPEN_PROHIBITED = 1;
@@ -20,7 +19,7 @@ const OPEN_RESOURCE_SHORTAGE = 4;
 /** As sshd's MaxAuthTries. */
 const MAX_AUTH_TRIES = 6;
 
-export type AuthFailure = 'key_not_authorized' | 'bad_signature' | 'method_refused' | 'destination' | 'too_many_tries';
+export type AuthFailure = 'key_not_authorized' | 'bad_signature' | 'method_refused' | 'sha1_signature' | 'destination' | 'too_many_tries';
 
 export interface FrontContext {
   bridge: BridgeContext;
@@ -45,9 +44,12 @@ export class FrontConn {
   /** The destination was refused: the connection is ending, later attempts are not counted. */
   private refused = false;
   private readonly log: Logger;
+  /** The socket under the connection, for a close that the client does not answer. */
+  private readonly socket: ClientInfo['socket'];
 
   constructor(private readonly conn: Connection, info: ClientInfo, private readonly ctx: FrontContext, onGone: (c: FrontConn) => void) {
     this.log = ctx.log.child({ gatewayClient: info.ip ? `${info.ip}:${info.port}` : 'unix' });
+    this.socket = info.socket;
     conn.on('authentication', (auth) => this.authenticate(auth));
     conn.once('ready', () => this.log.debug({ destination: this.destination }, 'gateway: client authenticated'));
     conn.on('session', (accept, reject) => this.openSession(accept, reject));
@@ -83,7 +85,7 @@ export class FrontConn {
     if (!this.alive) return Promise.resolve();
     this.closing = true;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => socketOf(this.conn)?.destroy(), ms);
+      const timer = setTimeout(() => this.socket.destroy(), ms);
       timer.unref();
       this.conn.once('close', () => {
         clearTimeout(timer);
@@ -103,6 +105,12 @@ export class FrontConn {
       return auth.reject(['publickey']);
     }
     const fp = fingerprint(auth.key.data);
+    if (signsWithSha1(auth)) {
+      // As OpenSSH since 8.8 (PubkeyAcceptedAlgorithms): RSA keys sign with rsa-sha2-256/512 instead.
+      this.failed(auth, 'sha1_signature', { fingerprint: fp }, `${auth.key.algo} signatures (SHA-1) are refused: ` +
+        'use a client that signs with rsa-sha2-256 or rsa-sha2-512 (OpenSSH 7.2 and later; JSch 0.1.5x does not), or an ECDSA or ed25519 key');
+      return auth.reject(['publickey']);
+    }
     const listed = this.ctx.keys().find(auth.key.data);
     if (!listed) {
       this.failed(auth, 'key_not_authorized', { fingerprint: fp }, 'key not in the gateway\'s authorized keys');
@@ -118,7 +126,7 @@ export class FrontConn {
     if (problem) {
       // Checked only for an authorized key, so strangers cannot probe the daemon's hosts.
       this.failed(auth, 'destination', { fingerprint: fp }, problem.message);
-      sendAuthBanner(this.conn, `sshmux: the user name names the destination host: ${codeName(problem.code)}: ${problem.message}`);
+      auth.banner(`sshmux: the user name names the destination host: ${codeName(problem.code)}: ${problem.message}`);
       this.refused = true;
       auth.reject([]);
       this.conn.end();
@@ -182,7 +190,7 @@ export class FrontConn {
   private refuse(reject: RejectConnection, reason: number, message: string): void {
     if (!this.alive) return;
     this.log.debug({ reason: message }, 'gateway: channel refused');
-    rejectWithMessage(this.conn, reject, reason, message);
+    rejectChannel(reject, reason, message);
   }
 
   private openSession(accept: () => Session, reject: RejectConnection): void {
@@ -233,7 +241,7 @@ export class FrontConn {
     session.on('subsystem', (accept, reject, info) => start('subsystem', info.name, accept, reject));
     session.once('close', () => {
       release();
-      if (!call) return closeUnstartedSession(this.conn, session);
+      if (!call) return; // ssh2 answers the close of a session that never started
       call.gone();
       this.calls.delete(call);
     });
@@ -264,6 +272,15 @@ export class FrontConn {
       call.start();
     });
   }
+}
+
+/**
+ * Whether the client would sign with SHA-1: RSA under the name `ssh-rsa`
+ * (ssh2 gives RSA under rsa-sha2-256/512 the hash name; under ssh-rsa none),
+ * or DSA, which knows only SHA-1.
+ */
+function signsWithSha1(auth: AuthContext & { method: 'publickey' }): boolean {
+  return (auth.key.algo === 'ssh-rsa' && !auth.hashAlgo) || auth.key.algo === 'ssh-dss';
 }
 
 /**

@@ -1,14 +1,16 @@
-// The SSH front door's keys: its own host key, the client key it generates
-// when no gatewayAuthorizedKeys file is configured, and the authorized_keys
-// file that says who may log in. Keys are generated in-process (ssh2's
-// generator, OpenSSH format) and written 0600 with O_EXCL, so a file another
-// user planted is never used: an existing key must be a regular file owned by
-// the daemon's user and readable by nobody else, as sshd insists too.
+// The SSH front door's keys: its host keys (ed25519, ECDSA and RSA, as sshd
+// has one of each, so that every client finds a type it knows: JSch 0.1.5x
+// knows no ed25519, a FIPS-mode client only ECDSA and RSA), the client key it
+// generates when no gatewayAuthorizedKeys file is configured, and the
+// authorized_keys file that says who may log in. Keys are generated in-process
+// (ssh2's generator, OpenSSH format) and written 0600 with O_EXCL, so a file
+// another user planted is never used: an existing key must be a regular file
+// owned by the daemon's user and readable by nobody else, as sshd insists too.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { utils, type ParsedKey } from 'ssh2';
+import { utils, type ParsedKey, type ServerHostKeyAlgorithm } from '../ssh/ssh2';
 import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
 
@@ -25,8 +27,20 @@ export interface KeyFile {
   parsed: ParsedKey;
 }
 
-export const HOST_KEY_FILE = 'gateway_host_ed25519_key';
+export type KeyType = 'ed25519' | 'ecdsa' | 'rsa';
+
+/** The host keys, in the order they are offered, named as sshd names its own. */
+export const HOST_KEYS: ReadonlyArray<{ type: KeyType; file: string }> = [
+  { type: 'ed25519', file: 'gateway_host_ed25519_key' },
+  { type: 'ecdsa', file: 'gateway_host_ecdsa_key' },
+  { type: 'rsa', file: 'gateway_host_rsa_key' },
+];
 export const CLIENT_KEY_FILE = 'gateway_client_ed25519_key';
+/** Written into the state directory at each start: a known_hosts line per host key, for clients on this machine. */
+export const KNOWN_HOSTS_FILE = 'gateway_known_hosts';
+
+/** As ssh-keygen's defaults: P-256 for ECDSA (the curve every ECDSA client has), 3072 bits for RSA. */
+const GENERATOR_OPTIONS: Record<KeyType, { bits?: number }> = { ed25519: {}, ecdsa: { bits: 256 }, rsa: { bits: 3072 } };
 
 /**
  * Where the daemon keeps what must outlive a restart (the front door's keys):
@@ -40,10 +54,10 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(base, 'sshmux');
 }
 
-/** The key at `file`, generated (ed25519) if there is none yet. */
-export function loadOrCreateKey(file: string, comment: string): KeyFile {
+/** The key at `file`, generated (of `type`, ed25519 unless said) if there is none yet. */
+export function loadOrCreateKey(file: string, comment: string, type: KeyType = 'ed25519'): KeyFile {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  if (!fs.existsSync(file)) create(file, comment);
+  if (!fs.existsSync(file)) create(file, comment, type);
   checkPrivate(file);
   const privateKey = fs.readFileSync(file, 'utf8');
   const parsed = parseOne(utils.parseKey(privateKey), file);
@@ -51,26 +65,71 @@ export function loadOrCreateKey(file: string, comment: string): KeyFile {
   return { path: file, privateKey, publicLine: publicLine(parsed), parsed };
 }
 
+/** The host keys in `stateDir`, each generated on the first start. */
+export function loadHostKeys(stateDir: string): KeyFile[] {
+  return HOST_KEYS.map(({ type, file }) => {
+    const key = loadOrCreateKey(path.join(stateDir, file), 'sshmux gateway host key', type);
+    if (!keyTypeIs(key.parsed.type, type)) {
+      throw new GatewayKeyError(`${key.path} holds an ${key.parsed.type} key, not ${type}: remove it and a new key is generated (or put it in the file for its type)`);
+    }
+    return key;
+  });
+}
+
+function keyTypeIs(sshType: string, type: KeyType): boolean {
+  return type === 'ecdsa' ? sshType.startsWith('ecdsa-sha2-') : sshType === (type === 'rsa' ? 'ssh-rsa' : 'ssh-ed25519');
+}
+
+/**
+ * The signature algorithms a host key is offered under. RSA only with SHA-2
+ * (RFC 8332): SHA-1 `ssh-rsa` is not offered, as OpenSSH stopped offering
+ * it in 8.8 (ssh2 would add it of its own accord but for patch 034).
+ */
+export function hostKeyAlgorithms(keys: KeyFile[]): ServerHostKeyAlgorithm[] {
+  return keys.flatMap((k): ServerHostKeyAlgorithm[] => (k.parsed.type === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256'] : [k.parsed.type as ServerHostKeyAlgorithm]));
+}
+
+/**
+ * Writes `lines` (known_hosts lines, one per host key) to the state
+ * directory's gateway_known_hosts, whole or not at all (a client reading it
+ * meanwhile sees the old file or the new one), readable by all: host keys are
+ * public, and a client on this machine can use the file as its
+ * UserKnownHostsFile.
+ */
+export function writeKnownHosts(stateDir: string, lines: string[]): string {
+  const file = path.join(stateDir, KNOWN_HOSTS_FILE);
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    fs.writeFileSync(tmp, lines.map((l) => `${l}\n`).join(''), { mode: 0o644, flag: 'wx' });
+    fs.renameSync(tmp, file);
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  return file;
+}
+
 export function publicLine(key: ParsedKey): string {
   return `${key.type} ${key.getPublicSSH().toString('base64')}`;
 }
 
 /**
- * An ed25519 pair from ssh2's generator, regenerated while ssh2 cannot read
- * its own output: it strips every leading zero byte of the public key, so one
- * pair in 256 carries a 31-byte key that parseKey() calls malformed
- * (mscdex/ssh2#1390, #1513). Sixteen tries fail together with odds of 2^-128.
+ * A pair from ssh2's generator, regenerated while ssh2 cannot read its own
+ * output: for ed25519 it strips every leading zero byte of the public key,
+ * so one pair in 256 carries a 31-byte key that parseKey() calls malformed
+ * (mscdex/ssh2#1390, #1513). Sixteen tries fail together with odds of
+ * 2^-128. Its ECDSA and RSA output reads back (DER integers are already SSH
+ * mpints); it is checked all the same, as a generator change would show here.
  */
-export function generateEd25519(comment: string): { private: string; public: string } {
+export function generateKey(type: KeyType, comment: string): { private: string; public: string } {
   for (let attempt = 0; attempt < 16; attempt++) {
-    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    const pair = utils.generateKeyPairSync(type, { ...GENERATOR_OPTIONS[type], comment });
     if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error)) return pair;
   }
-  throw new GatewayKeyError('ssh2 generated no readable ed25519 key in 16 tries');
+  throw new GatewayKeyError(`ssh2 generated no readable ${type} key in 16 tries`);
 }
 
-function create(file: string, comment: string): void {
-  const pair = generateEd25519(comment);
+function create(file: string, comment: string, type: KeyType): void {
+  const pair = generateKey(type, comment);
   // Written under a random name, then linked into place: a reader never sees
   // half a key, and a daemon starting at the same moment keeps its own key
   // rather than having it replaced (link, unlike rename, refuses to overwrite).

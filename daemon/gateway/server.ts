@@ -7,16 +7,15 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { Server, type ClientInfo, type Connection } from 'ssh2';
+import { Server, type ClientInfo, type Connection } from '../ssh/ssh2';
 import type { v1 } from '../../proto';
 import { parseListenAddress } from '../listen-address';
 import { LogTally, type Logger } from '../log';
 import { countGatewayAuthFailure, type Metrics } from '../metrics';
 import { listenUnix } from '../rpc/server';
 import { FrontConn, type AuthFailure } from './front-conn';
-import { AuthorizedKeys, CLIENT_KEY_FILE, HOST_KEY_FILE, loadOrCreateKey, type KeyFile } from './keys';
+import { AuthorizedKeys, CLIENT_KEY_FILE, hostKeyAlgorithms, loadHostKeys, loadOrCreateKey, writeKnownHosts, type KeyFile } from './keys';
 import type { BridgeContext } from './session-bridge';
-import { socketOf } from '../ssh/ssh2-internals';
 
 export interface GatewayOptions {
   /** host:port (loopback unless allowRemote), or an absolute Unix socket path. */
@@ -62,7 +61,7 @@ export const UNIX_HOST_ALIAS = 'sshmux-gateway';
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const unix = opts.address.startsWith('/');
   const tcp = unix ? undefined : parseListenAddress('--gateway', opts.address, opts.allowRemote, 'gatewayAllowRemote', '127.0.0.1:2222');
-  const hostKey = loadOrCreateKey(path.join(opts.stateDir, HOST_KEY_FILE), 'sshmux gateway host key');
+  const hostKeys = loadHostKeys(opts.stateDir);
   let clientKey: KeyFile | undefined;
   let keys: AuthorizedKeys;
   let maxChannels = opts.maxChannelsPerConnection;
@@ -84,15 +83,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const clients = new Set<FrontConn>();
   const loginTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
   let authFailures = 0;
-  const ssh = new Server({ hostKeys: [hostKey.privateKey], ident: `sshmuxd_${opts.version}` }, (conn: Connection, info: ClientInfo) => {
-    const socket = socketOf(conn);
-    const loginTimer = socket && loginTimers.get(socket);
-    if (!loginTimer) {
-      // Fail closed and loudly: without its timer a connection could not be told apart once logged in.
-      opts.log.error('gateway: ssh2 no longer exposes a connection\'s socket (see daemon/ssh/ssh2-internals.ts); refusing the connection');
-      conn.end();
-      return;
-    }
+  const ssh = new Server({
+    hostKeys: hostKeys.map((k) => k.privateKey),
+    algorithms: { serverHostKey: hostKeyAlgorithms(hostKeys) },
+    ident: `sshmuxd_${opts.version}`,
+  }, (conn: Connection, info: ClientInfo) => {
+    const loginTimer = loginTimers.get(info.socket);
     conn.once('ready', () => clearTimeout(loginTimer));
     clients.add(new FrontConn(conn, info, {
       bridge: opts.bridge,
@@ -128,9 +124,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const listener = unix ? await listenUnix(opts.address, opts.socketGroup, inject) : await listenTcp(tcp!.host, tcp!.port, inject);
   listener.on('error', (err) => opts.log.error({ err: err.message }, 'gateway: listener error'));
   const address = unix ? opts.address : formatAddress(listener.address() as net.AddressInfo);
-  const knownHosts = `${unix ? UNIX_HOST_ALIAS : knownHostsName(listener.address() as net.AddressInfo)} ${hostKey.publicLine}`;
+  const name = unix ? UNIX_HOST_ALIAS : knownHostsName(listener.address() as net.AddressInfo);
+  const knownHostsLines = hostKeys.map((k) => `${name} ${k.publicLine}`);
+  const knownHostsFile = writeKnownHosts(opts.stateDir, knownHostsLines);
   opts.metrics.watchGateway(() => ({ connections: clients.size, sessions: channelsOf(clients) }));
-  opts.log.info({ gateway: address, hostKey: hostKey.path, authorizedKeys: opts.authorizedKeysFile ?? clientKey?.path },
+  opts.log.info({ gateway: address, hostKeys: hostKeys.map((k) => k.path), knownHosts: knownHostsFile, authorizedKeys: opts.authorizedKeysFile ?? clientKey?.path },
     'gateway listening: SSH clients log in with the destination as user name');
 
   return {
@@ -140,7 +138,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     },
     status: () => ({
       address,
-      knownHosts,
+      knownHosts: knownHostsLines.join('\n'),
+      knownHostsFile,
       authorizedKeys: keys.file ?? '',
       clientKey: clientKey?.path ?? '',
       connections: clients.size,

@@ -10,7 +10,7 @@
 // client that reads slowly pauses the remote writer), and stdin goes to the
 // call only within the credit it grants back, the front channel being paused
 // (no window adjust to the client) while it has none.
-import type { ServerChannel } from 'ssh2';
+import type { ServerChannel } from '../ssh/ssh2';
 import { STDERR, type CallOutcome, type CallSink, type OutputFd, type StartedInfo } from '../call/call';
 import { SessionCall } from '../call/session';
 import { Code } from '../../proto';

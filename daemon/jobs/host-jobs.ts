@@ -32,7 +32,7 @@ const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 5000;
 
 /** Failures that asking again cannot fix. Everything else (a dropped connection, a busy or unreachable host) is retried within the deadline. */
-const FINAL = new Set<Code>([Code.BAD_REQUEST, Code.AUTH_FAILED, Code.HOST_KEY_UNKNOWN, Code.HOST_KEY_MISMATCH,
+const FINAL = new Set<Code>([Code.BAD_REQUEST, Code.AUTH_FAILED, Code.CERTIFICATE_INVALID, Code.HOST_KEY_UNKNOWN, Code.HOST_KEY_MISMATCH,
   Code.HOST_KEY_REVOKED, Code.SHUTTING_DOWN, Code.INTERNAL, Code.OUTPUT_LIMIT, Code.NO_SUCH_JOB, Code.CANCELLED]);
 
 export function retryable(err: MuxError): boolean {

@@ -287,5 +287,6 @@ function submitError(host: string, owner: string, reason: string): MuxError {
 
 /** Failures that mean "could not ask the host" rather than "asked, and the answer is no". */
 function unreachable(err: MuxError): boolean {
-  return retryable(err) || [Code.AUTH_FAILED, Code.HOST_KEY_UNKNOWN, Code.HOST_KEY_MISMATCH, Code.HOST_KEY_REVOKED].includes(err.code);
+  return retryable(err) || [Code.AUTH_FAILED, Code.CERTIFICATE_INVALID, Code.HOST_KEY_UNKNOWN, Code.HOST_KEY_MISMATCH, Code.HOST_KEY_REVOKED]
+    .includes(err.code);
 }

@@ -8,14 +8,12 @@
 // connection is at its limit. A connection in use keeps one session
 // channel open ahead of need (the spare, when a slot is free for it), so a
 // session starts without waiting for an open's round trip.
-import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { lostWhileOpening, MuxError } from '../errors';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
-import { quietEnd } from '../ssh/channel';
-import { channelOpen, execClosingStdin, holdCloseReplies, roundTrip, SpareSession } from '../ssh/ssh2-internals';
+import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from '../ssh/ssh2';
 
 export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -38,12 +36,6 @@ export type OpenResult =
 
 /** An SFTP session nobody uses is closed after this long, freeing its slot. */
 const SFTP_IDLE_MS = 15_000;
-
-/**
- * At most this long our reply to the server's close of a channel waits for
- * the next channel open or keepalive to go out with (holdCloseReplies).
- */
-const CLOSE_REPLY_HOLD_MS = 100;
 
 export interface ConnectionOwner {
   onReady(conn: Connection): void;
@@ -76,8 +68,10 @@ export class Connection {
   private reclaiming = 0;
   /** SFTP sessions between transfers: each still holds its slot, and the next transfer reuses it. */
   private idleSftp: Array<{ sftp: SFTPWrapper; timer: NodeJS.Timeout }> = [];
-  /** The session channel opened ahead of need; none once the server refused one on this connection. */
-  private spare: SpareSession | undefined;
+  /** SFTP sessions whose channel has ended: not kept for the next transfer. */
+  private readonly endedSftp = new WeakSet<SFTPWrapper>();
+  /** A session channel is opened ahead of need (the spare); not once the server refused one below maxSessions. */
+  private spareWanted = true;
 
   constructor(
     readonly id: string,
@@ -104,12 +98,12 @@ export class Connection {
   /** Slots a session can take now: unheld ones, and the spare once it is open. */
   get freeSlots(): number {
     if (this.state !== 'ready') return 0;
-    return Math.max(0, this.maxSessions - this.held) + (this.spare?.state === 'ready' ? 1 : 0);
+    return Math.max(0, this.maxSessions - this.held) + (this.client!.spareSession === 'ready' ? 1 : 0);
   }
 
   /** Slots sshd may count: sessions, closed slots not yet reclaimed, and the spare. */
   private get held(): number {
-    return this.sessions + this.closedSlots + this.reclaiming + (this.spare?.state === 'opening' || this.spare?.state === 'ready' ? 1 : 0);
+    return this.sessions + this.closedSlots + this.reclaiming + (this.client && this.client.spareSession !== 'none' ? 1 : 0);
   }
 
   connect(): void {
@@ -120,8 +114,6 @@ export class Connection {
       }
       this.client = client;
       this.socket = socket;
-      holdCloseReplies(client, CLOSE_REPLY_HOLD_MS);
-      this.spare = new SpareSession(client, (err, wasReady) => this.spareLost(err, wasReady), () => this.owner.onCapacity(this));
       this.hostKeyWarning = hostKeyWarning;
       client.on('error', () => {
         // Reported through 'close'; an 'error' without a listener would crash the daemon.
@@ -138,25 +130,21 @@ export class Connection {
     });
   }
 
-  /** Opens a session channel in a free slot, the spare if it is open; the caller checked freeSlots. */
+  /** Opens a session channel in a free slot, the spare if it is open (ssh2 gives it to the next session); the caller checked freeSlots. */
   openSession(spec: SessionSpec, done: (result: OpenResult) => void): void {
     const client = this.client!;
-    const spare = this.spare?.state === 'ready' ? this.spare : undefined;
+    const onSpare = client.spareSession === 'ready';
     this.sessions++;
     this.sessionsOpened++;
     clearTimeout(this.idleTimer);
-    if (spare) spare.claim(() => this.requestSession(client, spec, done));
-    else {
-      this.reclaimIfFull();
-      this.requestSession(client, spec, done);
-    }
+    if (!onSpare) this.reclaimIfFull();
+    this.requestSession(client, spec, done);
     this.openSpare();
   }
 
   private requestSession(client: Client, spec: SessionSpec, done: (result: OpenResult) => void): void {
     const opened = (err: Error | undefined, channel: ClientChannel): void => {
       if (!err) {
-        quietEnd(channel);
         channel.once('close', () => this.sessionClosed());
         done({ ok: true, channel });
         return;
@@ -168,7 +156,9 @@ export class Connection {
         case 'sftp':
           client.sftp((err, sftp) => {
             if (err) return done(this.openFailed(err));
+            sftp.once('end', () => this.endedSftp.add(sftp));
             sftp.once('close', () => {
+              this.endedSftp.add(sftp);
               this.forgetIdleSftp(sftp);
               this.sessionClosed();
             });
@@ -179,7 +169,7 @@ export class Connection {
           });
           break;
         case 'exec':
-          execClosingStdin(client, spec.command, { env: spec.env, pty: spec.pty ?? false }, !!spec.closeStdin, opened);
+          client.exec(spec.command, { env: spec.env, pty: spec.pty ?? false, closeStdin: spec.closeStdin }, opened);
           break;
         case 'shell':
           client.shell(spec.pty ?? false, { env: spec.env }, opened);
@@ -200,9 +190,14 @@ export class Connection {
 
   /** Opens the next spare when a slot is free for it: none while the connection is unused or full. */
   private openSpare(): void {
-    if (this.state !== 'ready' || !this.spare || this.spare.state !== 'none' || this.sessionsOpened === 0) return;
+    const client = this.client!;
+    if (this.state !== 'ready' || !this.spareWanted || client.spareSession !== 'none' || this.sessionsOpened === 0) return;
     if (this.held >= this.maxSessions) return;
-    this.spare.open();
+    try {
+      client.openSpareSession(() => this.owner.onCapacity(this), (err, wasReady) => this.spareLost(err, wasReady));
+    } catch {
+      // The socket is gone; 'close' ends the connection.
+    }
   }
 
   /**
@@ -215,7 +210,7 @@ export class Connection {
       this.closedSlots++;
       this.reclaimIfFull();
     } else if (refusedAsPastMaxSessions(err) && !this.learnLimit()) {
-      this.spare = undefined;
+      this.spareWanted = false;
     }
     this.owner.onCapacity(this);
   }
@@ -239,7 +234,6 @@ export class Connection {
           return done(new MuxError(/refused/i.test(err.message) ? Code.REFUSED : Code.CONNECT_TIMEOUT,
             `${this.host.hostname} could not reach ${host}:${port}: ${err.message}`, 'handshaking'));
         }
-        quietEnd(channel);
         channel.once('close', closed);
         done(undefined, channel);
       });
@@ -264,7 +258,7 @@ export class Connection {
 
   /** A transfer is done with its SFTP session: keep it for the next transfer, for a while. */
   returnSftp(sftp: SFTPWrapper): void {
-    if (this.state !== 'ready' || !channelOpen(sftp)) {
+    if (this.state !== 'ready' || this.endedSftp.has(sftp)) {
       sftp.end();
       return;
     }
@@ -379,13 +373,17 @@ export class Connection {
     if (this.held < this.maxSessions) return;
     this.reclaiming = this.closedSlots;
     this.closedSlots = 0;
-    roundTrip(this.client!, () => {
-      this.reclaiming = 0;
-      if (this.state === 'closed') return;
-      this.reclaimIfFull();
-      this.openSpare();
-      this.owner.onCapacity(this);
-    });
+    try {
+      this.client!.ping(() => {
+        this.reclaiming = 0;
+        if (this.state === 'closed') return;
+        this.reclaimIfFull();
+        this.openSpare();
+        this.owner.onCapacity(this);
+      });
+    } catch {
+      // The socket is gone; 'close' ends the connection.
+    }
   }
 
   private armIdleTimer(): void {

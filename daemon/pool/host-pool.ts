@@ -5,7 +5,7 @@
 // moves whenever capacity frees. While the endpoint's breaker is open, a
 // request waits only if its deadline reaches the next probe.
 import type { Duplex } from 'node:stream';
-import type { ClientChannel, SFTPWrapper } from 'ssh2';
+import type { ClientChannel, SFTPWrapper } from '../ssh/ssh2';
 import { Code, codeName } from '../../proto';
 import type { Limits } from '../config';
 import { MuxError, type Phase } from '../errors';
@@ -44,6 +44,8 @@ const HANDSHAKE_FAILURE_POLICY: Partial<Record<Code, FailurePolicy>> = {
   [Code.HOST_KEY_UNKNOWN]: { waiting: 'fail-now', backoff: false, trips: false },
   [Code.HOST_KEY_MISMATCH]: { waiting: 'fail-now', backoff: false, trips: false },
   [Code.HOST_KEY_REVOKED]: { waiting: 'fail-now', backoff: false, trips: false },
+  // Decided before dialing when the daemon can tell (the validity window); else after the one refused login.
+  [Code.CERTIFICATE_INVALID]: { waiting: 'fail-now', backoff: false, trips: false },
 };
 const DEFAULT_FAILURE_POLICY: FailurePolicy = { waiting: 'fail-after-attempts', backoff: true, trips: true };
 
@@ -456,6 +458,12 @@ export class HostPool implements ConnectionOwner, Tunneler {
     const needsOne = this.tunnelWaiters.length > 0 || this.readyWaiters.length > 0;
     if (needsOne && this.connections.length === 0) demand = Math.max(demand, 1);
     while (demand > 0 && this.connections.length < this.limits.maxConnections) {
+      // Until this pool has logged in once, one handshake at a time: a
+      // refused login (a wrong key, a certificate the server rejects) fails
+      // every waiting request at once, and each refused login costs the
+      // host a PerSourcePenalties authfail on OpenSSH >= 9.8, so a burst
+      // learns it from one attempt instead of maxConnections.
+      if (this.stats.handshakesOk === 0 && this.connections.some((c) => c.state === 'connecting')) return;
       if (!this.endpoint.available()) {
         this.endpoint.waitForCapacity(this.wake);
         return;

@@ -3,11 +3,8 @@
 // its MaxSessions slot with it, until the command exits. So every cancel
 // (the caller's, a deadline, a client that went away, the daemon stopping,
 // a channel that opened for a caller who had already gone) ends the same
-// way, with one set of timings: TERM, then KILL, then close. And the end
-// every channel comes to anyway costs no needless Error (quietEnd).
-import type { ClientChannel } from 'ssh2';
-import type { Duplex } from 'node:stream';
-import { signalChannel } from './ssh2-internals';
+// way, with one set of timings: TERM, then KILL, then close.
+import type { ClientChannel } from './ssh2';
 
 /** Grace between TERM and KILL. */
 export const TERM_GRACE_MS = 2000;
@@ -18,31 +15,6 @@ export const TERMINATE_MS = TERM_GRACE_MS + KILL_GRACE_MS + 1000;
 
 /** Signals a client may forward (RFC 4254 section 6.10 names). */
 export const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
-
-/**
- * ssh2's channel.signal() sends nothing once our side has sent EOF (it
- * checks `writable`), but sshd still delivers signals then; exec without
- * stdin sends EOF at once.
- */
-export function sendSignal(channel: ClientChannel, name: string): void {
-  signalChannel(channel, name);
-}
-
-/**
- * Makes end() on the channel a no-op once its writable side has finished.
- * When a channel's output ends, Node destroys it, and ssh2's destroy()
- * calls end() whether or not our side already ended (it has, for every
- * command without stdin): Node then builds an ERR_STREAM_ALREADY_FINISHED
- * error, stack trace and all, that nobody sees. One per session: 3% of the
- * daemon's CPU for a warm exec.
- */
-export function quietEnd(channel: Duplex): void {
-  const end = channel.end;
-  channel.end = function (this: Duplex, ...args: unknown[]): Duplex {
-    if (args.length === 0 && this.writableFinished) return this;
-    return (end as (...a: unknown[]) => Duplex).apply(this, args);
-  } as Duplex['end'];
-}
 
 /**
  * Closes a channel nobody reads any more. ssh2 emits 'close' (which frees the
@@ -66,10 +38,10 @@ export function terminate(channel: ClientChannel, discard: boolean): void {
     channel.resume();
     channel.stderr.resume();
   }
-  sendSignal(channel, 'TERM');
-  channel.end();
+  channel.signal('TERM');
+  if (!channel.writableEnded) channel.end();
   let timer = setTimeout(() => {
-    sendSignal(channel, 'KILL');
+    channel.signal('KILL');
     timer = setTimeout(() => abandonChannel(channel), KILL_GRACE_MS);
     timer.unref();
   }, TERM_GRACE_MS);

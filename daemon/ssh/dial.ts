@@ -5,20 +5,27 @@
 // throttled server is retried with backoff, a bad host key never is.
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client, type ConnectConfig } from 'ssh2';
 import { Code } from '../../proto';
 import { coalesceWrites } from '../coalesce-writes';
 import { MuxError } from '../errors';
 import type { ResolvedHost } from './ssh-config';
-import { credentialsFor } from './auth';
-import {
-  fingerprint, knownKeyTypes, lookupName, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyVerdict,
-} from './known-hosts';
+import { credentialsFor, describeCertificate, type AuthMethod, type Credentials } from './auth';
+import { describeValidity, validityProblem } from './certificates';
+import { fingerprint, hostKeyAlgorithms, keyName, lookupName, verifyHostKey, type HostKeyCheck, type HostKeyVerdict } from './known-hosts';
+import { serverHostKeyAlgorithms } from './ssh2/certificates';
+import { Client, type ConnectConfig } from './ssh2';
 
 type Stage = 'tcp' | 'banner' | 'kex' | 'auth';
 
 /** TCP keepalive probes start after this much silence; SSH keepalive does the real work. */
 const TCP_KEEPALIVE_MS = 15_000;
+
+/**
+ * At most this long our reply to the server's close of a channel waits for
+ * the next channel open or keepalive to go out with, in the same write
+ * (ssh2's closeReplyHoldMs, daemon/ssh/ssh2/).
+ */
+const CLOSE_REPLY_HOLD_MS = 100;
 
 export interface Dialed {
   client: Client;
@@ -42,11 +49,17 @@ export interface Tunneler {
 }
 
 export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> {
-  const { methods, skipped } = await credentialsFor(host);
-  const keyName = host.hostKeyAlias ?? host.hostname;
-  const knownFiles = [...host.userKnownHostsFiles, ...host.globalKnownHostsFiles];
-  const serverHostKey = preferredHostKeyAlgorithms(
-    await knownKeyTypes({ host: keyName, port: host.port, files: knownFiles }));
+  const creds = await credentialsFor(host);
+  const { methods, skipped } = creds;
+  // Every user certificate is outside its window and nothing else is left:
+  // say so before sshd sees a login it would refuse.
+  if (methods.length === 0 && creds.outOfWindow.length > 0) throw certificateError(host, creds);
+  const hostKeyCheck: HostKeyCheck = {
+    hostname: host.hostname, port: host.port, hostKeyAlias: host.hostKeyAlias,
+    userFiles: host.userKnownHostsFiles, globalFiles: host.globalKnownHostsFiles,
+    strict: host.strictHostKeyChecking, hashKnownHosts: host.hashKnownHosts,
+  };
+  const serverHostKey = await hostKeyAlgorithms(hostKeyCheck);
 
   return new Promise<Dialed>((resolve, reject) => {
     let stage: Stage = 'tcp';
@@ -88,23 +101,22 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
         readyTimeout: 0, // our own timer covers every stage
         keepaliveInterval: host.serverAliveIntervalMs,
         keepaliveCountMax: host.serverAliveCountMax,
+        closeReplyHoldMs: CLOSE_REPLY_HOLD_MS,
         authHandler: methods.slice(),
+        algorithms: { serverHostKey: serverHostKeyAlgorithms(serverHostKey) },
+        // With the 040 patch, a host certificate arrives here whole.
         hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
-          verifyHostKey({
-            host: keyName, port: host.port, files: knownFiles,
-            addTo: host.userKnownHostsFiles[0], strict: host.strictHostKeyChecking,
-          }, key).then((verdict: HostKeyVerdict) => {
+          verifyHostKey(hostKeyCheck, key).then((verdict: HostKeyVerdict) => {
             if (!verdict.ok) hostKeyFailure = new MuxError(Code[verdict.code], verdict.message, 'handshaking');
             else if (verdict.warning) hostKeyWarning = { message: verdict.warning, everySession: !verdict.added };
             verify(verdict.ok);
           }, (err: Error) => {
             hostKeyFailure = new MuxError(Code.HOST_KEY_UNKNOWN,
-              `cannot check the host key of ${lookupName(keyName, host.port)} (${fingerprint(key)}): ${err.message}`, 'handshaking');
+              `cannot check the host key of ${keyName(hostKeyCheck)} (${fingerprint(key)}): ${err.message}`, 'handshaking');
             verify(false);
           });
         },
       };
-      if (serverHostKey) config.algorithms = { serverHostKey: serverHostKey as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] };
       client.connect(config);
       // Watch the bytes before the server's SSH ident: sshd past MaxStartups
       // writes "Exceeded MaxStartups" and closes, which is throttling, not a
@@ -147,12 +159,7 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
     });
     client.on('error', (err: Error & { level?: string; code?: string }) => {
       if (hostKeyFailure) return fail(hostKeyFailure);
-      if (err.level === 'client-authentication') {
-        return fail(new MuxError(Code.AUTH_FAILED,
-          `${host.user}@${lookupName(host.hostname, host.port)} refused every key offered (${describeMethods(methods)})` +
-          `${skipped.length ? `; skipped: ${skipped.join('; ')}` : ''}. Check the user name and that the public key is in the server's authorized_keys`,
-          'handshaking'));
-      }
+      if (err.level === 'client-authentication') return fail(authError(host, creds));
       if (stage === 'banner') return fail(throttled(host, err.message));
       fail(new MuxError(Code.HANDSHAKE_FAILED,
         `SSH handshake with ${lookupName(host.hostname, host.port)} failed during ${stage === 'kex' ? 'key exchange' : 'authentication'}: ${err.message}`,
@@ -174,8 +181,51 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
   });
 }
 
-function describeMethods(methods: Array<{ type: string; key?: unknown; agent?: unknown }>): string {
-  return methods.map((m) => (m.type === 'agent' ? `agent ${String(m.agent)}` : 'key file')).join(', ');
+function describeMethods(methods: AuthMethod[]): string {
+  return methods.map((m) => (m.type === 'agent' ? 'agent' : 'certificate' in m ? 'certificate and key file' : 'key file')).join(', ');
+}
+
+/**
+ * Every user certificate is outside its validity window: CERTIFICATE_INVALID
+ * naming each window, decided without a login when nothing else is left.
+ */
+function certificateError(host: ResolvedHost, creds: Credentials, afterRefusal = ''): MuxError {
+  const now = Math.floor(Date.now() / 1000);
+  const lines = creds.outOfWindow.map((c) =>
+    `${describeCertificate(c)} is ${validityProblem(c.cert, now) ?? 'outside its window'} (valid ${describeValidity(c.cert)})`);
+  return new MuxError(Code.CERTIFICATE_INVALID,
+    `cannot log in as ${host.user}@${lookupName(host.hostname, host.port)} with a certificate: ${lines.join('; ')}${afterRefusal}. ` +
+    'Renew the certificate (ssh-keygen -s CA ..., or your CA\'s client); a new connection reads it from disk, no restart needed; ' +
+    'if it is not yet valid, check this machine\'s clock', 'handshaking');
+}
+
+/**
+ * sshd refused every key offered. When a certificate was in play, say which
+ * and why it is the likely cause: one outside its window was held back, or
+ * one offered does not name the login user among its principals (sshd
+ * requires it unless AuthorizedPrincipalsFile maps the principals).
+ */
+function authError(host: ResolvedHost, creds: Credentials): MuxError {
+  const where = `${host.user}@${lookupName(host.hostname, host.port)}`;
+  const skipped = creds.skipped.length ? `; skipped: ${creds.skipped.join('; ')}` : '';
+  if (creds.outOfWindow.length > 0) {
+    return certificateError(host, creds, `, and the server refused the other keys offered (${describeMethods(creds.methods)})${skipped}`);
+  }
+  const foreign = creds.offered.filter((c) => !c.cert.principals.includes(host.user));
+  if (foreign.length > 0) {
+    return new MuxError(Code.CERTIFICATE_INVALID,
+      `${where} refused every key offered, and ${foreign.map(describeCertificate).join('; ')} does not list ${host.user} among its principals${skipped}. ` +
+      `Have the CA sign a certificate for principal ${host.user} (ssh-keygen -s CA -n ${host.user} ...), log in as one of its principals, ` +
+      'or map the principal in the server\'s AuthorizedPrincipalsFile', 'handshaking');
+  }
+  const certs = creds.offered.length
+    ? `; certificates offered: ${creds.offered.map(describeCertificate).join('; ')}. The server may not trust their CA (TrustedUserCAKeys), ` +
+      'or may have revoked it or them (RevokedKeys)'
+    : '';
+  return new MuxError(Code.AUTH_FAILED,
+    `${where} refused every key offered (${describeMethods(creds.methods)})${skipped}${certs}. ` +
+    'Check the user name and that the public key is in the server\'s authorized_keys, or that the server trusts the certificate\'s CA',
+    'handshaking');
 }
 
 function timeoutError(host: ResolvedHost, stage: Stage, via?: Tunneler): MuxError {

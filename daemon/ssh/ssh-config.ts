@@ -41,13 +41,21 @@ export interface ResolvedHost {
   user: string;
   /** Absolute paths, in the order ssh would try them. */
   identityFiles: string[];
+  /**
+   * CertificateFile entries (absolute paths). None configured: ssh tries
+   * IDENTITY-cert.pub beside each IdentityFile instead (auth.ts).
+   */
+  certificateFiles: string[];
   identitiesOnly: boolean;
   /** Agent socket path; undefined means no agent. */
   identityAgent?: string;
   userKnownHostsFiles: string[];
   globalKnownHostsFiles: string[];
+  /** HostKeyAlias, lowercased as ssh does. */
   hostKeyAlias?: string;
   strictHostKeyChecking: StrictHostKeyChecking;
+  /** HashKnownHosts: names recorded by accept-new or no are hashed. */
+  hashKnownHosts: boolean;
   connectTimeoutMs: number;
   serverAliveIntervalMs: number;
   serverAliveCountMax: number;
@@ -261,7 +269,9 @@ export class SshConfigResolver {
     // ssh expands only %h (and %%) in HostName, then lowercases the result.
     const hostname = expandTokens(one('hostname') ?? alias, { '%': '%', h: alias }, 'HostName').toLowerCase();
     const user = one('user') ?? this.localUser;
-    const tokens = this.tokens(alias, hostname, port, user, one('hostkeyalias'), one('proxyjump'));
+    // ssh lowercases HostKeyAlias before using it (ssh.c), for known_hosts and %k alike.
+    const hostKeyAlias = one('hostkeyalias')?.toLowerCase();
+    const tokens = this.tokens(alias, hostname, port, user, hostKeyAlias, one('proxyjump'));
     const pathValue = (s: string, key: string): string =>
       path.resolve(this.home, expandTilde(expandEnv(expandTokens(s, tokens, key), this.env, key), this.home));
 
@@ -269,6 +279,9 @@ export class SshConfigResolver {
     const identitySpecs = [...(ov.identityfile !== undefined ? [ov.identityfile] : []), ...list2(c.identityfile)];
     const identityFiles = (identitySpecs.length ? identitySpecs : DEFAULT_IDENTITIES.map((n) => `~/.ssh/${n}`))
       .map((s) => pathValue(s, 'IdentityFile'));
+    // CertificateFile accumulates as IdentityFile does, with the same expansion; no default.
+    const certificateFiles = [...(ov.certificatefile !== undefined ? [ov.certificatefile] : []), ...list2(c.certificatefile)]
+      .map((s) => pathValue(s, 'CertificateFile'));
 
     let identityAgent: string | undefined = this.env.SSH_AUTH_SOCK || undefined;
     const agentSpec = one('identityagent');
@@ -293,15 +306,17 @@ export class SshConfigResolver {
       port,
       user,
       identityFiles,
+      certificateFiles,
       identitiesOnly: yesNo('IdentitiesOnly', one('identitiesonly') ?? 'no'),
       identityAgent,
       userKnownHostsFiles: known(userKnown, ['~/.ssh/known_hosts', '~/.ssh/known_hosts2'], (s) => pathValue(s, 'UserKnownHostsFile')),
       // ssh expands only ~ here, no tokens.
       globalKnownHostsFiles: known(globalKnown, ['/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2'],
         (s) => path.resolve(this.home, expandTilde(s, this.home))),
-      hostKeyAlias: one('hostkeyalias'),
+      hostKeyAlias,
       // Our default is yes, not ssh's ask: a daemon has nobody to ask.
       strictHostKeyChecking: strictness(one('stricthostkeychecking') ?? 'yes'),
+      hashKnownHosts: yesNo('HashKnownHosts', one('hashknownhosts') ?? 'no'),
       // ConnectTimeout 0 would fire at once in the handshake; treat it as unset.
       connectTimeoutMs: timeOption('ConnectTimeout', one('connecttimeout') ?? '15') * 1000 || 15_000,
       serverAliveIntervalMs: timeOption('ServerAliveInterval', one('serveraliveinterval') ?? '15') * 1000,

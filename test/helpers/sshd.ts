@@ -27,6 +27,14 @@ export interface SshdOptions {
   address?: string;
   /** Run inside this network namespace (ip netns). */
   netns?: string;
+  /** authorized_keys lines (default: the shared client key); [] leaves logins to certificates. */
+  authorizedKeys?: string[];
+  /** TrustedUserCAKeys: public key lines of CAs whose user certificates log in. */
+  trustedUserCaKeys?: string[];
+  /** HostCertificate: a host certificate for hostKey (or the shared host key). */
+  hostCertificate?: string;
+  /** RevokedKeys: public key lines (keys, certificates' keys or CAs) refused. */
+  revokedKeys?: string[];
 }
 
 export interface KeyPair { privatePath: string; publicLine: string }
@@ -43,6 +51,8 @@ export interface Sshd {
   log(): string;
   /** Successful logins ("Accepted publickey for") so far. */
   logins(): number;
+  /** Connections that tried to log in and failed (each one a PerSourcePenalties authfail on OpenSSH >= 9.8). */
+  failedLogins(): number;
   /** Connections sshd dropped past MaxStartups so far. */
   drops(): number;
   /** Stops the listener; with killSessions (the default) its session processes too. */
@@ -153,7 +163,18 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
   const hostKey = opts.hostKey ?? keys.hostKey;
   const dir = tempDir();
   const logPath = path.join(dir, 'sshd.log');
-  fs.writeFileSync(path.join(dir, 'authorized_keys'), `${keys.clientKey.publicLine}\n`, { mode: 0o644 });
+  const authorized = opts.authorizedKeys ?? [keys.clientKey.publicLine];
+  fs.writeFileSync(path.join(dir, 'authorized_keys'), authorized.map((l) => `${l}\n`).join(''), { mode: 0o644 });
+  const certificateConfig: string[] = [];
+  if (opts.trustedUserCaKeys) {
+    fs.writeFileSync(path.join(dir, 'user_ca_keys'), opts.trustedUserCaKeys.map((l) => `${l}\n`).join(''), { mode: 0o644 });
+    certificateConfig.push(`TrustedUserCAKeys ${path.join(dir, 'user_ca_keys')}`);
+  }
+  if (opts.revokedKeys) {
+    fs.writeFileSync(path.join(dir, 'revoked_keys'), opts.revokedKeys.map((l) => `${l}\n`).join(''), { mode: 0o644 });
+    certificateConfig.push(`RevokedKeys ${path.join(dir, 'revoked_keys')}`);
+  }
+  if (opts.hostCertificate) certificateConfig.push(`HostCertificate ${opts.hostCertificate}`);
   fs.mkdirSync('/run/sshd', { recursive: true }); // privilege separation directory
   const version = sshdVersion();
 
@@ -182,6 +203,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
       'PrintMotd no',
       // 9.8+ penalises sources that fail auth; tests fail auth on purpose.
       ...(version >= 9.8 ? ['PerSourcePenalties no'] : []),
+      ...certificateConfig,
       ...(opts.extraConfig ?? []),
     ];
     const configPath = path.join(dir, 'sshd_config');
@@ -231,6 +253,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
       clientKeyPath: keys.clientKey.privatePath,
       log,
       logins: () => count(log(), /Accepted publickey for /g),
+      failedLogins: () => count(log(), /(Connection closed|Disconnected) (by|from) authenticating user /g),
       drops: () => count(log(), /drop connection #\d+ .* past MaxStartups/g),
       stop: async (o) => {
         started.delete(record);

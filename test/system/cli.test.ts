@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import type { DaemonProc } from '../helpers/daemon';
-import { ssh2NativeCrypto } from '../../daemon/ssh/ssh2-internals';
+import { ssh2NativeCrypto } from '../../daemon/ssh/ssh2';
 import { tempDir } from '../helpers/sshd';
 import { startWorld } from '../helpers/world';
 

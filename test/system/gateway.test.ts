@@ -450,20 +450,24 @@ test('slow readers: 8 MiB arrives whole through paramiko reading 4 KiB at a time
   assert.ok(door.daemon.peakRssMiB() < 400, `daemon peak RSS ${door.daemon.peakRssMiB()} MiB`);
 });
 
-test('the host key: 0600, the same after a restart and a reload; a key others can read stops the start; remote addresses need gatewayAllowRemote', async () => {
+test('the host keys: ed25519, ECDSA and RSA, each 0600, the same after a restart and a reload; a key others can read stops the start; remote addresses need gatewayAllowRemote', async () => {
   const stateDir = path.join(tempDir(), 'state');
   const first = await startDoor({ sshd: door.sshd, stateDir });
-  const line = fs.readFileSync(first.knownHosts, 'utf8');
+  const lines = fs.readFileSync(first.knownHosts, 'utf8');
+  assert.deepEqual(lines.split('\n').map((l) => l.split(' ')[1]), ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ssh-rsa', undefined]);
+  // The daemon writes the same lines into its state directory, for clients to use as they are.
+  assert.equal(fs.readFileSync(path.join(stateDir, 'gateway_known_hosts'), 'utf8'), lines);
   const hostKey = path.join(stateDir, 'gateway_host_ed25519_key');
-  assert.equal(fs.statSync(hostKey).mode & 0o777, 0o600);
+  for (const type of ['ed25519', 'ecdsa', 'rsa']) assert.equal(fs.statSync(path.join(stateDir, `gateway_host_${type}_key`)).mode & 0o777, 0o600, type);
   first.daemon.child.kill('SIGHUP');
   assert.ok(await waitFor(() => /configuration reloaded/.test(first.daemon.logs()), 5000));
   const again = JSON.parse(execFileSync(process.execPath, [SSHMUXCTL, '--socket', first.daemon.socket, '--json', 'gateway']).toString());
-  assert.equal(`${again.knownHosts}\n`, line);
+  assert.equal(`${again.knownHosts}\n`, lines);
   first.mux.close();
   await first.daemon.stop();
   const second = await startDoor({ sshd: door.sshd, stateDir });
-  assert.equal(fs.readFileSync(second.knownHosts, 'utf8').split(' ').slice(1).join(' '), line.split(' ').slice(1).join(' '));
+  const keysOnly = (text: string): string[] => text.split('\n').map((l) => l.split(' ').slice(1).join(' '));
+  assert.deepEqual(keysOnly(fs.readFileSync(second.knownHosts, 'utf8')), keysOnly(lines));
   assert.equal(ssh(second, 't', ['echo same']).stdout.toString(), 'same\n');
 
   fs.chmodSync(hostKey, 0o640);
@@ -495,7 +499,7 @@ test('a Unix-socket gateway, owner-only, used by paramiko through an open socket
   assert.equal(Buffer.from(r.stdout, 'base64').toString(), 'via unix\n');
 });
 
-test('status and metrics count front-door connections and their sessions; sshmuxctl gateway prints the address and a known_hosts line', async () => {
+test('status and metrics count front-door connections and their sessions; sshmuxctl gateway prints the address and a known_hosts line per host key', async () => {
   const m = `sleep 95${Math.floor(Math.random() * 1e5)}`;
   const holder = spawn(PYTHON, [CLIENTS, 'hold', '--port', String(door.port), '--key', door.key, '--known-hosts', door.knownHosts,
     '--user', 't', '--n', '3', '--command', `exec ${m}`], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -505,7 +509,10 @@ test('status and metrics count front-door connections and their sessions; sshmux
   assert.equal((await door.mux.status()).gateway!.sessions, 3);
   const text = execFileSync(process.execPath, [SSHMUXCTL, '--socket', door.daemon.socket, 'gateway']).toString();
   assert.match(text, new RegExp(`^address +127\\.0\\.0\\.1:${door.port}$`, 'm'));
-  assert.match(text, new RegExp(`^known_hosts +\\[127\\.0\\.0\\.1\\]:${door.port} ssh-ed25519 AAAA`, 'm'));
+  for (const type of ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ssh-rsa']) {
+    assert.match(text, new RegExp(`^known_hosts +\\[127\\.0\\.0\\.1\\]:${door.port} ${type} AAAA`, 'm'));
+  }
+  assert.match(text, new RegExp(`^host keys file +${door.stateDir}/gateway_known_hosts `, 'm'));
   assert.match(text, /1 connections, 3 sessions/);
   const port = Number(/"http":"127\.0\.0\.1:(\d+)"/.exec(door.daemon.logs())![1]);
   const metrics = await new Promise<string>((resolve, reject) => http.get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {

@@ -124,7 +124,7 @@ test('StrictHostKeyChecking accept-new: the first caller is told the key was per
   const first = await mux.exec('t', 'true');
   assert.equal(first.code, 0);
   assert.equal(first.warnings.length, 1);
-  assert.match(first.warnings[0], /permanently added .* to /);
+  assert.match(first.warnings[0], /Permanently added '\[127\.0\.0\.1\]:\d+' \(ED25519\) to the list of known hosts/);
   assert.match(fs.readFileSync(client.knownHostsPath, 'utf8'), new RegExp(`\\[127\\.0\\.0\\.1\\]:${sshd.port} ssh-ed25519 `));
   const second = await mux.exec('t', 'true');
   assert.deepEqual(second.warnings, []);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { Server } from 'ssh2';
-import { closeUnstartedSession } from '../../daemon/ssh/ssh2-internals';
+import { closeSessionFromServer } from '../../daemon/ssh/ssh2/capabilities';
 import { startSshd, type Sshd } from '../helpers/sshd';
 import { waitFor } from '../helpers/daemon';
 import { startWorld } from '../helpers/world';
@@ -131,7 +131,7 @@ async function spareClosingServer(sshd: Sshd, idleMs: number): Promise<{ port: n
       setTimeout(() => {
         if (started) return;
         sparesClosed++;
-        closeUnstartedSession(conn, session);
+        closeSessionFromServer(conn, session);
       }, idleMs);
       session.on('exec', (acceptExec) => {
         started = true;

@@ -4,15 +4,20 @@
 // gives. The sshd here has a ForceCommand that prints the command it was
 // asked to run ($SSH_ORIGINAL_COMMAND) instead of running it, so what
 // reached the server is compared byte for byte. Then -G against ssh -G.
-import { test, before } from 'node:test';
+// Last, how each ends on SIGHUP, SIGINT and SIGTERM (a table of its own,
+// against a second sshd that runs the commands): the same status, signal,
+// stdout and stderr.
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Sshd } from '../helpers/sshd';
-import type { DaemonProc } from '../helpers/daemon';
-import { startWorld } from '../helpers/world';
+import { freePort, type Sshd } from '../helpers/sshd';
+import { waitFor, type DaemonProc } from '../helpers/daemon';
+import { catchesSignal, pidsWithArg } from '../helpers/signals';
+import { startWorld, type World } from '../helpers/world';
 
 const SSHMUX = path.join(__dirname, '..', '..', 'cli', 'sshmux.js');
 let sshd: Sshd;
@@ -254,4 +259,133 @@ test('what the server cannot show: -F and -E keep their last value, -P takes a t
   assert.deepEqual(tty(['-tt', '-n', 't', 'cmd'], false), { pty: true, warn: false });
   assert.deepEqual(tty(['-t', '-n', 't', 'cmd'], true), { pty: false, warn: true });
   assert.deepEqual(tty(['-N', '-t', 't'], true), { pty: false, warn: false });
+});
+
+// ---- signals ---------------------------------------------------------------
+
+/**
+ * When to send the signal. `output`: once stdout shows what the row waits
+ * for (the remote command has started; -W's target has answered).
+ * `connected`: once the process handles SIGHUP, which ssh and sshmux both
+ * do only once connected (-N, -N -L). `connecting`: the destination never
+ * answers, and a second later (sshmux has asked the daemon by then) both are
+ * still connecting.
+ */
+type Moment = { output: string } | 'connected' | 'connecting';
+
+interface SignalRow { args: string[]; signals: NodeJS.Signals[]; when: Moment; stdin?: 'pipe' | 'null'; verbose?: boolean }
+
+const ALL: NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGTERM'];
+const READY = 'echo ready; exec sleep 30';
+/** {L} is a free local port, {P} the sshd's port. */
+const SIGNAL_ROWS: SignalRow[] = [
+  { args: ['-N', 's'], signals: ALL, when: 'connected' },
+  { args: ['-N', 's'], signals: ALL, when: 'connected', stdin: 'null' },
+  { args: ['-n', '-N', 's'], signals: ['SIGHUP'], when: 'connected' },
+  { args: ['-N', '-L', '{L}:127.0.0.1:{P}', 's'], signals: ALL, when: 'connected', stdin: 'null' },
+  { args: ['-W', '127.0.0.1:{P}', 's'], signals: ALL, when: { output: 'SSH-2.0-' } },
+  { args: ['s', READY], signals: ALL, when: { output: 'ready' } },
+  { args: ['-n', 's', READY], signals: ['SIGHUP'], when: { output: 'ready' } },
+  { args: ['-tt', 's', READY], signals: ALL, when: { output: 'ready' } },
+  // A command that ignores them all: ssh leaves at once; sshmux after its grace, TERM and KILL.
+  { args: ['s', `trap "" HUP INT TERM; ${READY}`], signals: ['SIGHUP'], when: { output: 'ready' } },
+  { args: ['stall', 'true'], signals: ALL, when: 'connecting' },
+  { args: ['-N', 'stall'], signals: ['SIGTERM'], when: 'connecting' },
+  { args: ['-v', '-N', 's'], signals: ['SIGHUP', 'SIGTERM'], when: 'connected', verbose: true },
+  { args: ['-v', 's', READY], signals: ['SIGTERM'], when: { output: 'ready' }, verbose: true },
+];
+
+interface Ended { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+let signalWorld: World;
+let stall: net.Server;
+const stalled: net.Socket[] = [];
+after(() => {
+  for (const s of stalled) s.destroy();
+  stall?.close();
+});
+
+/** Runs ssh or sshmux (argv[0]) with `row`'s stdin, sends `sig` at the row's moment, and reports how it ended. */
+async function signalled(argv: string[], env: NodeJS.ProcessEnv, row: SignalRow, sig: NodeJS.Signals): Promise<Ended> {
+  const child = spawn(argv[0], argv.slice(1), { env, stdio: [row.stdin === 'null' ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const ended = new Promise<Ended>((resolve) => child.once('close', (status, signal) => resolve({ status, signal, stdout, stderr })));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const when = row.when;
+  if (when === 'connecting') {
+    await new Promise((r) => setTimeout(r, 1000));
+  } else {
+    const ready = typeof when === 'object' ? () => stdout.includes(when.output) : () => catchesSignal(child.pid!, 'SIGHUP');
+    assert.ok(await waitFor(ready, 20_000, 20), `${argv.join(' ')} never got ready for ${sig}: ${stderr}`);
+  }
+  child.kill(sig);
+  const result = await ended;
+  clearTimeout(killer);
+  return result;
+}
+
+/** What must match: all of it, but under -v only ssh's "Killed by signal" line (the rest is each one's debug output). */
+function comparable(e: Ended, row: SignalRow): Ended {
+  return row.verbose ? { ...e, stderr: e.stderr.split('\n').filter((l) => /^Killed by signal/.test(l)).join('\n') } : e;
+}
+
+test('SIGHUP, SIGINT and SIGTERM end sshmux with the status, signal and messages OpenSSH\'s ssh ends with', async (t) => {
+  // Commands run here (no ForceCommand); "stall" accepts TCP and never answers, so both are still connecting.
+  stall = net.createServer((s) => stalled.push(s)).listen(0, '127.0.0.1');
+  await new Promise((r) => stall.once('listening', r));
+  const stallPort = (stall.address() as net.AddressInfo).port;
+  signalWorld = await startWorld({
+    alias: 's',
+    sshConfig: (c) => fs.readFileSync(c.sshConfigPath, 'utf8') + ['  BatchMode yes', 'Host stall', '  HostName 127.0.0.1', `  Port ${stallPort}`,
+      '  ConnectTimeout 60', `  IdentityFile ${c.identityPath}`, `  UserKnownHostsFile ${c.knownHostsPath}`, '  BatchMode yes', ''].join('\n'),
+  });
+  const config = signalWorld.client.sshConfigPath;
+  const sshdPort = String(signalWorld.sshd.port);
+  const table: string[] = [];
+  const runs: Array<() => Promise<void>> = [];
+  for (const row of SIGNAL_ROWS) {
+    for (const sig of row.signals) {
+      runs.push(async () => {
+        const fillRow = async (): Promise<string[]> => {
+          const local = String(await freePort());
+          return row.args.map((a) => a.replace('{L}', local).replace('{P}', sshdPort));
+        };
+        const t0 = Date.now();
+        const [want, got] = await Promise.all([
+          signalled(['ssh', '-F', config, ...await fillRow()], process.env, row, sig),
+          signalled([process.execPath, SSHMUX, ...await fillRow()], signalWorld.env, row, sig),
+        ]);
+        const line = `${row.args.join(' ')}${row.stdin === 'null' ? ' </dev/null' : ''} ${sig}: ssh ${want.status ?? want.signal}, sshmux ${got.status ?? got.signal}`;
+        table.push(`${line} (${Date.now() - t0} ms)`);
+        assert.deepEqual(comparable(got, row), comparable(want, row), line);
+        if (row.verbose && want.status === 255) assert.match(want.stderr, /^Killed by signal \d+\.\r$/m, 'the row compares nothing');
+      });
+    }
+  }
+  // Seven cases at a time (each waits mostly on the other side; the command that ignores the signals takes 4 s).
+  await Promise.all(Array.from({ length: 7 }, async () => {
+    for (let run = runs.shift(); run; run = runs.shift()) await run();
+  }));
+  for (const line of table) t.diagnostic(line);
+});
+
+test('-f -N stands by in the background until signalled, whatever stdin is; -f -N -M (a master) checks and leaves nothing behind', async () => {
+  const env = signalWorld?.env ?? (await startWorld({ alias: 's' })).env;
+  const marker = path.join(os.tmpdir(), `sshmux-fN-${process.pid}-${Date.now()}.log`);
+  const parent = spawnSync(process.execPath, [SSHMUX, '-f', '-N', '-E', marker, 's'], { env, stdio: 'ignore', timeout: 20_000 });
+  assert.equal(parent.status, 0);
+  const [child] = pidsWithArg(marker);
+  assert.ok(child, 'nothing stands by in the background');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(pidsWithArg(marker), [child], 'the background sshmux did not stay');
+  process.kill(child, 'SIGHUP');
+  assert.ok(await waitFor(() => pidsWithArg(marker).length === 0, 5000), 'SIGHUP did not end it');
+
+  const master = spawnSync(process.execPath, [SSHMUX, '-f', '-N', '-M', '-E', marker, 's'], { env, stdio: 'ignore', timeout: 20_000 });
+  assert.equal(master.status, 0);
+  assert.ok(await waitFor(() => pidsWithArg(marker).length === 0, 5000), '-f -N -M left a process behind');
+  fs.rmSync(marker, { force: true });
 });

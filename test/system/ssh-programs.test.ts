@@ -5,7 +5,9 @@
 // (an sftp repository through the `ssh` on PATH: `HOST -p PORT -l USER -s
 // sftp`) and borg (BORG_RSH). Results are checked by value and by hash. The
 // daemon's ssh_config gives these hosts no port or user, so each must come
-// from the program's own command line. Then ssh's other modes: -O, -f, -E,
+// from the program's own command line. Then programs that keep ssh running:
+// autossh (a -N -L tunnel it restarts when ssh exits 255) and sshfs (an
+// sftp session under a FUSE mount). Then ssh's other modes: -O, -f, -E,
 // -V, -Q.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,8 +15,10 @@ import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:chil
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { remoteProcesses, tempDir, type Sshd } from '../helpers/sshd';
+import { freePort, remoteProcesses, startSshd, tempDir, type Sshd } from '../helpers/sshd';
 import { waitFor, type DaemonProc } from '../helpers/daemon';
+import { fetchChecked, payloadServer } from '../helpers/http-payload';
+import { pidsWithArg } from '../helpers/signals';
 import { startWorld } from '../helpers/world';
 
 const SSHMUX = path.join(__dirname, '..', '..', 'cli', 'sshmux.js');
@@ -127,6 +131,66 @@ test('borg creates and extracts an archive over BORG_RSH=sshmux, the same bytes 
   const target = tempDir();
   ok(run('borg', ['extract', `${repo}::first`], borgEnv, target), 'borg extract');
   assertTree(target, sums);
+});
+
+test('autossh -M 0 -N -L through sshmux: fetches through the tunnel, which outlives an sshd restart; SIGHUP makes sshmux exit 255, and autossh starts another', async () => {
+  // A world of its own: its sshd is restarted.
+  const world = await startWorld({ alias: 'a' });
+  const web = await payloadServer();
+  const local = await freePort();
+  // -E names the sshmux that autossh starts (autossh passes it on): its command line holds this path.
+  const marker = path.join(world.dir, 'sshmux-under-autossh.log');
+  const autosshLog = path.join(world.dir, 'autossh.log');
+  // GATETIME 0: a restart counts even when the first run was short; POLL: no checks of its own meanwhile.
+  const autossh = spawn('autossh', ['-M', '0', '-N', '-E', marker, '-L', `${local}:127.0.0.1:${web.port}`, 'a'], {
+    env: { ...world.env, AUTOSSH_PATH: SSHMUX, AUTOSSH_GATETIME: '0', AUTOSSH_POLL: '600', AUTOSSH_LOGFILE: autosshLog },
+    stdio: 'ignore',
+  });
+  const stopped = new Promise<number | null>((resolve) => autossh.once('exit', (code) => resolve(code)));
+  const child = (): number[] => pidsWithArg(marker).filter((pid) => pid !== autossh.pid);
+  const log = (): string => (fs.existsSync(autosshLog) ? fs.readFileSync(autosshLog, 'utf8') : '');
+  try {
+    assert.ok(await waitFor(async () => (await fetchChecked(local, 100_000)) === true, 20_000), `the tunnel never served: ${log()}`);
+    const [first] = child();
+    assert.ok(first, 'no sshmux under autossh');
+
+    // The sshd restarts: the daemon reconnects, and the same sshmux carries on (autossh has nothing to do).
+    const port = world.sshd.port;
+    await world.sshd.stop();
+    await startSshd({ port, hostKey: world.sshd.hostKey });
+    assert.ok(await waitFor(async () => (await fetchChecked(local, 100_000)) === true, 20_000), `no fetch after the sshd restart: ${log()}`);
+    assert.deepEqual(child(), [first]);
+
+    // SIGHUP: sshmux exits 255, as ssh does, and autossh starts another (on 0 it would give up).
+    process.kill(first, 'SIGHUP');
+    assert.ok(await waitFor(() => child().length === 1 && child()[0] !== first, 10_000), `autossh did not start another sshmux: ${log()}`);
+    assert.match(log(), /ssh exited with error status 255; restarting ssh/);
+    assert.ok(await waitFor(async () => (await fetchChecked(local, 100_000)) === true, 20_000), `no fetch through the new tunnel: ${log()}`);
+    assert.equal(autossh.exitCode, null, 'autossh gave up');
+  } finally {
+    autossh.kill('SIGTERM');
+    await stopped;
+  }
+  assert.ok(await waitFor(() => child().length === 0, 5000), 'autossh left its sshmux behind');
+});
+
+test('sshfs mounts through sshmux (the ssh on PATH, -s sftp): 5 MB written and 5 MB read with equal hashes, then unmounted', {
+  skip: !fs.existsSync('/dev/fuse') && 'no /dev/fuse here',
+}, () => {
+  const mount = tempDir();
+  const dir = path.join(remoteDir, 'sshfs');
+  execFileSync('su', [user, '-s', '/bin/sh', '-c', `mkdir ${dir} && head -c 5000000 /dev/urandom > ${dir}/from-remote`]);
+  ok(run('sshfs', [`127.0.0.1:${dir}`, mount, '-p', port, '-o', `ssh_command=ssh -l ${user}`]), 'sshfs');
+  try {
+    const sent = randomBytes(5_000_000);
+    fs.writeFileSync(path.join(mount, 'to-remote'), sent);
+    const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+    assert.equal(sha(fs.readFileSync(path.join(mount, 'from-remote'))), sha(fs.readFileSync(path.join(dir, 'from-remote'))));
+    assert.equal(sha(fs.readFileSync(path.join(dir, 'to-remote'))), sha(sent));
+    assert.equal(fs.statSync(path.join(dir, 'to-remote')).uid, sshd.user.uid, 'not written as the remote user');
+  } finally {
+    ok(run('fusermount3', ['-u', mount]), 'fusermount3 -u');
+  }
 });
 
 test('-O check: exit 0 and "Master running" with the daemon\'s pid; 255 without a daemon or for a destination it cannot use', () => {

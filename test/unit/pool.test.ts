@@ -492,10 +492,12 @@ test('HostPool: a new request goes to the least-loaded ready connection', () => 
   const p = pool(w, { maxConnections: 2, maxSessions: 4, maxConcurrentHandshakes: 2 });
   const log: Outcome[] = [];
   for (let i = 0; i < 8; i++) ask(p, log, `r${i}`);
-  assert.equal(w.dialed.length, 2, 'demand for 8 sessions at 4 each opens two connections');
-  const [c1, c2] = w.dialed;
+  assert.equal(w.dialed.length, 1, 'until the pool has logged in once, one handshake at a time');
+  const [c1] = w.dialed;
   c1.up();
   assert.equal(c1.sessions, 4);
+  assert.equal(w.dialed.length, 2, 'demand for 8 sessions at 4 each opens two connections');
+  const c2 = w.dialed[1];
   c2.up();
   assert.equal(c2.sessions, 4);
   c1.endSession();
@@ -631,6 +633,21 @@ test('HostPool: under steady load with every request turned away (short deadline
   w.dialed[3].up();
   assert.equal(log.at(-1)!.label, 'back');
   assert.ok(log.at(-1)!.session, `the request after the host came back failed: ${log.at(-1)!.error?.message}`);
+});
+
+test('HostPool: a burst to a host not yet logged into makes one handshake; a refused login fails it all, and later growth is parallel', async () => {
+  const w = world();
+  const p = pool(w, { maxConnections: 4, maxSessions: 10, maxConcurrentHandshakes: 4 });
+  const log: Outcome[] = [];
+  for (let i = 0; i < 40; i++) ask(p, log, `r${i}`);
+  assert.equal(w.dialed.length, 1);
+  w.dialed[0].down(Code.CERTIFICATE_INVALID);
+  assert.equal(log.length, 40);
+  assert.ok(log.every((o) => o.error?.code === Code.CERTIFICATE_INVALID));
+  assert.equal(w.dialed.length, 1, 'a refused login was tried again');
+  for (let i = 0; i < 40; i++) ask(p, log, `s${i}`);
+  w.dialed[1].up();
+  assert.equal(w.dialed.length, 5, 'after a login, the rest of the burst opens in parallel');
 });
 
 test('HostPool: a host that never answered fails waiting requests after connectionAttempts and new ones at once while marked down', async () => {
