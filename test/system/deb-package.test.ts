@@ -70,7 +70,8 @@ before(async () => {
   }
   deb = process.env.SSHMUX_DEB ?? '';
   if (!deb) {
-    const built = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'scripts', 'package-deb.js')], { cwd: ROOT, encoding: 'utf8', timeout: 170_000 });
+    // About a minute (npm ci for the package's node_modules once more when the lockfile or the patches changed), more on a busy machine.
+    const built = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'scripts', 'package-deb.js')], { cwd: ROOT, encoding: 'utf8', timeout: 280_000 });
     assert.equal(built.status, 0, `npm run package:deb failed:\n${built.stderr}`);
     deb = built.stdout.trim();
   }
@@ -79,7 +80,7 @@ before(async () => {
     const name = line.split(/\s+/).slice(5).join(' ').replace(/ -> .*$/, '').replace(/^\./, '').replace(/\/$/, '');
     return [name || '/', line.startsWith('d')] as [string, boolean];
   });
-});
+}, { timeout: 300_000 });
 
 after(async () => {
   try {
