@@ -11,8 +11,10 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
                     its recent transitions
                     and with a fleet, per target the fleet's handshakes and
                     connections (from Redis) beside this daemon's own
-  check HOST        one fresh handshake to HOST, like ssh -O check: prints the
-                    time it took, or the classified error (exit 1)
+  check HOST        HOST can be reached, through the pool: a ready pooled
+                    connection, else a new one opened within the host's
+                    handshake budget and circuit breaker (prints the
+                    handshake's time); or the classified error (exit 1)
   drain HOST        HOST's connections take no new sessions and close once
                     their sessions end; new requests open fresh connections
   reload            re-read ssh_config and the daemon config (as SIGHUP);
@@ -175,11 +177,13 @@ function toJson(s: Status): unknown {
           at: new Date(Number(t.atMs ?? 0)).toISOString(), from: t.from ?? '', to: t.to ?? '', reason: t.reason ?? '',
         })),
       },
+      via: h.via ?? '',
       connections: (h.connections ?? []).map((c) => ({
         id: c.id ?? '', state: c.state ?? '', sessions: c.sessions ?? 0, maxSessions: c.maxSessions ?? 0,
-        ageS: Math.round(c.ageS ?? 0),
+        ageS: Math.round(c.ageS ?? 0), rttMs: round1(c.rttMs ?? 0), heardAgoS: round1(c.heardAgoS ?? 0),
       })),
     })),
+    windows: { heldBytes: Number(s.windows?.heldBytes ?? 0), maxBytes: Number(s.windows?.maxBytes ?? 0), channelMaxBytes: Number(s.windows?.channelMaxBytes ?? 0) },
     jobs: (s.jobs ?? []).map((j) => ({ host: j.host ?? '', states: { ...j.states }, stale: j.stale ?? '' })),
     gateway: s.gateway ? { address: s.gateway.address ?? '', connections: s.gateway.connections ?? 0, sessions: s.gateway.sessions ?? 0,
       authFailures: Number(s.gateway.authFailures ?? 0) } : undefined,
@@ -234,11 +238,11 @@ function table(s: Status): string {
     `Node ${s.nodeVersion}, ssh2 crypto: ${s.ssh2CryptoBinding ? 'its C++ binding' : 'JavaScript (its C++ binding is not built: more CPU per byte; npm ci builds it)'}`];
   const hosts = s.hosts ?? [];
   if (hosts.length === 0) return `${lines.join('\n')}\nno hosts yet\n`;
-  const rows = [['HOST', 'DESTINATION', 'STATE', 'BREAKER', 'CONNS', 'SESSIONS', 'QUEUED', 'HANDSHAKES OK/FAILED', 'LAST ERROR']];
+  const rows = [['HOST', 'DESTINATION', 'VIA', 'STATE', 'BREAKER', 'CONNS', 'RTT', 'SESSIONS', 'QUEUED', 'HANDSHAKES OK/FAILED', 'LAST ERROR']];
   for (const h of hosts) {
-    rows.push([h.name ?? '', h.destination ?? '', h.state || 'ok', breaker(h), `${(h.connections ?? []).length}/${h.maxConnections ?? 0}`,
-      `${h.sessions ?? 0}/${h.sessionCapacity ?? 0}`, String(h.queued ?? 0),
-      `${Number(h.handshakes?.ok ?? 0)}/${Number(h.handshakes?.failed ?? 0)}`, (h.lastError ?? '').slice(0, 60)]);
+    rows.push([h.name ?? '', h.destination ?? '', h.via || '-', h.state || 'ok', breaker(h), `${(h.connections ?? []).length}/${h.maxConnections ?? 0}`,
+      rtt(h), `${h.sessions ?? 0}/${h.sessionCapacity ?? 0}`, String(h.queued ?? 0),
+      `${Number(h.handshakes?.ok ?? 0)}/${Number(h.handshakes?.failed ?? 0)}`, lastError(h)]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) lines.push(r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
@@ -255,6 +259,25 @@ function table(s: Status): string {
     lines.push(`jobs on ${j.host}: ${counts}${j.stale ? ` (last known; ${j.stale.slice(0, 60)})` : ''}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The least round trip measured on the host's connections, "-" before any. */
+function rtt(h: NonNullable<Status['hosts']>[number]): string {
+  const measured = (h.connections ?? []).map((c) => c.rttMs ?? 0).filter((ms) => ms > 0);
+  if (!measured.length) return '-';
+  const least = Math.min(...measured);
+  return `${least < 10 ? least.toFixed(1) : Math.round(least)} ms`;
+}
+
+/**
+ * The last handshake error, cut to fit; through a jump host, from where it
+ * names the hop that failed ("jump host X is up, but ..."), which is what
+ * tells a partition behind the jump host from the jump host failing.
+ */
+function lastError(h: NonNullable<Status['hosts']>[number]): string {
+  const text = h.lastError ?? '';
+  const hop = text.indexOf('jump host ');
+  return (hop > 0 ? `${text.slice(0, text.indexOf(':') + 1)} ${text.slice(hop)}` : text).slice(0, 120);
 }
 
 /** "closed", "open, probe in 1.2 s (down 8 s)", "half-open (down 8 s)"; with the number of transitions so far. */

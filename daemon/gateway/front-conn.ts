@@ -10,7 +10,8 @@ import { MuxError } from '../errors';
 import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
 import type { AuthorizedKeys } from './keys';
-import { ChannelCall, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
+import { BridgedChannel, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
+import { LinkRtt } from '../ssh/link-window';
 
 /** RFC 4254 section 5.1 reason codes. */
 const OPEN_PROHIBITED = 1;
@@ -36,8 +37,10 @@ export class FrontConn {
   /** Channels open or opening: what the status page counts as this client's sessions. */
   channels = 0;
   private destination = '';
-  private readonly calls = new Set<ChannelCall>();
+  private readonly calls = new Set<BridgedChannel>();
   private readonly checks = new Set<() => void>();
+  /** The client's link: its round trip, timed on each session's first request, sizes the windows it sends in. */
+  private readonly link = new LinkRtt();
   private failures = 0;
   /** The daemon is exiting: end the connection once its last channel has closed. */
   private closing = false;
@@ -202,10 +205,18 @@ export class FrontConn {
   private runSession(session: Session, release: () => void): void {
     const env: Record<string, string> = {};
     let pty: PtyRequest | undefined;
-    let call: ChannelCall | undefined;
+    let call: BridgedChannel | undefined;
+    // The client's first request on the session answers our open confirmation: a round trip of its link.
+    const confirmedAt = performance.now();
+    let timed = false;
+    const timeRoundTrip = (): void => {
+      if (!timed) this.link.sample(performance.now() - confirmedAt);
+      timed = true;
+    };
+    for (const request of ['env', 'pty', 'exec', 'shell', 'subsystem'] as const) session.once(request, timeRoundTrip);
     const start = (kind: 'exec' | 'shell' | 'subsystem', command: string, accept: () => ServerChannel, reject?: () => void): void => {
       if (call || !this.alive) return reject?.();
-      call = new ChannelCall(this.ctx.bridge, this.destination, { kind, command, env, pty });
+      call = new BridgedChannel(this.ctx.bridge, this.destination, { kind, command, env, pty }, { link: this.link });
       call.start(accept());
       this.calls.add(call);
     };
@@ -252,7 +263,8 @@ export class FrontConn {
     const release = this.admit(reject);
     if (!release) return;
     this.whenReachable(reject, release, () => {
-      const call: ChannelCall = new ChannelCall(this.ctx.bridge, this.destination, { kind: 'tcpip', host: req.destIP, port: req.destPort }, {
+      const call: BridgedChannel = new BridgedChannel(this.ctx.bridge, this.destination, { kind: 'tcpip', host: req.destIP, port: req.destPort }, {
+        link: this.link,
         accept: () => {
           const channel = accept();
           whenClientCloses(channel, () => {

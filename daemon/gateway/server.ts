@@ -11,7 +11,7 @@ import { Server, type ClientInfo, type Connection } from '../ssh/ssh2';
 import type { v1 } from '../../proto';
 import { parseListenAddress } from '../listen-address';
 import { LogTally, type Logger } from '../log';
-import { countGatewayAuthFailure, type Metrics } from '../metrics';
+import type { Metrics } from '../metrics';
 import { listenUnix } from '../rpc/server';
 import { FrontConn, type AuthFailure } from './front-conn';
 import { AuthorizedKeys, CLIENT_KEY_FILE, hostKeyAlgorithms, loadHostKeys, loadOrCreateKey, writeKnownHosts, type KeyFile } from './keys';
@@ -97,7 +97,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       accepting: opts.accepting,
       authFailed: (reason: AuthFailure) => {
         authFailures++;
-        countGatewayAuthFailure(reason);
+        opts.metrics.countGatewayAuthFailure(reason);
       },
       log: opts.log,
     }, (c) => clients.delete(c)));

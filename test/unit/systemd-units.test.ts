@@ -2,7 +2,8 @@
 // (systemd-analyze verify, sysusers and tmpfiles run into a temp root), and
 // they must agree with the daemon and the Debian package: the command and
 // the paths the package installs, the daemon's options and default socket
-// paths, and the notify/watchdog/reload/drain behaviour the units rely on.
+// paths, and the notify/watchdog/reload/graceful-stop behaviour the units
+// rely on.
 // The systemd tools are optional locally (those tests are skipped); CI
 // installs systemd, so they run there. Nothing here needs systemd as PID 1.
 import { after, test } from 'node:test';
@@ -101,7 +102,7 @@ test('user units pass systemd-analyze --user verify', (t) => {
   });
 });
 
-test('system service: notify, watchdog, reload, drain, identity and directories as the daemon needs', () => {
+test('system service: notify, watchdog, reload, graceful stop, identity and directories as the daemon needs', () => {
   const svc = loadUnit('sshmuxd.service');
   const S = 'Service';
   const exec = command(one(svc, S, 'ExecStart'));
@@ -120,7 +121,7 @@ test('system service: notify, watchdog, reload, drain, identity and directories 
   const watchdog = seconds(one(svc, S, 'WatchdogSec'));
   assert.ok(watchdog >= 10 && watchdog <= 120, `WatchdogSec=${watchdog}s`);
   assert.match(one(svc, S, 'ExecReload') ?? '', /^\/(usr\/)?bin\/kill -(HUP|s HUP|SIGHUP) \$MAINPID$/);
-  // systemd must not SIGKILL the drain: stop timeout > --grace (default 30 s).
+  // systemd must not SIGKILL the graceful stop: stop timeout > --grace (default 30 s).
   const grace = Number(exec.opt('--grace') ?? 30);
   assert.ok(seconds(one(svc, S, 'TimeoutStopSec')) > grace, 'TimeoutStopSec must exceed the daemon\'s --grace');
   assert.equal(one(svc, S, 'Restart'), 'on-failure');

@@ -23,6 +23,7 @@ interface Ssh2Module {
   Server: typeof Ssh2.Server;
   utils: typeof Ssh2.utils;
   paddingBlockFills?: () => number;
+  setReceiveWindow?: (channel: unknown, size: number, grantAt: number) => void;
 }
 
 export class Ssh2CapabilityError extends Error {
@@ -123,7 +124,14 @@ const CAPABILITIES: Capability[] = [
   {
     name: 'quiet-destroy', patch: '012',
     async check(kit) {
-      const { client } = await kit.connect(execServer(endAtOnce));
+      // The server's EOF comes well before its exit status and close, as from a loaded sshd.
+      let server: ServerChannel | undefined;
+      const { client, serverLog } = await kit.connect(execServer((stream) => {
+        server = stream;
+        stream.resume();
+        stream.write('out');
+        stream.eof(); // end() would close the channel too
+      }));
       const ch = await kit.exec(client, 'true', { closeStdin: true });
       let lateEnds = 0;
       const end = ch.end;
@@ -133,8 +141,14 @@ const CAPABILITIES: Capability[] = [
       } as ClientChannel['end'];
       ch.end();
       ch.resume();
-      await kit.within('the channel never closed', new Promise((resolve) => ch.once('close', resolve)));
+      await kit.within('the server\'s EOF never ended the channel\'s output', new Promise((resolve) => ch.once('end', resolve)));
+      // Node destroys the channel on a later turn.
+      await new Promise((resolve) => setTimeout(resolve, 20));
       if (lateEnds > 0) throw new Error('destroy() ends a channel whose writable side had already finished');
+      if (countLines(serverLog, CLOSE_READ) > 0) throw new Error('destroy() closes a channel both sides have ended, a write of its own');
+      server!.exit(0);
+      server!.close();
+      await kit.within('the channel never closed', new Promise((resolve) => ch.once('close', resolve)));
     },
   },
   {
@@ -216,6 +230,29 @@ const CAPABILITIES: Capability[] = [
       // Both sides pad every packet (a request and a reply each way), at most 255 bytes each, from blocks of 4 KiB.
       const drawn = fills() - before;
       if (drawn > Math.ceil((4 * PINGS * 255) / 4096)) throw new Error(`${drawn} padding blocks drawn for ${4 * PINGS} packets`);
+    },
+  },
+  {
+    name: 'channel-window', patch: '050',
+    async check(kit) {
+      const setWindow = kit.ssh2.setReceiveWindow;
+      if (typeof setWindow !== 'function') throw new Error('lib/Channel.js has no setReceiveWindow()');
+      const MiB = 1 << 20;
+      let server: ServerChannel | undefined;
+      const { client } = await kit.connect(execServer((stream) => (server = stream)));
+      const ch = await kit.exec(client, 'flood', { closeStdin: true });
+      await kit.waitFor('the exec never reached the server', () => server !== undefined);
+      // What the server may send: a private member, allowed here in the seam.
+      const serverWindow = (): number => (server as unknown as { outgoing: { window: number } }).outgoing.window;
+      ch.pause(); // a reader that reads nothing
+      setWindow(ch, 6 * MiB, 4.5 * MiB);
+      await kit.waitFor('the server was not granted the 6 MiB window set', () => serverWindow() === 6 * MiB);
+      const chunk = Buffer.alloc(256 << 10);
+      for (let i = 0; i < 64 && server!.write(chunk); i++);
+      await kit.waitFor('the server could not send the window set', () => ch.readableLength >= 6 * MiB && serverWindow() === 0);
+      // ssh2 grants while its read buffer (2 MiB) has room, then no more: a reader that reads nothing holds at most both.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (ch.readableLength > 8 * MiB) throw new Error(`a reader that reads nothing holds ${ch.readableLength} bytes for a window of 6 MiB`);
     },
   },
   {
@@ -390,7 +427,8 @@ export const CAPABILITY_NAMES = CAPABILITIES.map((c) => c.name);
 function loadSsh2(dir: string): Ssh2Module {
   const lib = require(path.join(dir, 'lib', 'index.js')) as Ssh2Module;
   const cipher = require(path.join(dir, 'lib', 'protocol', 'crypto.js')) as { paddingBlockFills?: () => number };
-  return { Client: lib.Client, Server: lib.Server, utils: lib.utils, paddingBlockFills: cipher.paddingBlockFills };
+  const channel = require(path.join(dir, 'lib', 'Channel.js')) as { setReceiveWindow?: Ssh2Module['setReceiveWindow'] };
+  return { Client: lib.Client, Server: lib.Server, utils: lib.utils, paddingBlockFills: cipher.paddingBlockFills, setReceiveWindow: channel.setReceiveWindow };
 }
 
 function makeKit(ssh2: Ssh2Module, hostKey: string, timeoutMs: number, closers: Array<() => void>): Kit {
