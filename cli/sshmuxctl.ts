@@ -189,6 +189,8 @@ function toJson(s: Status): unknown {
     pid: s.pid ?? 0,
     version: s.version ?? '',
     uptimeS: Math.round((s.uptimeS ?? 0) * 10) / 10,
+    nodeVersion: s.nodeVersion ?? '',
+    ssh2CryptoBinding: s.ssh2CryptoBinding ?? false,
     clients: s.clients ?? 0,
     totals: {
       connections: s.totals?.connections ?? 0, sessions: s.totals?.sessions ?? 0,
@@ -276,9 +278,10 @@ function fleetTable(s: Status): string {
 function table(s: Status): string {
   const t = s.totals ?? {};
   const lines = [`sshmuxd ${s.version} pid ${s.pid}, up ${Math.round(s.uptimeS ?? 0)} s, ${s.clients ?? 0} clients; ` +
-    `${t.connections ?? 0} connections, ${t.sessions ?? 0}/${t.sessionCapacity ?? 0} sessions, ${t.queued ?? 0} queued`];
+    `${t.connections ?? 0} connections, ${t.sessions ?? 0}/${t.sessionCapacity ?? 0} sessions, ${t.queued ?? 0} queued`,
+    `Node ${s.nodeVersion}, ssh2 crypto: ${s.ssh2CryptoBinding ? 'its C++ binding' : 'JavaScript (its C++ binding is not built: more CPU per byte; npm ci builds it)'}`];
   const hosts = s.hosts ?? [];
-  if (hosts.length === 0) return `${lines[0]}\nno hosts yet\n`;
+  if (hosts.length === 0) return `${lines.join('\n')}\nno hosts yet\n`;
   const rows = [['HOST', 'DESTINATION', 'VIA', 'STATE', 'BREAKER', 'CONNS', 'RTT', 'SESSIONS', 'QUEUED', 'HANDSHAKES OK/FAILED', 'LAST ERROR']];
   for (const h of hosts) {
     rows.push([h.name ?? '', h.destination ?? '', h.via || '-', h.state || 'ok', breaker(h), `${(h.connections ?? []).length}/${h.maxConnections ?? 0}`,

@@ -16,6 +16,7 @@ import { LogTally, type Logger } from './log';
 import { Metrics } from './metrics';
 import { Agent } from './pool/agent';
 import { TERMINATE_MS } from './ssh/channel';
+import { ssh2NativeCrypto } from './ssh/ssh2';
 import { verifySsh2Capabilities } from './ssh/ssh2/capabilities';
 import { Jobs } from './jobs/jobs';
 import { configureWindows, windowBudget } from './ssh/link-window';
@@ -219,6 +220,8 @@ export class Daemon {
       gateway: this.gateway?.status(),
       ...(this.fleet ? { fleet: this.fleet.status() } : {}),
       windows: { heldBytes: windowBudget().used, maxBytes: windowBudget().max, channelMaxBytes: this.config.windows.channelWindowMax },
+      nodeVersion: process.version,
+      ssh2CryptoBinding: ssh2NativeCrypto(),
     };
   }
 

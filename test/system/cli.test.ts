@@ -5,6 +5,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
+import { ssh2NativeCrypto } from '../../daemon/ssh/ssh2';
 import { waitFor, type DaemonProc } from '../helpers/daemon';
 import { tempDir } from '../helpers/sshd';
 import { startWorld } from '../helpers/world';
@@ -62,6 +63,15 @@ test('sshmuxctl status, as JSON and as a table, shows a running command\'s sessi
     long.kill('SIGTERM');
   }
   assert.ok(await waitFor(() => status().t?.sessions === 0, 15_000, 100), 'the command\'s session outlived it');
+});
+
+test('sshmuxctl status names the daemon\'s Node and whether ssh2\'s crypto binding is in use', () => {
+  // The daemon runs on this Node with these node_modules: what it reports is what this process finds.
+  const status = JSON.parse(run(SSHMUXCTL, ['status', '--json']).stdout);
+  assert.deepEqual([status.nodeVersion, status.ssh2CryptoBinding], [process.version, ssh2NativeCrypto()]);
+  const line = `Node ${process.version}, ssh2 crypto: ${ssh2NativeCrypto() ? 'its C++ binding' : 'JavaScript'}`;
+  const table = run(SSHMUXCTL, ['status']).stdout;
+  assert.ok(table.split('\n').some((l) => l.startsWith(line)), `no line "${line}" in:\n${table}`);
 });
 
 test('sshmuxctl without a daemon: exit 1 and what to do', () => {

@@ -13,8 +13,18 @@ after(async () => {
 });
 
 const GiB = 1024 * 1024 * 1024;
+/**
+ * The daemon's peak RSS streaming 1 GiB, by Node: 116-125 MiB on Node 20
+ * and 22; 160-191 MiB on Node 24 and 26 (V8 13 and 14: per GiB 7-11
+ * scavenges and about 23 mark-compacts where Node 22 makes 42-52 and 1, and
+ * Buffers live longer: up to 74 MiB of them against 32), measured 2026-12
+ * on 2 shared cores (README: Benchmarks, "Which Node"). The same code; the
+ * bound is each Node's, not one loosened for all.
+ */
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+const RSS_BOUND_MIB = NODE_MAJOR >= 24 ? 210 : 150;
 
-test('1 GiB of stdout through the daemon with its RSS under 150 MiB', async (t) => {
+test(`1 GiB of stdout through the daemon with its RSS under ${RSS_BOUND_MIB} MiB (Node ${NODE_MAJOR})`, async (t) => {
   const sshd = await startSshd();
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
@@ -35,7 +45,7 @@ test('1 GiB of stdout through the daemon with its RSS under 150 MiB', async (t) 
   assert.equal(nonZero, 0);
   const peak = daemon.peakRssMiB();
   t.diagnostic(`1 GiB in ${((performance.now() - started) / 1000).toFixed(1)} s; daemon peak RSS ${peak.toFixed(1)} MiB`);
-  assert.ok(peak < 150, `daemon peak RSS ${peak.toFixed(1)} MiB`);
+  assert.ok(peak < RSS_BOUND_MIB, `daemon peak RSS ${peak.toFixed(1)} MiB`);
   mux.close();
 });
 

@@ -1,14 +1,16 @@
 // The daemon's V8 flags (daemon/v8-flags.ts) are given wherever it starts:
 // run as a program (its #! line), by `npm start`, by the tests' helper (and
-// so the bench), by the sshmux command's autostart (the same constant); the
-// systemd units are checked in systemd-units.test.ts. Started without them,
-// the daemon works and its log says what that costs.
+// so the bench), by the sshmux command's autostart (the same constant), and
+// in the Debian package by the #! line of /usr/bin/sshmuxd, which the units
+// run (the installed one is run in deb-package.test.ts). Started without
+// them, the daemon works and its log says what that costs.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DAEMON_V8_FLAGS } from '../../daemon/v8-flags';
+import { NODE, shebang } from '../../scripts/package-deb';
 import { startDaemon, waitFor } from '../helpers/daemon';
 import { cleanupAll, tempDir } from '../helpers/sshd';
 
@@ -18,8 +20,9 @@ const HINT = 'started without these node flags';
 
 after(cleanupAll);
 
-test('the #! line and npm start give the flags', () => {
+test('the #! lines (the checkout\'s, the Debian package\'s) and npm start give the flags', () => {
   assert.equal(fs.readFileSync(MAIN, 'utf8').split('\n')[0], `#!/usr/bin/env -S node ${DAEMON_V8_FLAGS.join(' ')}`);
+  assert.equal(shebang('sshmuxd'), `#!${NODE} ${DAEMON_V8_FLAGS.join(' ')}`);
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   assert.equal(pkg.scripts.start, `node ${DAEMON_V8_FLAGS.join(' ')} dist/daemon/main.js`);
 });
