@@ -9,12 +9,12 @@
 # that Node's headers. A later call finds it there and fetches nothing.
 #
 # Usage: scripts/node-runtime.sh VERSION     fetch (once) and print its directory
-#        scripts/node-runtime.sh --role ROLE  print the versions with ROLE (deb, ci), one a line
+#        scripts/node-runtime.sh --role ROLE  print the versions with ROLE (deb, ci, unit), one a line
 # The cache: $SSHMUX_NODE_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/sshmux/node.
 set -euo pipefail
 
 pins="$(cd "$(dirname "$0")/.." && pwd)/packaging/nodes"
-usage="usage: scripts/node-runtime.sh VERSION | --role deb|ci"
+usage="usage: scripts/node-runtime.sh VERSION | --role deb|ci|unit"
 
 # The pin lines: version roles integrity.
 pinned() { grep -v '^[[:space:]]*\(#\|$\)' "$pins"; }
