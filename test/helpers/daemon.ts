@@ -36,6 +36,10 @@ export interface DaemonOptions {
   socket?: string;
   /** Run under this open-file limit (soft and hard, so Node cannot raise it). */
   openFileLimit?: number;
+  /** Node flags before the script (default: those sshmuxd's own start gives it). */
+  nodeFlags?: readonly string[];
+  /** Another build's daemon/main.js (the benches compare builds). */
+  main?: string;
 }
 
 const running = new Set<ChildProcess>();
@@ -55,7 +59,7 @@ process.once('exit', () => {
 
 export async function startDaemon(opts: DaemonOptions): Promise<DaemonProc> {
   const socket = opts.socket ?? path.join(opts.dir, 'sshmuxd.sock');
-  const args = [...DAEMON_V8_FLAGS, MAIN, '--socket', socket, '-F', opts.sshConfigPath, ...(opts.args ?? [])];
+  const args = [...(opts.nodeFlags ?? DAEMON_V8_FLAGS), opts.main ?? MAIN, '--socket', socket, '-F', opts.sshConfigPath, ...(opts.args ?? [])];
   if (opts.config) {
     const configPath = path.join(opts.dir, `sshmuxd-${Date.now()}-${Math.random().toString(16).slice(2)}.json`);
     fs.writeFileSync(configPath, JSON.stringify(opts.config));
