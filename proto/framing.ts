@@ -30,12 +30,27 @@ export function lengthPrefixed(body: Uint8Array): Buffer {
  * again into a framed buffer. Same bytes as a full encode (tested).
  */
 export function dataFrameHeader(stream: number, fd: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(dataFrameHeaderSize(stream, fd, length));
+  writeDataFrameHeader(out, 0, stream, fd, length);
+  return out;
+}
+
+/** The size of dataFrameHeader(stream, fd, length). */
+export function dataFrameHeaderSize(stream: number, fd: number, length: number): number {
+  return HEADER + dataFrameBodySize(stream, fd, length) - length;
+}
+
+function dataFrameBodySize(stream: number, fd: number, length: number): number {
   // proto3 leaves default values out: fd 0 and empty data are not written.
   const inner = (fd ? 1 + varintSize(fd) : 0) + (length ? 1 + varintSize(length) + length : 0);
-  const body = 1 + varintSize(stream) + 1 + varintSize(inner) + inner;
-  const out = Buffer.allocUnsafe(HEADER + body - length);
-  out.writeUInt32BE(body, 0);
-  let at = HEADER;
+  return 1 + varintSize(stream) + 1 + varintSize(inner) + inner;
+}
+
+/** Writes dataFrameHeader(stream, fd, length) into `out` at `at`; returns where the payload goes. */
+export function writeDataFrameHeader(out: Buffer, at: number, stream: number, fd: number, length: number): number {
+  const inner = (fd ? 1 + varintSize(fd) : 0) + (length ? 1 + varintSize(length) + length : 0);
+  out.writeUInt32BE(1 + varintSize(stream) + 1 + varintSize(inner) + inner, at);
+  at += HEADER;
   out[at++] = 0x08; // Frame.stream, varint
   at = writeVarint(out, at, stream);
   out[at++] = 0x32; // Frame.data, length-delimited
@@ -46,9 +61,9 @@ export function dataFrameHeader(stream: number, fd: number, length: number): Buf
   }
   if (length) {
     out[at++] = 0x12; // Data.data, length-delimited
-    writeVarint(out, at, length);
+    at = writeVarint(out, at, length);
   }
-  return out;
+  return at;
 }
 
 export function varintSize(v: number): number {
@@ -132,3 +147,4 @@ export class FrameSplitter {
     return out;
   }
 }
+

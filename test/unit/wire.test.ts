@@ -119,3 +119,4 @@ test('2,000 frames generated from sshmux.proto encode and decode as protobufjs d
     check(frame as IFrame);
   }), { numRuns: 2000 });
 });
+
