@@ -5,7 +5,7 @@
 // notice.
 import type * as net from 'node:net';
 import { Code, DATA_CHUNK, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
-import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink } from '../call/call';
+import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink, StartedInfo } from '../call/call';
 import { FileTransfer } from '../call/transfer';
 import { SessionCall } from '../call/session';
 import { FrameWriter } from './frame-writer';
@@ -260,34 +260,45 @@ export class ClientConn {
   private sinkFor(stream: number, deferStarted: boolean): CallSink {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const conn = this;
-    let heldStarted: IFrame | undefined;
+    let heldStarted: StartedInfo | undefined;
     const sendStarted = (): void => {
       if (!heldStarted) return;
-      this.send(heldStarted);
+      const started = heldStarted;
       heldStarted = undefined;
+      if (!this.alive) return;
+      const { stdinCredit, ...info } = started;
+      // A download's size and the host-key warnings are rare: protobufjs encodes them.
+      if (info.size || info.warnings?.length) this.send({ stream, started: { ...info, window: stdinCredit } });
+      else this.out.started(stream, { connection: info.connection, waitedMs: info.waitedMs, newConnection: info.newConnection, window: stdinCredit ?? 0, hostname: info.hostname ?? '' });
     };
     return {
       get alive() {
         return conn.alive;
       },
       copiesData: true, // sendData() copies into the FrameWriter's block
-      started: ({ stdinCredit, ...info }) => {
-        heldStarted = { stream, started: { ...info, window: stdinCredit } };
+      started: (info) => {
+        heldStarted = info;
         if (!deferStarted) sendStarted();
       },
       data: (fd, chunk) => {
         sendStarted();
         this.sendData(stream, fd, chunk);
       },
-      stdinWritten: (bytes) => this.send({ stream, window: { bytes } }),
+      stdinWritten: (bytes) => {
+        if (this.alive) this.out.window(stream, bytes);
+      },
       eof: () => {
         sendStarted();
-        this.send({ stream, eof: {} });
+        if (this.alive) this.out.eof(stream);
       },
       end: (outcome) => {
         this.calls.delete(stream);
         sendStarted();
-        this.send({ stream, ...terminalFrame(outcome) });
+        if (!this.alive) return;
+        // An exit status without a signal, the usual end, is encoded in place.
+        const exit = outcome.exit;
+        if (exit && !exit.signal && !outcome.error) this.out.exit(stream, exit.code ?? 0);
+        else this.send({ stream, ...terminalFrame(outcome) });
       },
       protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
     };

@@ -20,7 +20,10 @@
 // in all), a writer holds one only while it has bytes not yet written, and
 // a frame that finds no block gets memory of its own, as before.
 import type { Socket } from 'node:net';
-import { dataFrameHeaderSize, writeDataFrameHeader } from '../../proto/framing';
+import {
+  dataFrameHeaderSize, eofFrameSize, exitFrameSize, startedFrameSize, windowFrameSize,
+  writeDataFrameHeader, writeEofFrame, writeExitFrame, writeStartedFrame, writeWindowFrame, type HotStarted,
+} from '../../proto/framing';
 import { BLOCK_SIZE, takeBlock, type Block } from '../blocks';
 
 /** Frames above this size that were encoded into a buffer of their own are written from it, not copied. */
@@ -59,6 +62,23 @@ export class FrameWriter {
   data(stream: number, fd: number, payload: Uint8Array): void {
     const out = this.space(dataFrameHeaderSize(stream, fd, payload.length) + payload.length);
     out.set(payload, writeDataFrameHeader(out, this.at, stream, fd, payload.length));
+  }
+
+  // The frames every exec sends, encoded in place (proto/framing.ts).
+  started(stream: number, started: HotStarted): void {
+    writeStartedFrame(this.space(startedFrameSize(stream, started)), this.at, stream, started);
+  }
+
+  eof(stream: number): void {
+    writeEofFrame(this.space(eofFrameSize(stream)), this.at, stream);
+  }
+
+  exit(stream: number, code: number): void {
+    writeExitFrame(this.space(exitFrameSize(stream, code)), this.at, stream, code);
+  }
+
+  window(stream: number, bytes: number): void {
+    writeWindowFrame(this.space(windowFrameSize(stream, bytes)), this.at, stream, bytes);
   }
 
   /** Sends what is pending now, then ends the socket (after `last`, if given). */

@@ -64,7 +64,7 @@ test('frames of every size arrive whole and in order; lent payloads are copied b
       lent.fill(0xee);
       sent.push({ stream, fd, bytes });
       if (k === 3) {
-        out.frame(encodeFrame({ stream, exit: { code: round } }));
+        out.exit(stream, round);
         sent.push({ stream, exit: round });
       }
     }
@@ -105,7 +105,7 @@ test('one turn is one write; a reader that stops makes writes wait, and nothing 
     writes++;
     return write(...args);
   }) as net.Socket['write'];
-  for (let i = 0; i < 20; i++) out.frame(encodeFrame({ stream: i + 1, eof: {} }));
+  for (let i = 0; i < 20; i++) out.eof(i + 1);
   await turn();
   assert.equal(writes, 1, 'twenty small frames of one turn took more than one write');
   reader.pause();
@@ -137,7 +137,7 @@ test('with every block in use, frames get memory of their own and still arrive i
   assert.equal(blockCounts().existing, MAX_BLOCKS);
   const out = new FrameWriter(writer);
   for (let i = 0; i < 50; i++) out.data(1, STDOUT, payload(1000 + i, i));
-  out.frame(encodeFrame({ stream: 1, exit: { code: 3 } }));
+  out.exit(1, 3);
   await turn();
   for (const b of taken) b.retire();
   out.end();
