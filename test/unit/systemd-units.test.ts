@@ -1,6 +1,6 @@
 // The systemd units in packaging/systemd: systemd itself must accept them
 // (systemd-analyze verify, sysusers and tmpfiles run into a temp root), and
-// they must agree with the daemon: its flags, its default socket paths, and
+// they must agree with the daemon: how it is started, its default socket paths, and
 // the notify/watchdog/reload/drain behaviour the units rely on.
 // The systemd tools are optional locally (those tests are skipped); CI
 // installs systemd, so they run there. Nothing here needs systemd as PID 1.
@@ -11,7 +11,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultSocketPath } from '../../proto/socket-path';
-import { DAEMON_V8_FLAGS } from '../../daemon/v8-flags';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 const UNITS = path.join(ROOT, 'packaging', 'systemd');
@@ -19,8 +18,8 @@ const SYSTEM_UNITS = ['sshmuxd.service', 'sshmuxd.socket'];
 const USER_UNITS = ['user/sshmuxd.service', 'user/sshmuxd.socket'];
 const INSTALL_PREFIX = '/opt/sshmux/';
 const NODE = '/usr/bin/node';
-/** What every unit's ExecStart starts with: node with the daemon's V8 flags, then the daemon. */
-const DAEMON = [NODE, ...DAEMON_V8_FLAGS, `${INSTALL_PREFIX}dist/daemon/main.js`];
+/** What every unit's ExecStart starts with: node (no flags), then the daemon. */
+const DAEMON = [NODE, `${INSTALL_PREFIX}dist/daemon/main.js`];
 
 const ANALYZE = '/usr/bin/systemd-analyze';
 const SYSUSERS = '/usr/bin/systemd-sysusers';
