@@ -205,6 +205,43 @@ const CAPABILITIES: Capability[] = [
     },
   },
   {
+    name: 'eof-close-held', patch: '018',
+    async check(kit) {
+      const HOLD_MS = 60;
+      let serverClosed = -1;
+      let closedBoth!: Promise<void>;
+      const onExec = execServer((stream) => {
+        // The server's side closes once our CLOSE has come too.
+        closedBoth = new Promise((resolve) => stream.once('close', () => resolve()));
+        // EOF now; the exit status and CLOSE a moment later, in a write of their own.
+        stream.resume();
+        stream.eof();
+        setTimeout(() => {
+          serverClosed = countLines(serverLog, CLOSE_READ);
+          stream.exit(0);
+          stream.close();
+        }, 25);
+      });
+      // Both sockets without Nagle, as the daemon's and sshd's: a small packet goes when it is sent.
+      const { client, serverLog } = await kit.connect((conn, info) => {
+        info.socket.setNoDelay(true);
+        onExec(conn);
+      }, (port) => ({ closeReplyHoldMs: HOLD_MS, sock: net.connect({ port, host: '127.0.0.1', noDelay: true }) }));
+      // As the daemon takes a session: ended and read from in exec's callback.
+      await kit.within('the channel never closed', new Promise((resolve, reject) => {
+        client.exec('true', { closeStdin: true }, (err, ch) => {
+          if (err) return reject(err);
+          ch.end();
+          ch.resume();
+          ch.once('close', resolve);
+        });
+      }));
+      if (serverClosed !== 0) throw new Error('our CLOSE went out as soon as the server\'s EOF came, before its CLOSE');
+      await kit.within('our CLOSE never reached the server', closedBoth);
+      if (countLines(serverLog, CLOSE_READ) !== 1) throw new Error('our CLOSE reached the server more than once');
+    },
+  },
+  {
     name: 'padding-block', patch: '016',
     async check(kit) {
       const fills = kit.ssh2.paddingBlockFills;
