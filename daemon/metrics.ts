@@ -54,7 +54,10 @@ export class Metrics {
   });
 
   constructor(sample: () => PoolSample[], breakers: () => BreakerSample[] = () => [], sampleJobs: () => JobSample[] = () => []) {
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'sshmux_' });
+    // The event-loop lag histogram samples on a timer: prom-client's 10 ms woke
+    // an idle daemon 100 times a second (0.4 % CPU) and a busy one between
+    // every few execs; 100 ms still shows lag that matters.
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'sshmux_', eventLoopMonitoringPrecision: 100 });
     const registry = this.registry;
     new client.Gauge({
       name: 'sshmux_sessions_open', help: 'Sessions per host, opening or open', labelNames: ['host'] as const, registers: [registry],
