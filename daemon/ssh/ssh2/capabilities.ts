@@ -124,16 +124,23 @@ const CAPABILITIES: Capability[] = [
     name: 'quiet-destroy', patch: '012',
     async check(kit) {
       const { client } = await kit.connect(execServer(endAtOnce));
-      const ch = await kit.exec(client, 'true', { closeStdin: true });
       let lateEnds = 0;
-      const end = ch.end;
-      ch.end = function (this: ClientChannel, ...args: unknown[]) {
-        if (this.writableFinished) lateEnds++;
-        return (end as (...a: unknown[]) => ClientChannel).apply(this, args);
-      } as ClientChannel['end'];
-      ch.end();
-      ch.resume();
-      await kit.within('the channel never closed', new Promise((resolve) => ch.once('close', resolve)));
+      // Set up in exec's callback, before the server's end (sent at once) is read: later, on a
+      // loaded machine, ssh2 may already have ended the channel on the server's close, and our
+      // own end() would count as late.
+      await kit.within('the channel never closed', new Promise<void>((resolve, reject) => {
+        client.exec('true', { closeStdin: true }, (err, ch) => {
+          if (err) return reject(err);
+          const end = ch.end;
+          ch.end = function (this: ClientChannel, ...args: unknown[]) {
+            if (this.writableFinished) lateEnds++;
+            return (end as (...a: unknown[]) => ClientChannel).apply(this, args);
+          } as ClientChannel['end'];
+          ch.end();
+          ch.resume();
+          ch.once('close', () => resolve());
+        });
+      }));
       if (lateEnds > 0) throw new Error('destroy() ends a channel whose writable side had already finished');
     },
   },
