@@ -235,7 +235,7 @@ const CAPABILITIES: Capability[] = [
         onExec(conn);
       }, (port) => ({ closeReplyHoldMs: HOLD_MS, sock: net.connect({ port, host: '127.0.0.1', noDelay: true }) }));
       // As the daemon takes a session: ended and read from in exec's callback.
-      await kit.within('the channel never closed', new Promise((resolve, reject) => {
+      await kit.within('the channel the server ended and closed never closed', new Promise((resolve, reject) => {
         client.exec('true', { closeStdin: true }, (err, ch) => {
           if (err) return reject(err);
           ch.end();
