@@ -33,18 +33,19 @@ type System = (typeof SYSTEMS)[number];
 /** Node processes cost ~40 MiB each: this many wrappers at once is what the machine can hold. */
 const MAX_WRAPPER_PROCESSES = 300;
 
-interface Target { sshd: Sshd; alias: string; sshConfig: string; dir: string; daemon: DaemonProc; mux: SshMux; control: string }
+/** One sshd, a client config for it, a daemon and an SDK client: what each scenario runs against. */
+interface Testbed { sshd: Sshd; alias: string; sshConfig: string; dir: string; daemon: DaemonProc; mux: SshMux; control: string }
 type Outcome = 'ok' | string;
 
 interface Options { quick: boolean }
 
 // ---- the systems: one command, run each way -----------------------------------
 
-function sshArgs(t: Target): string[] {
+function sshArgs(t: Testbed): string[] {
   return ['-F', t.sshConfig, '-o', 'BatchMode=yes'];
 }
 
-async function runOnce(system: System, t: Target, command: string, shared: Client | undefined, sink?: (n: number) => void): Promise<Outcome> {
+async function runOnce(system: System, t: Testbed, command: string, shared: Client | undefined, sink?: (n: number) => void): Promise<Outcome> {
   switch (system) {
     case 'sshmux-sdk': {
       try {
@@ -99,7 +100,7 @@ function classify(text: string, code?: number | null): string {
   return `exit ${code ?? '?'}: ${text.trim().split('\n').pop()?.slice(0, 50) ?? ''}`;
 }
 
-function connectSsh2(t: Target, nodelay = false): Promise<Client> {
+function connectSsh2(t: Testbed, nodelay = false): Promise<Client> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     const sock = net.connect(t.sshd.port, '127.0.0.1');
@@ -132,7 +133,7 @@ function ssh2Exec(client: Client, command: string, sink?: (n: number) => void): 
 
 // ---- setup ------------------------------------------------------------------
 
-async function target(limits?: Record<string, unknown>): Promise<Target> {
+async function testbed(limits?: Record<string, unknown>): Promise<Testbed> {
   const sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100', loginGraceTime: 60 });
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 'b', sshd }]);
@@ -141,7 +142,7 @@ async function target(limits?: Record<string, unknown>): Promise<Target> {
   return { sshd, alias: 'b', sshConfig: client.sshConfigPath, dir, daemon, mux, control: path.join(dir, 'cm.sock') };
 }
 
-async function withControlMaster<T>(t: Target, fn: () => Promise<T>): Promise<T> {
+async function withControlMaster<T>(t: Testbed, fn: () => Promise<T>): Promise<T> {
   const master = spawn('ssh', [...sshArgs(t), '-M', '-N', '-o', `ControlPath=${t.control}`, '-o', 'ControlPersist=no', t.alias], { stdio: 'ignore' });
   try {
     for (let i = 0; i < 200 && !fs.existsSync(t.control); i++) await sleep(25);
@@ -152,7 +153,7 @@ async function withControlMaster<T>(t: Target, fn: () => Promise<T>): Promise<T>
   }
 }
 
-async function release(t: Target): Promise<void> {
+async function release(t: Testbed): Promise<void> {
   t.mux.close();
   await t.daemon.stop();
   await t.sshd.stop();
@@ -161,7 +162,7 @@ async function release(t: Target): Promise<void> {
 // ---- scenarios -------------------------------------------------------------------
 
 async function latency(opts: Options): Promise<Record<string, { p50: number; p99: number; runs: number }>> {
-  const t = await target();
+  const t = await testbed();
   const shared = await connectSsh2(t, true);
   const out: Record<string, { p50: number; p99: number; runs: number }> = {};
   try {
@@ -217,7 +218,7 @@ async function fanout(opts: Options): Promise<FanoutRow[]> {
         continue;
       }
       // A fresh sshd per row, so its log counts only this row's logins and drops.
-      const t = await target();
+      const t = await testbed();
       const shared = system === 'ssh2-shared-nodelay' ? await connectSsh2(t, true) : undefined;
       try {
         const row = await (system === 'ssh-controlmaster'
@@ -234,7 +235,7 @@ async function fanout(opts: Options): Promise<FanoutRow[]> {
   return rows;
 }
 
-async function fanoutRow(system: System, t: Target, n: number, shared: Client | undefined): Promise<FanoutRow> {
+async function fanoutRow(system: System, t: Testbed, n: number, shared: Client | undefined): Promise<FanoutRow> {
   const start = performance.now();
   const results = await Promise.all(Array.from({ length: n }, () => runOnce(system, t, 'sleep 1; echo', shared)));
   const wall = performance.now() - start;
@@ -249,7 +250,7 @@ async function fanoutRow(system: System, t: Target, n: number, shared: Client | 
 
 async function throughput(opts: Options): Promise<{ bytes: number; mib_s: Record<string, number>; daemon_peak_rss_mib: number }> {
   const bytes = (opts.quick ? 256 : 1024) * 1024 * 1024;
-  const t = await target();
+  const t = await testbed();
   const shared = await connectSsh2(t, true);
   const mib_s: Record<string, number> = {};
   try {
@@ -273,7 +274,7 @@ async function throughput(opts: Options): Promise<{ bytes: number; mib_s: Record
 async function daemonCost(opts: Options): Promise<Record<string, number>> {
   const connections = opts.quick ? 20 : 100;
   const sessions = opts.quick ? 200 : 1000;
-  const t = await target({ maxConnections: 100, hosts: { 'idle*': { maxSessions: 1 } } });
+  const t = await testbed({ maxConnections: 100, hosts: { 'idle*': { maxSessions: 1 } } });
   try {
     const base = { rss: t.daemon.rssMiB(), cpu: cpuSeconds(t.daemon.pid) };
     // N idle connections: one session each on a pool limited to one session per connection.

@@ -22,7 +22,8 @@ const CLIENTS = path.join(__dirname, '..', '..', 'test', 'helpers', 'ssh_clients
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
 const TICKS = 100; // USER_HZ: /proc's clock ticks per second on Linux
 
-interface Target { name: string; port: number; user: string; key: string; knownHosts: string }
+/** A server paramiko logs into: sshd itself, or the daemon's front door. */
+interface LoginServer { name: string; port: number; user: string; key: string; knownHosts: string }
 interface Row {
   scenario: string; system: string; n: number; ok: number; failed: number; failures: string[];
   wall_s: number; p50_ms?: number; p90_ms?: number; cpu_ms_per_exec?: number; sshd_logins: number; maxstartups_drops: number;
@@ -38,8 +39,8 @@ async function main(): Promise<void> {
   const info = JSON.parse(execFileSync(process.execPath, [SSHMUXCTL, '--socket', daemon.socket, '--json', 'gateway']).toString());
   const doorKnownHosts = path.join(dir, 'gateway_known_hosts');
   fs.writeFileSync(doorKnownHosts, `${info.knownHosts}\n`);
-  const direct: Target = { name: 'paramiko → sshd', port: sshd.port, user: sshd.user.name, key: client.identityPath, knownHosts: client.knownHostsPath };
-  const door: Target = { name: 'paramiko → sshmux gateway', port: Number(/:(\d+)$/.exec(info.address)![1]), user: 't', key: info.clientKey, knownHosts: doorKnownHosts };
+  const direct: LoginServer = { name: 'paramiko → sshd', port: sshd.port, user: sshd.user.name, key: client.identityPath, knownHosts: client.knownHostsPath };
+  const door: LoginServer = { name: 'paramiko → sshmux gateway', port: Number(/:(\d+)$/.exec(info.address)![1]), user: 't', key: info.clientKey, knownHosts: doorKnownHosts };
   const rows: Row[] = [];
   try {
     // The door's pool is warm, as it is for a running orchestrator.
@@ -89,7 +90,7 @@ async function main(): Promise<void> {
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-function py(t: Target, mode: string, args: string[]): Promise<Record<string, any>> {
+function py(t: LoginServer, mode: string, args: string[]): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
     const child = spawn(PYTHON, [CLIENTS, mode, '--port', String(t.port), '--key', t.key, '--known-hosts', t.knownHosts, '--user', t.user, ...args],
       { stdio: ['ignore', 'pipe', 'pipe'] });

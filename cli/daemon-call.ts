@@ -10,7 +10,7 @@ import { decodeFrame, encodeFrame, type IFrame } from '../proto/wire';
 import { SshMuxError } from '../client-sdk/errors';
 
 /** stdout+stderr bytes the daemon may send before we grant more (the SDK's figure). */
-export const RECEIVE_WINDOW = 1024 * 1024;
+import { RECEIVE_WINDOW } from '../proto/receive-window';
 const HELLO_TIMEOUT_MS = 10_000;
 const BACKLOG_RETRY_MS = 20;
 /** The only stream this connection opens. */

@@ -1,7 +1,7 @@
 // One remote session (command, login shell or subsystem) wired to this
 // process's stdin, stdout and stderr: the sshmux command's main path.
-// Flow control is the SDK's: the daemon may send RECEIVE_WINDOW bytes of
-// output ahead of us; we grant more only once our own stdout or stderr has
+// Flow control is the SDK's: the daemon may send a window of output ahead
+// of us (proto/receive-window.ts); we grant more only once our own stdout or stderr has
 // taken the bytes (their write callbacks), so a slow reader slows the
 // remote writer and memory stays bounded. Stdin is sent within the
 // daemon's grant. The result is reported only after every byte of output
@@ -9,15 +9,14 @@
 import { output } from './stdio';
 import { DATA_CHUNK } from '../proto/framing';
 import type { sshmux } from '../proto/gen/sshmux';
-import { DaemonCall, RECEIVE_WINDOW, type CallHandler, type Frame } from './daemon-call';
+import { DaemonCall, type CallHandler, type Frame } from './daemon-call';
+import { ReceiveWindow } from '../proto/receive-window';
 import type { Diagnostics } from './diagnostics';
 import type { SshMuxError } from '../client-sdk/errors';
 import { ENDING_SIGNALS, statusAfterSignal, type EndingSignal } from './signals';
 
 /** ssh's status for "ssh or the connection failed", and for a remote killed by a signal. */
 export const EXIT_FAILURE = 255;
-/** Half the window, as the SDK grants: each grant is a frame, a write and a wake-up of the daemon. */
-const GRANT_THRESHOLD = RECEIVE_WINDOW / 2;
 /**
  * How long a remote command has to end after the signal sent on to it,
  * before the call is cancelled (TERM, then KILL): ssh exits at once on a
@@ -25,7 +24,7 @@ const GRANT_THRESHOLD = RECEIVE_WINDOW / 2;
  */
 const SIGNAL_GRACE_MS = 1000;
 
-export interface SessionSpec {
+export interface RunSessionOptions {
   socketPath: string;
   request: sshmux.v1.ISessionRequest;
   diag: Diagnostics;
@@ -36,7 +35,7 @@ export interface SessionSpec {
 }
 
 /** Runs the session; resolves with the exit status once all output is written. */
-export function runSession(spec: SessionSpec): Promise<number> {
+export function runSession(spec: RunSessionOptions): Promise<number> {
   return new Promise((resolve) => new Session(spec, resolve).connect(spec.socketPath));
 }
 
@@ -52,8 +51,9 @@ class Session implements CallHandler {
   private stdinAttached = false;
   /** Output handed to stdout/stderr whose write has not completed. */
   private writing = 0;
-  /** Output written but not yet granted back. */
-  private owed = 0;
+  /** Output our stdout and stderr have taken, and the window it is granted back in (half a window at a time, as the SDK grants). */
+  private taken = 0;
+  private readonly window = new ReceiveWindow();
   private outputBroken = false;
   private status: number | undefined;
   /** The signal that is ending the session (after it started): the status is then ssh's for it. */
@@ -65,7 +65,7 @@ class Session implements CallHandler {
   /** process.stdout and process.stderr, touched only once there is output: creating them costs start-up time. */
   private readonly outputs: Array<NodeJS.WriteStream | undefined> = [];
 
-  constructor(private readonly spec: SessionSpec, private readonly done: (status: number) => void) {}
+  constructor(private readonly spec: RunSessionOptions, private readonly done: (status: number) => void) {}
 
   connect(socketPath: string): void {
     this.call = new DaemonCall(socketPath, { session: this.spec.request }, this);
@@ -93,8 +93,15 @@ class Session implements CallHandler {
         this.spec.onStarted?.();
         return;
       }
-      case 'data': return this.output(this.outputStream(frame.data!.fd === 2 ? 2 : 1), frame.data!.data as Buffer);
-      case 'window': return this.credit(frame.window!.bytes ?? 0);
+      case 'data': {
+        const data = frame.data!.data as Buffer;
+        this.window.arrive(data.length);
+        return this.output(this.outputStream(frame.data!.fd === 2 ? 2 : 1), data);
+      }
+      case 'window':
+        if (!frame.window!.outputWaits) return this.credit(frame.window!.bytes ?? 0);
+        this.window.daemonWaits();
+        return this.written(0);
       case 'exit': {
         const exit = frame.exit!;
         // OpenSSH exits 255 without a word when the remote dies by a signal.
@@ -155,11 +162,9 @@ class Session implements CallHandler {
 
   /** Bytes our reader has taken: grant them back in batches. */
   private written(n: number): void {
-    this.owed += n;
-    if (this.owed >= GRANT_THRESHOLD && this.status === undefined) {
-      this.call.send({ window: { bytes: this.owed } });
-      this.owed = 0;
-    }
+    this.taken += n;
+    const owed = this.window.take(this.taken);
+    if (owed > 0 && this.status === undefined) this.call.send({ window: { bytes: owed } });
   }
 
   /** Our stdout or stderr is gone (EPIPE): as with ssh, the remote command is ended. */

@@ -5,6 +5,7 @@
 // place of ssh. The usual path (a command, a shell, a subsystem) loads only
 // what one call needs (session.ts, without the SDK or protobufjs), because
 // a script may start thousands of these; -L, -W and -N use the SDK.
+import './compile-cache'; // first: it caches the modules loaded after it
 import * as fs from 'node:fs';
 import { defaultSocketPath, mayAutostart } from '../proto/socket-path';
 import { enumValue } from '../proto/wire';
@@ -93,8 +94,9 @@ async function forward(inv: Invocation, diag: Diagnostics, ready: () => void): P
 }
 
 /**
- * -N with nothing to forward: one handshake checks that the destination can
- * be reached, as ssh's connecting would, then it stands by until signalled,
+ * -N with nothing to forward: the daemon checks that the destination can be
+ * reached (sshmuxctl check: a pooled connection, opened if none is ready), as
+ * ssh's connecting would, then it stands by until signalled,
  * as ssh sits connected, whatever stdin is (supervisors start it with stdin
  * at /dev/null); with -f, in the background. The one exception is a master
  * being started (ssh -MNf): the daemon is the master, and a process left

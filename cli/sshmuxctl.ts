@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // sshmuxctl: inspect and steer a running sshmuxd.
+import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SshMux, SshMuxError, type ControlAction, type Status } from '../client-sdk';
 import { checkJobArgs, JOB_USAGE, runJobCommand } from './job-command';
+import { controlDir, dialerPath, doorIdentity, NEEDS_GATEWAY, sshConfigBlock } from './ssh-config-block';
 
 const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
 
@@ -11,8 +13,10 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
                     its recent transitions
                     and with a fleet, per target the fleet's handshakes and
                     connections (from Redis) beside this daemon's own
-  check HOST        one fresh handshake to HOST, like ssh -O check: prints the
-                    time it took, or the classified error (exit 1)
+  check HOST        HOST can be reached, through the pool: a ready pooled
+                    connection, else a new one opened within the host's
+                    handshake budget and circuit breaker (prints the
+                    handshake's time); or the classified error (exit 1)
   drain HOST        HOST's connections take no new sessions and close once
                     their sessions end; new requests open fresh connections
   reload            re-read ssh_config and the daemon config (as SIGHUP);
@@ -22,6 +26,15 @@ const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
                     known_hosts line per host key (ed25519, ECDSA, RSA) and the
                     file holding them, the key to log in with, and its
                     connections and sessions now
+  ssh-config [--identity FILE] [HOST...]
+                    an ssh_config block to Include at the top of
+                    ~/.ssh/config: then ssh, scp, sftp, rsync, git and
+                    Ansible reach HOST (default: every host) on the pooled
+                    connections, through a ControlMaster per destination
+                    whose connection goes to the front door; --identity: the
+                    key to log in to the door with (default: its generated
+                    client key, if you can read it; '~/...' is left for ssh to
+                    expand per user, for /etc/ssh/ssh_config.d/)
 ${JOB_USAGE}`;
 
 const HOST_COMMANDS = new Set(['check', 'drain']);
@@ -35,6 +48,8 @@ async function main(): Promise<number> {
         // job ...
         name: { type: 'string' }, timeout: { type: 'string' }, stderr: { type: 'boolean' }, from: { type: 'string' },
         follow: { type: 'boolean' }, force: { type: 'boolean' },
+        // ssh-config
+        identity: { type: 'string' },
       },
       allowPositionals: true,
     });
@@ -68,9 +83,17 @@ async function main(): Promise<number> {
       mux?.close();
     }
   }
+  if (command === 'ssh-config') {
+    const mux = await SshMux.connect({ socket, clientName: 'sshmuxctl' });
+    try {
+      return sshConfig(await mux.status(), rest, values.identity);
+    } finally {
+      mux.close();
+    }
+  }
   const jobFlag = Object.keys(flags).find((f) => f !== 'json');
   if (jobFlag) {
-    process.stderr.write(`sshmuxctl: --${jobFlag} is for job commands\n${USAGE}\n`);
+    process.stderr.write(`sshmuxctl: --${jobFlag} is for ${jobFlag === 'identity' ? 'ssh-config' : 'job commands'}\n${USAGE}\n`);
     return 2;
   }
   const wantsHost = HOST_COMMANDS.has(command);
@@ -137,12 +160,37 @@ function gateway(s: Status, json: boolean): number {
   return 0;
 }
 
+/** sshmuxctl ssh-config: the block on stdout, or why this daemon cannot serve it (exit 1). */
+function sshConfig(s: Status, hosts: string[], identityFlag: string | undefined): number {
+  const g = s.gateway;
+  const refuse = (why: string): number => {
+    process.stderr.write(`sshmuxctl: ${why}\n`);
+    return 1;
+  };
+  if (!g?.address) return refuse(`the ssh_config block ${NEEDS_GATEWAY}; this sshmuxd has no front door: restart it with one, then run sshmuxctl ssh-config again`);
+  const id = doorIdentity(identityFlag, g.clientKey ?? '', g.authorizedKeys ?? '');
+  if ('error' in id) return refuse(id.error);
+  // The masters' sockets go there (~ is the passwd entry's home to ssh), and ssh refuses to start a master without it.
+  const dotSsh = controlDir();
+  if (!fs.existsSync(dotSsh)) {
+    fs.mkdirSync(dotSsh, { mode: 0o700 });
+    process.stderr.write(`sshmuxctl: made ${dotSsh} (mode 0700) for the ControlMaster sockets\n`);
+  }
+  process.stdout.write(sshConfigBlock({
+    address: g.address, knownHosts: g.knownHosts ?? '', knownHostsFile: g.knownHostsFile ?? '', identity: id.identity, hosts,
+    node: process.execPath, dialer: dialerPath(), now: new Date(),
+  }));
+  return 0;
+}
+
 /** Plain JSON with every field present (protobuf leaves zero values out). */
 function toJson(s: Status): unknown {
   return {
     pid: s.pid ?? 0,
     version: s.version ?? '',
     uptimeS: Math.round((s.uptimeS ?? 0) * 10) / 10,
+    nodeVersion: s.nodeVersion ?? '',
+    ssh2CryptoBinding: s.ssh2CryptoBinding ?? false,
     clients: s.clients ?? 0,
     totals: {
       connections: s.totals?.connections ?? 0, sessions: s.totals?.sessions ?? 0,
@@ -173,11 +221,13 @@ function toJson(s: Status): unknown {
           at: new Date(Number(t.atMs ?? 0)).toISOString(), from: t.from ?? '', to: t.to ?? '', reason: t.reason ?? '',
         })),
       },
+      via: h.via ?? '',
       connections: (h.connections ?? []).map((c) => ({
         id: c.id ?? '', state: c.state ?? '', sessions: c.sessions ?? 0, maxSessions: c.maxSessions ?? 0,
-        ageS: Math.round(c.ageS ?? 0),
+        ageS: Math.round(c.ageS ?? 0), rttMs: round1(c.rttMs ?? 0), heardAgoS: round1(c.heardAgoS ?? 0),
       })),
     })),
+    windows: { heldBytes: Number(s.windows?.heldBytes ?? 0), maxBytes: Number(s.windows?.maxBytes ?? 0), channelMaxBytes: Number(s.windows?.channelMaxBytes ?? 0) },
     jobs: (s.jobs ?? []).map((j) => ({ host: j.host ?? '', states: { ...j.states }, stale: j.stale ?? '' })),
     gateway: s.gateway ? { address: s.gateway.address ?? '', connections: s.gateway.connections ?? 0, sessions: s.gateway.sessions ?? 0,
       authFailures: Number(s.gateway.authFailures ?? 0) } : undefined,
@@ -228,14 +278,15 @@ function fleetTable(s: Status): string {
 function table(s: Status): string {
   const t = s.totals ?? {};
   const lines = [`sshmuxd ${s.version} pid ${s.pid}, up ${Math.round(s.uptimeS ?? 0)} s, ${s.clients ?? 0} clients; ` +
-    `${t.connections ?? 0} connections, ${t.sessions ?? 0}/${t.sessionCapacity ?? 0} sessions, ${t.queued ?? 0} queued`];
+    `${t.connections ?? 0} connections, ${t.sessions ?? 0}/${t.sessionCapacity ?? 0} sessions, ${t.queued ?? 0} queued`,
+    `Node ${s.nodeVersion}, ssh2 crypto: ${s.ssh2CryptoBinding ? 'its C++ binding' : 'JavaScript (its C++ binding is not built: more CPU per byte; npm ci builds it)'}`];
   const hosts = s.hosts ?? [];
-  if (hosts.length === 0) return `${lines[0]}\nno hosts yet\n`;
-  const rows = [['HOST', 'DESTINATION', 'STATE', 'BREAKER', 'CONNS', 'SESSIONS', 'QUEUED', 'HANDSHAKES OK/FAILED', 'LAST ERROR']];
+  if (hosts.length === 0) return `${lines.join('\n')}\nno hosts yet\n`;
+  const rows = [['HOST', 'DESTINATION', 'VIA', 'STATE', 'BREAKER', 'CONNS', 'RTT', 'SESSIONS', 'QUEUED', 'HANDSHAKES OK/FAILED', 'LAST ERROR']];
   for (const h of hosts) {
-    rows.push([h.name ?? '', h.destination ?? '', h.state || 'ok', breaker(h), `${(h.connections ?? []).length}/${h.maxConnections ?? 0}`,
-      `${h.sessions ?? 0}/${h.sessionCapacity ?? 0}`, String(h.queued ?? 0),
-      `${Number(h.handshakes?.ok ?? 0)}/${Number(h.handshakes?.failed ?? 0)}`, (h.lastError ?? '').slice(0, 60)]);
+    rows.push([h.name ?? '', h.destination ?? '', h.via || '-', h.state || 'ok', breaker(h), `${(h.connections ?? []).length}/${h.maxConnections ?? 0}`,
+      rtt(h), `${h.sessions ?? 0}/${h.sessionCapacity ?? 0}`, String(h.queued ?? 0),
+      `${Number(h.handshakes?.ok ?? 0)}/${Number(h.handshakes?.failed ?? 0)}`, lastError(h)]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) lines.push(r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
@@ -252,6 +303,25 @@ function table(s: Status): string {
     lines.push(`jobs on ${j.host}: ${counts}${j.stale ? ` (last known; ${j.stale.slice(0, 60)})` : ''}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The least round trip measured on the host's connections, "-" before any. */
+function rtt(h: NonNullable<Status['hosts']>[number]): string {
+  const measured = (h.connections ?? []).map((c) => c.rttMs ?? 0).filter((ms) => ms > 0);
+  if (!measured.length) return '-';
+  const least = Math.min(...measured);
+  return `${least < 10 ? least.toFixed(1) : Math.round(least)} ms`;
+}
+
+/**
+ * The last handshake error, cut to fit; through a jump host, from where it
+ * names the hop that failed ("jump host X is up, but ..."), which is what
+ * tells a partition behind the jump host from the jump host failing.
+ */
+function lastError(h: NonNullable<Status['hosts']>[number]): string {
+  const text = h.lastError ?? '';
+  const hop = text.indexOf('jump host ');
+  return (hop > 0 ? `${text.slice(0, text.indexOf(':') + 1)} ${text.slice(hop)}` : text).slice(0, 120);
 }
 
 /** "closed", "open, probe in 1.2 s (down 8 s)", "half-open (down 8 s)"; with the number of transitions so far. */

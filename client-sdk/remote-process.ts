@@ -4,14 +4,16 @@
 // arrives, `closed` ('close') once that has happened and stdout and stderr
 // have both been read to their end. Whoever exits or reports completion
 // waits for `closed`: at `exited`, up to a window of output may still sit
-// unread in the streams. Flow control: the daemon may send RECEIVE_WINDOW
-// bytes ahead of what we have handed to the reader; we grant more as the
-// reader consumes.
+// unread in the streams. Flow control: the daemon may send a window of
+// output ahead of what we have handed to the reader (proto/receive-window.ts:
+// 1 MiB, growing while the reader keeps up); we grant more as the reader
+// consumes.
 import { EventEmitter, once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import { DATA_CHUNK, Fd, type v1 } from '../proto';
 import { SshMuxError } from './errors';
-import { RECEIVE_WINDOW, type StreamHandler, type Transport } from './transport';
+import { ReceiveWindow } from '../proto/receive-window';
+import { type StreamHandler, type Transport } from './transport';
 
 export interface ExitResult {
   /** Exit status, or null when the process was killed by a signal. */
@@ -30,13 +32,6 @@ export interface StartedInfo {
   warnings: string[];
 }
 
-/**
- * Grant in batches of this much consumed output: each grant is a frame, a
- * write and a wake-up of the daemon, so half the window (the other half
- * stays in flight) rather than a quarter, which cost the daemon 10-15 % more
- * CPU per GiB streamed.
- */
-const GRANT_THRESHOLD = RECEIVE_WINDOW / 2;
 
 export class RemoteProcess extends EventEmitter implements StreamHandler {
   readonly stdout: Readable;
@@ -56,7 +51,8 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
   private stream = 0;
   private transport: Transport | undefined;
   private received = 0;
-  private granted = 0;
+  /** Grants in batches of half the window: each is a frame, a write and a wake-up of the daemon (a quarter cost it 10-15 % more CPU per GiB). */
+  private readonly window = new ReceiveWindow();
   private stdinCredit = 0;
   private waitingForCredit: (() => void) | undefined;
   /** Control frames asked for before the stream existed (cancel, kill...). */
@@ -148,11 +144,17 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
         const bytes = frame.data!.data as Uint8Array;
         const chunk = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
         this.received += chunk.length;
+        this.window.arrive(chunk.length);
         (frame.data!.fd === Fd.STDERR ? this.stderr : this.stdout).push(chunk);
         this.grant();
         return;
       }
       case 'window':
+        if (frame.window!.outputWaits) {
+          this.window.daemonWaits();
+          this.grant();
+          return;
+        }
         this.stdinCredit += frame.window!.bytes ?? 0;
         // The daemon has passed these stdin bytes on (for an upload: written to the file).
         this.emit('stdinAck', frame.window!.bytes ?? 0);
@@ -190,17 +192,13 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
 
   /**
    * Grants back what the reader consumed, in batches. Never deadlocks: the
-   * daemon stalls only with RECEIVE_WINDOW bytes unacknowledged, and then
-   * all but what sits in the two small stream buffers is owed to it.
+   * daemon stalls only with the whole window unacknowledged, and then all
+   * but what sits in the two small stream buffers is owed to it.
    */
   private grant(): void {
     if (this.done) return;
-    const consumed = this.received - this.stdout.readableLength - this.stderr.readableLength;
-    const owed = consumed - this.granted;
-    if (owed >= GRANT_THRESHOLD) {
-      this.granted += owed;
-      this.send({ window: { bytes: owed } });
-    }
+    const owed = this.window.take(this.received - this.stdout.readableLength - this.stderr.readableLength);
+    if (owed > 0) this.send({ window: { bytes: owed } });
   }
 
   private writeStdin(chunk: Buffer, offset: number, cb: (err?: Error | null) => void): void {

@@ -3,10 +3,8 @@
 import * as net from 'node:net';
 import { encodeFrame, FrameDecoder, FrameError, PROTOCOL_VERSION, type IFrame, type v1 } from '../proto';
 import { closedDuringHelloMessage, noAnswerMessage, unavailableMessage } from '../proto/socket-path';
+import { RECEIVE_WINDOW } from '../proto/receive-window';
 import { SshMuxError } from './errors';
-
-/** stdout+stderr bytes the daemon may send per call before we grant more. */
-export const RECEIVE_WINDOW = 1024 * 1024;
 const HELLO_TIMEOUT_MS = 10_000;
 const BACKLOG_RETRY_MS = 20;
 

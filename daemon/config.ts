@@ -2,9 +2,10 @@
 // per-host overrides. JSON, because it needs no parser and every tool can
 // write it; unknown keys are an error so a typo never silently does nothing.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { globRegExp } from './glob';
-import { validOwner } from './jobs/job-id';
-import { parseRedisUrl, type RedisTarget } from './fleet/redis-url';
+import { parseRedisUrl, type RedisAddress } from './redis-url';
+import { DEFAULT_WINDOW_LIMITS, type WindowLimits } from './ssh/link-window';
 
 export interface Limits {
   /** Session channels per connection; sshd's MaxSessions (default 10). */
@@ -42,11 +43,11 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   breakerCooldownMs: 30_000,
 });
 
-/** A fleet's limits per target host:port, shared by every daemon through Redis (daemon/fleet/). */
+/** A fleet's limits per endpoint (host:port), shared by every daemon through Redis (daemon/fleet/). */
 export interface FleetLimits {
-  /** Handshakes in flight to one target from the whole fleet; under sshd's MaxStartups (10). */
+  /** Handshakes in flight to one endpoint from the whole fleet; under sshd's MaxStartups (10). */
   maxConcurrentHandshakes: number;
-  /** Connections open to one target from the whole fleet. */
+  /** Connections open to one endpoint from the whole fleet. */
   maxConnections: number;
 }
 
@@ -54,7 +55,7 @@ export const DEFAULT_FLEET_LIMITS: Readonly<FleetLimits> = Object.freeze({ maxCo
 const FLEET_LIMIT_KEYS = Object.keys(DEFAULT_FLEET_LIMITS) as Array<keyof FleetLimits>;
 
 export interface FleetConfig {
-  redis: RedisTarget;
+  redis: RedisAddress;
   limits: FleetLimits;
 }
 
@@ -62,7 +63,7 @@ export interface DaemonConfig {
   limits: Limits;
   /** Per-host overrides, first matching pattern wins (ssh_config-style * and ? against the alias). */
   hosts: Array<{ pattern: string; match: RegExp; limits: Partial<Limits>; fleet?: Partial<FleetLimits> }>;
-  /** Many daemons sharing one budget per target through Redis; none: this daemon's limits only. */
+  /** Many daemons sharing one budget per endpoint through Redis; none: this daemon's limits only. */
   fleet?: FleetConfig;
   /** Group allowed to use the socket (mode 0660); none: owner only (0600). */
   socketGroup?: string;
@@ -82,6 +83,8 @@ export interface DaemonConfig {
   gatewayAuthorizedKeys?: string;
   /** Let the front door listen on a non-loopback address. */
   gatewayAllowRemote: boolean;
+  /** How far channel windows may grow to fill a long link: per channel, and in all (daemon/ssh/link-window.ts). */
+  windows: WindowLimits;
 }
 
 export class DaemonConfigError extends Error {
@@ -89,6 +92,8 @@ export class DaemonConfigError extends Error {
 }
 
 const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as Array<keyof Limits>;
+/** ssh2's own channel window, which every channel has. */
+const MIN_CHANNEL_WINDOW = 2 * 1024 * 1024;
 const MIN: Record<keyof Limits, number> = {
   maxSessions: 1, maxConnections: 1, maxConcurrentHandshakes: 1, queueLimit: 0,
   idleTimeoutMs: 0, queueTimeoutMs: 1, requestTimeoutMs: 0, connectionAttempts: 1,
@@ -96,7 +101,8 @@ const MIN: Record<keyof Limits, number> = {
 };
 
 export function defaultDaemonConfig(): DaemonConfig {
-  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, maxClients: 1000, httpAllowRemote: false, jobRetentionMs: 3 * 86_400_000, gatewayAllowRemote: false };
+  return { limits: { ...DEFAULT_LIMITS }, hosts: [], maxCallsPerClient: 4096, maxClients: 1000, httpAllowRemote: false, jobRetentionMs: 3 * 86_400_000, gatewayAllowRemote: false,
+    windows: { ...DEFAULT_WINDOW_LIMITS } };
 }
 
 export function loadDaemonConfig(file: string | undefined): DaemonConfig {
@@ -133,8 +139,13 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
       config[key] = intValue(key, value, 1, fail);
     } else if (key === 'jobRetentionMs') {
       config.jobRetentionMs = intValue(key, value, 0, fail);
+    } else if (key === 'channelWindowMax') {
+      // Below ssh2's own 2 MiB a window would only shrink what every channel already has.
+      config.windows.channelWindowMax = intValue(key, value, MIN_CHANNEL_WINDOW, fail);
+    } else if (key === 'windowMemoryMax') {
+      config.windows.windowMemoryMax = intValue(key, value, 0, fail);
     } else if (key === 'jobOwner') {
-      if (typeof value !== 'string' || !validOwner(value)) fail('jobOwner must be 1-64 characters A-Z a-z 0-9 . _ @ - (not starting with .)');
+      if (typeof value !== 'string' || !JOB_OWNER.test(value)) fail('jobOwner must be 1-64 characters A-Z a-z 0-9 . _ @ - (not starting with .)');
       config.jobOwner = value as string;
     } else if (key === 'fleet') {
       config.fleet = fleetValue(value, fail);
@@ -158,10 +169,21 @@ export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig
       }
     } else {
       fail(`unknown key "${key}" (known: ${[...LIMIT_KEYS, 'maxCallsPerClient', 'maxClients', 'socketGroup', 'httpAllowRemote', 'jobRetentionMs', 'jobOwner',
-        'gateway', 'gatewayAuthorizedKeys', 'gatewayAllowRemote', 'hosts', 'fleet'].join(', ')})`);
+        'gateway', 'gatewayAuthorizedKeys', 'gatewayAllowRemote', 'channelWindowMax', 'windowMemoryMax', 'hosts', 'fleet'].join(', ')})`);
     }
   }
   return config;
+}
+
+/** The name of this daemon's jobs root on hosts (jobOwner): safe as a path component, quoted anyway. */
+const JOB_OWNER = /^[A-Za-z0-9_@-][A-Za-z0-9._@-]{0,63}$/;
+
+/** This daemon user's name for its jobs root: the configured one, else user@hostname made path-safe. */
+export function jobOwner(configured: string | undefined): string {
+  if (configured !== undefined) return configured;
+  const raw = `${os.userInfo().username}@${os.hostname()}`;
+  const owner = raw.replace(/[^A-Za-z0-9._@-]/g, '_').replace(/^\./, '_').slice(0, 64);
+  return JOB_OWNER.test(owner) ? owner : 'sshmux';
 }
 
 /** The limits in force for a host alias. */
@@ -181,14 +203,14 @@ function fleetValue(value: unknown, fail: (m: string) => never): FleetConfig {
   if (!isObject(value)) fail('fleet must be an object: { "redis": "redis://HOST:PORT", "maxConcurrentHandshakes": 8, "maxConnections": 40 }');
   const { redis, ...rest } = value as Record<string, unknown>;
   if (redis === undefined) fail('fleet.redis is missing: the URL of the Redis server the fleet shares (redis://HOST:PORT[/DB])');
-  let target: RedisTarget;
+  let address: RedisAddress;
   try {
-    target = parseRedisUrl(redis);
+    address = parseRedisUrl(redis);
   } catch (err) {
     // The message never repeats the URL: it may carry a password.
     fail(`fleet.redis: ${(err as Error).message}`);
   }
-  return { redis: target!, limits: { ...DEFAULT_FLEET_LIMITS, ...fleetLimitsValue(rest, 'fleet', fail) } };
+  return { redis: address!, limits: { ...DEFAULT_FLEET_LIMITS, ...fleetLimitsValue(rest, 'fleet', fail) } };
 }
 
 function fleetLimitsValue(value: unknown, where: string, fail: (m: string) => never): Partial<FleetLimits> {

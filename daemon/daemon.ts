@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Code, v1 } from '../proto';
-import { loadDaemonConfig, type DaemonConfig } from './config';
+import { jobOwner, loadDaemonConfig, type DaemonConfig } from './config';
 import { MuxError } from './errors';
 import { startGateway, type Gateway } from './gateway/server';
 import { defaultStateDir } from './gateway/keys';
@@ -13,13 +13,13 @@ import { Fleet } from './fleet/fleet';
 import { registerFleetMetrics } from './fleet/metrics';
 import { startHttp, type HttpServer } from './http/server';
 import { LogTally, type Logger } from './log';
-import { Metrics, setMetrics } from './metrics';
+import { Metrics } from './metrics';
 import { Agent } from './pool/agent';
 import { TERMINATE_MS } from './ssh/channel';
-import { dial } from './ssh/dial';
+import { ssh2NativeCrypto } from './ssh/ssh2';
 import { verifySsh2Capabilities } from './ssh/ssh2/capabilities';
-import { jobOwner } from './jobs/job-id';
 import { Jobs } from './jobs/jobs';
+import { configureWindows, windowBudget } from './ssh/link-window';
 import { ClientConn, MAX_LINGERING, sayAndClose } from './rpc/client-conn';
 import { listenUnix } from './rpc/server';
 import { SshConfigResolver, type ResolvedHost } from './ssh/ssh-config';
@@ -60,7 +60,6 @@ export class Daemon {
   private server: net.Server | undefined;
   private http: HttpServer | undefined;
   private gateway: Gateway | undefined;
-  readonly metrics: Metrics;
   readonly jobs: Jobs;
   /** The socket is open to a group: clients may not set owner-only options or stop the daemon. */
   private shared = false;
@@ -72,26 +71,30 @@ export class Daemon {
     private readonly opts: DaemonOptions,
     private config: DaemonConfig,
     readonly agent: Agent,
-    /** Sharing each target's budget with other daemons through Redis; none without a "fleet" config. */
+    /** Sharing each endpoint's budget with other daemons through Redis; none without a "fleet" config. */
     private readonly fleet: Fleet | undefined,
+    /** Counted into by the pools (given to the agent), the calls and the front door. */
+    readonly metrics: Metrics,
   ) {
     this.maxClients = clientLimit(config.maxClients, opts.log);
-    this.metrics = new Metrics(() => this.agent.load().pools.map(({ name, load }) => ({
-      host: this.metrics.host(name), sessions: load.sessions, queued: load.queued, connections: load.connectionsByState,
+    metrics.watchPools(() => this.agent.load().pools.map(({ name, load }) => ({
+      host: metrics.host(name), sessions: load.sessions, queued: load.queued, connections: load.connectionsByState,
     })), () => this.agent.breakers(),
-    () => this.jobs.status().map((j) => ({ host: this.metrics.host(j.host!), states: j.states ?? {} })));
-    setMetrics(this.metrics);
-    this.jobs = new Jobs({ agent, log: opts.log, ...jobSettings(config) });
-    if (fleet) registerFleetMetrics(this.metrics.registry, () => fleet.status());
+    () => this.jobs.status().map((j) => ({ host: metrics.host(j.host!), states: j.states ?? {} })));
+    this.jobs = new Jobs({ agent, log: opts.log, metrics, ...jobSettings(config) });
+    if (fleet) registerFleetMetrics(metrics.registry, () => fleet.status());
   }
 
   /** Loads the configs (throwing on errors) and listens. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
-    await verifySsh2Capabilities();
+    // A generous deadline: daemons started together on a busy machine must not fail their checks for want of CPU.
+    await verifySsh2Capabilities({ timeoutMs: 30_000 });
     const { resolver, config } = loadConfigs(opts);
+    configureWindows(config.windows);
     // Redis is waited for 2 s at most: without it the fleet runs on local limits.
     const fleet = config.fleet ? await Fleet.start(config.fleet, opts.log) : undefined;
-    const daemon = new Daemon(opts, config, new Agent(resolver, config, opts.log, fleet), fleet);
+    const metrics = new Metrics();
+    const daemon = new Daemon(opts, config, new Agent(resolver, config, opts.log, { fleet, metrics }), fleet, metrics);
     const accept = (socket: net.Socket): void => daemon.accept(socket);
     if (opts.activatedFd !== undefined) {
       daemon.server = net.createServer(accept);
@@ -127,7 +130,7 @@ export class Daemon {
         daemon.gateway = await startGateway({
           address: gatewayAddress, allowRemote: config.gatewayAllowRemote, stateDir: opts.stateDir ?? defaultStateDir(),
           authorizedKeysFile: config.gatewayAuthorizedKeys, socketGroup: config.socketGroup,
-          maxChannelsPerConnection: config.maxCallsPerClient, maxConnections: daemon.maxClients, bridge: { agent: daemon.agent, log: opts.log },
+          maxChannelsPerConnection: config.maxCallsPerClient, maxConnections: daemon.maxClients, bridge: { agent: daemon.agent, log: opts.log, metrics: daemon.metrics },
           metrics: daemon.metrics, accepting: () => daemon.accepting, log: opts.log, version: VERSION,
         });
       } catch (err) {
@@ -168,18 +171,24 @@ export class Daemon {
     }
     switch (action) {
       case Action.CHECK: {
+        // Through the pool, as a request goes: a ready connection answers at
+        // once; else one is opened within the host's handshake budget, its
+        // circuit breaker and the fleet's gate, and stays pooled.
         const pool = this.agent.pool(req.host ?? '', req.options ?? {});
+        const ready = pool.readyConnections;
         const started = Date.now();
-        const { client, socket, hostKeyWarning } = await dial(pool.host, pool.via);
+        const conn = await pool.connected(pool.limits.queueTimeoutMs).ready;
+        // Drained meanwhile (sshmuxctl drain, a reload): ask the pool that replaced it.
+        if (!conn) return this.control(req, owner);
         const ms = Date.now() - started;
-        client.end();
-        setTimeout(() => socket.destroy(), 2000).unref();
-        const warning = hostKeyWarning ? `; warning: ${hostKeyWarning.message}` : '';
-        return { message: `${pool.name} (${pool.destination}): handshake ok in ${ms} ms${warning}`, ms };
+        const warning = conn.hostKeyWarning ? `; warning: ${conn.hostKeyWarning.message}` : '';
+        const what = ready > 0 ? `connected: ${ready} pooled connection${ready > 1 ? 's' : ''} ready, no new handshake`
+          : `handshake ok in ${ms} ms (a new pooled connection, opened within the host's handshake budget and circuit breaker)`;
+        return { message: `${pool.name} (${pool.destination}): ${what}${warning}`, ms };
       }
       case Action.DRAIN: {
-        const n = this.agent.retireHost(req.host ?? '', req.options ?? {});
-        return { message: `${req.host}: ${n} connections draining; new requests open fresh ones`, count: n };
+        const n = this.agent.drainHost(req.host ?? '', req.options ?? {});
+        return { message: `${req.host}: drained; its ${n} connections close once their sessions end, new requests open fresh ones`, count: n };
       }
       case Action.RELOAD: {
         const r = this.reload();
@@ -210,6 +219,9 @@ export class Daemon {
       jobs: this.jobs.status(),
       gateway: this.gateway?.status(),
       ...(this.fleet ? { fleet: this.fleet.status() } : {}),
+      windows: { heldBytes: windowBudget().used, maxBytes: windowBudget().max, channelMaxBytes: this.config.windows.channelWindowMax },
+      nodeVersion: process.version,
+      ssh2CryptoBinding: ssh2NativeCrypto(),
     };
   }
 
@@ -234,6 +246,7 @@ export class Daemon {
         config.fleet = this.config.fleet && config.fleet ? { ...config.fleet, redis: this.config.fleet.redis } : this.config.fleet;
       }
       const { kept, replaced } = this.agent.reconfigure(resolver, config);
+      configureWindows(config.windows);
       this.jobs.reconfigure(jobSettings(config));
       this.config = config;
       this.maxClients = clientLimit(config.maxClients, this.opts.log);
@@ -293,6 +306,7 @@ export class Daemon {
     const client = new ClientConn(socket, {
       agent: this.agent,
       log: this.opts.log,
+      metrics: this.metrics,
       version: VERSION,
       maxCallsPerClient: this.config.maxCallsPerClient,
       status: () => this.status(),

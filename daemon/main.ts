@@ -32,7 +32,7 @@ const USAGE = `usage: sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [-
 
 Under systemd: READY/STATUS/WATCHDOG/RELOADING/STOPPING go to $NOTIFY_SOCKET
 (through systemd-notify), and a socket passed with LISTEN_FDS is used as is.
-SIGHUP reloads the configs; SIGTERM drains and exits 0.`;
+SIGHUP reloads the configs; SIGTERM stops: running sessions get --grace, then exit 0.`;
 /** How often STATUS= is refreshed (sent only when it changed). */
 const STATUS_EVERY_MS = 5000;
 

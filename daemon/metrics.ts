@@ -1,7 +1,10 @@
 // Prometheus metrics (prom-client): counters bumped where things happen,
 // gauges read from the pools at scrape time. Host labels are the names
 // clients asked for, and endpoint labels host:port; both are capped so a
-// client cannot grow the label set without bound.
+// client cannot grow the label set without bound. One Metrics per daemon,
+// passed to what counts (the pools, the calls, the front door) as the narrow
+// interface each needs (pool/pool-metrics.ts, call/call.ts's CallMetrics),
+// never reached as a global.
 import client from 'prom-client';
 
 const MAX_HOST_LABELS = 500;
@@ -53,11 +56,15 @@ export class Metrics {
     labelNames: ['reason'] as const, registers: [this.registry],
   });
 
-  constructor(sample: () => PoolSample[], breakers: () => BreakerSample[] = () => [], sampleJobs: () => JobSample[] = () => []) {
+  constructor() {
     // The event-loop lag histogram samples on a timer: prom-client's 10 ms woke
     // an idle daemon 100 times a second (0.4 % CPU) and a busy one between
     // every few execs; 100 ms still shows lag that matters.
     client.collectDefaultMetrics({ register: this.registry, prefix: 'sshmux_', eventLoopMonitoringPrecision: 100 });
+  }
+
+  /** Gauges of the pools, their endpoints' breakers and the jobs, read at scrape time. */
+  watchPools(sample: () => PoolSample[], breakers: () => BreakerSample[], sampleJobs: () => JobSample[]): void {
     const registry = this.registry;
     new client.Gauge({
       name: 'sshmux_sessions_open', help: 'Sessions per host, opening or open', labelNames: ['host'] as const, registers: [registry],
@@ -113,6 +120,22 @@ export class Metrics {
     });
   }
 
+  countHandshake(host: string, result: string): void {
+    this.handshakes.inc({ host: this.host(host), result });
+  }
+
+  countBreakerTransition(endpoint: string, to: string): void {
+    this.breakerTransitions.inc({ endpoint: this.host(endpoint), to });
+  }
+
+  countReachabilityCheck(endpoint: string, result: string): void {
+    this.reachabilityChecks.inc({ endpoint: this.host(endpoint), result });
+  }
+
+  countGatewayAuthFailure(reason: string): void {
+    this.gatewayAuthFailures.inc({ reason });
+  }
+
   countRequest(host: string, code: string): void {
     const label = this.host(host);
     const key = `${label}\0${code}`;
@@ -149,34 +172,3 @@ export class Metrics {
 export interface PoolSample { host: string; sessions: number; queued: number; connections: Record<string, number> }
 export interface BreakerSample { endpoint: string; state: string }
 export interface JobSample { host: string; states: Record<string, number> }
-
-/** Until the daemon sets one up (and in unit tests), counting goes nowhere. */
-let current: Metrics | undefined;
-
-export function setMetrics(m: Metrics): void {
-  current = m;
-}
-
-export function countHandshake(host: string, result: string): void {
-  current?.handshakes.inc({ host: current.host(host), result });
-}
-
-export function countRequest(host: string, code: string): void {
-  current?.countRequest(host, code);
-}
-
-export function countBreakerTransition(endpoint: string, to: string): void {
-  current?.breakerTransitions.inc({ endpoint: current.host(endpoint), to });
-}
-
-export function countReachabilityCheck(endpoint: string, result: string): void {
-  current?.reachabilityChecks.inc({ endpoint: current.host(endpoint), result });
-}
-
-export function countGatewayAuthFailure(reason: string): void {
-  current?.gatewayAuthFailures.inc({ reason });
-}
-
-export function observeExec(seconds: number): void {
-  current?.observeExec(seconds);
-}

@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
-# The system packages that `npm run demo` and `npm test` need, in the one
-# list that they and .ci/run share, so that the README's two commands work on
-# a fresh Debian or Ubuntu machine. As root it installs what is missing with
+# The system packages that `npm run demo`, `npm test` and `npm run package:deb`
+# need, in the one list that they and .ci/run share, so that the README's
+# commands work on a fresh Debian or Ubuntu machine. As root it installs what is missing with
 # apt-get (as CI does); otherwise it prints the apt-get line to run and exits
 # 1, without a stack trace. Silent when nothing is missing: it costs
 # `npm test` a few milliseconds of `command -v`.
 #
-# Usage: scripts/system-deps.sh [--check] demo|test
+# Usage: scripts/system-deps.sh [--check] demo|package|test
 #   demo     what the demo needs (sshd and ssh)
-#   test     what the tests and benchmarks need (a superset)
+#   package  what building the Debian package needs (and ssh2's binding, for npm ci)
+#   test     what the tests and benchmarks need (all of the above)
 #   --check  only report: never install, even as root
 set -euo pipefail
 
-usage="usage: scripts/system-deps.sh [--check] demo|test"
+usage="usage: scripts/system-deps.sh [--check] demo|package|test"
 check_only=0
 scope=
 for arg in "$@"; do
   case "$arg" in
     --check) check_only=1 ;;
-    demo|test) scope=$arg ;;
+    demo|package|test) scope=$arg ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
 done
@@ -59,6 +60,8 @@ DEPS=(
   # Python SSH libraries against the daemon, with Debian's /usr/bin/python3.
   "test python3-paramiko /usr/lib/python3/dist-packages/paramiko"
   "test python3-asyncssh /usr/lib/python3/dist-packages/asyncssh"
+  # Ansible's ssh connection plugin through the ssh_config block (sshmuxctl ssh-config), and its bench.
+  "test ansible-core ansible-playbook"
   # sd_notify goes through systemd-notify; the unit tests run systemd-analyze.
   "test systemd systemd-notify"
   "test systemd systemd-analyze"
@@ -66,6 +69,16 @@ DEPS=(
   "test chromium chromium"
   # The network-loss test's namespaces and veth link.
   "test iproute2 ip"
+  # ssh2's C++ crypto binding, which npm ci builds (node-gyp); the Debian package: its
+  # Depends (dpkg-shlibdeps), its binaries stripped, and (the package test) lintian.
+  "package g++ g++"
+  "package make make"
+  "package python3 python3"
+  "package dpkg-dev dpkg-shlibdeps"
+  "package binutils strip"
+  "test lintian lintian"
+  # The package test reads the installed man pages (and systemd-analyze verify --man=yes).
+  "test man-db man"
   # The daemon fleet's shared state; redis-cli to look into it; openssl for its TLS test's certificates.
   "test redis-server redis-server"
   "test redis-tools redis-cli"
@@ -79,7 +92,7 @@ scan() {
   local entry want package what
   for entry in "${DEPS[@]}"; do
     read -r want package what <<<"$entry"
-    [ "$scope" = test ] || [ "$want" = demo ] || continue
+    [ "$scope" = test ] || [ "$want" = "$scope" ] || continue
     if [[ "$what" == /* ]]; then
       [ -e "$what" ] && continue
     else
@@ -93,6 +106,7 @@ scan() {
 report() {
   local who="the tests need" package
   [ "$scope" = demo ] && who="the demo needs"
+  [ "$scope" = package ] && who="building the Debian package needs"
   echo "sshmux: $who system packages that are not installed:" >&2
   for package in "${missing[@]}"; do echo "  $package (no ${lacks[$package]})" >&2; done
   if command -v apt-get >/dev/null; then

@@ -10,10 +10,10 @@
 // reach the remote side). So memory stays bounded whatever a door's peer does.
 import type { PseudoTtyOptions } from '../ssh/ssh2';
 import { Code } from '../../proto';
+import { MAX_RECEIVE_WINDOW } from '../../proto/receive-window';
 import type { Limits } from '../config';
 import { MuxError, toMuxError, type Phase } from '../errors';
 import type { Logger } from '../log';
-import { countRequest, observeExec } from '../metrics';
 import type { Agent } from '../pool/agent';
 import type { HostPool } from '../pool/host-pool';
 
@@ -67,12 +67,19 @@ export interface StartedInfo {
   hostname?: string;
 }
 
+/**
+ * The stdin credit a door grants a call at its start (the RPC announces it
+ * in Welcome): what the door's peer may send before the call says more
+ * reached the remote side. The one definition for every door.
+ */
+export const STDIN_WINDOW = 256 * 1024;
+
 export const STDOUT = 1;
 export const STDERR = 2;
 export type OutputFd = typeof STDOUT | typeof STDERR;
 
-/** Where a call's results go: the door's side of the call. */
-export interface CallSink {
+/** Where a call's results go: the door's side of the call. `Outcome`: how it can end (a job call's answer is one more). */
+export interface CallSink<Outcome = CallOutcome> {
   /** Whether anyone still listens; output for a door that has gone is dropped. */
   readonly alive: boolean;
   started(info: StartedInfo): void;
@@ -86,24 +93,68 @@ export interface CallSink {
   readonly copiesData?: boolean;
   /** `bytes` of stdin reached the remote side: the door may send as much again. */
   stdinWritten(bytes: number): void;
+  /** Output has used the whole window the door granted and waits for more (a door whose reader keeps up may grant a larger one). */
+  outputWaits?(): void;
   /** The remote sent EOF: no more output. end() follows once the channel has closed. */
   eof(): void;
   /** Exactly once, last. */
-  end(outcome: CallOutcome): void;
+  end(outcome: Outcome): void;
   /** The door's peer broke the call's rules (stdin beyond its credit, after EOF). */
   protocolError(message: string): void;
 }
 
-export interface CallContext {
+/** What the calls count for /metrics (daemon/metrics.ts). */
+export interface CallMetrics {
+  /** A call ended: OK, or its error's code. */
+  countRequest(host: string, code: string): void;
+  /** An exec's whole time, from request to exit. */
+  observeExec(seconds: number): void;
+}
+
+/** What every call shares, whichever door it came through: the pools, the log, the metrics. */
+export interface CallEnv {
   agent: Agent;
   log: Logger;
+  metrics: CallMetrics;
+}
+
+export interface CallContext extends CallEnv {
   /** Initial output window the door grants. */
   outputWindow: number;
   /** Initial stdin credit the door's peer was given. */
   stdinCredit: number;
 }
 
-export abstract class Call {
+/** A terminal's size, as a door reports it. */
+export interface TerminalSize {
+  cols: number;
+  rows: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * A call as its door drives it: what the door's peer sends, and the door's
+ * own ends. Every call implements it (Call's kinds, and the RPC's JobCall),
+ * so a door holds one kind of call and builds one kind of sink.
+ */
+export interface DoorCall {
+  start(): void;
+  /** Stdin (fd 0), within the credit the call gave. */
+  onData(fd: number, data: Uint8Array): void;
+  onEof(): void;
+  /** The door's peer takes `bytes` more output. */
+  onWindow(bytes: number): void;
+  onResize(size: TerminalSize): void;
+  onSignal(name: string): void;
+  onCancel(reason: string): void;
+  /** The daemon is stopping and the grace period is over. */
+  shutdown(): void;
+  /** Nobody listens any more (the door's peer disconnected or died). */
+  clientGone(): void;
+}
+
+export abstract class Call implements DoorCall {
   protected ended = false;
   /** Set when the call is ending early (cancel, deadline, shutdown, a failure): the reason it reports. */
   protected stopping: MuxError | undefined;
@@ -177,12 +228,16 @@ export abstract class Call {
   }
 
   onWindow(bytes: number): void {
+    // What a client lets us send ahead is what we may hold for it if it stops reading.
+    if (this.outputWindow + bytes > MAX_RECEIVE_WINDOW) {
+      return this.sink.protocolError(`output window granted beyond ${MAX_RECEIVE_WINDOW / (1 << 20)} MiB ahead of what was sent`);
+    }
     this.outputWindow += bytes;
     this.outputRoom();
   }
 
   /** A terminal's new size; only a session with a pty has one. */
-  onResize(_size: { cols: number; rows: number; width: number; height: number }): void {}
+  onResize(_size: TerminalSize): void {}
 
   /** A signal for the remote process; only a session has one. */
   onSignal(_name: string): void {}
@@ -229,8 +284,8 @@ export abstract class Call {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.deadlineTimer);
-    countRequest(this.request.host, outcome.error ? outcome.error.codeName : 'OK');
-    if (this.request.kind === 'exec') observeExec((Date.now() - this.createdAt) / 1000);
+    this.ctx.metrics.countRequest(this.request.host, outcome.error ? outcome.error.codeName : 'OK');
+    if (this.request.kind === 'exec') this.ctx.metrics.observeExec((Date.now() - this.createdAt) / 1000);
     this.sink.end(outcome);
   }
 }

@@ -4,10 +4,8 @@
 // cleans up like any other.
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { Logger } from '../log';
-import type { Agent } from '../pool/agent';
-import { SessionCall } from './session';
-import type { CallOutcome, CallRequest, CallSink, ExitStatus } from './call';
+import { ChannelCall } from './channel-call';
+import { STDIN_WINDOW, type CallEnv, type CallOutcome, type CallRequest, type CallSink, type ExitStatus } from './call';
 
 export interface RunOptions {
   /** Bytes for the command's stdin; absent: EOF at once. */
@@ -25,10 +23,8 @@ export interface RunResult extends ExitStatus {
   stderr: Buffer;
 }
 
-const STDIN_CREDIT = 256 * 1024;
-
 /** Runs `command` on `host`; resolves with its exit and output, rejects with a MuxError. */
-export function runCommand(agent: Agent, log: Logger, host: string, command: string, opts: RunOptions): Promise<RunResult> {
+export function runCommand(env: CallEnv, host: string, command: string, opts: RunOptions): Promise<RunResult> {
   const maxOutput = opts.maxOutput ?? 16 * 1024 * 1024;
   const stdin = opts.stdin === undefined ? undefined : Buffer.from(opts.stdin);
   return new Promise((resolve, reject) => {
@@ -60,8 +56,8 @@ export function runCommand(agent: Agent, log: Logger, host: string, command: str
       },
       protocolError: (message) => reject(new MuxError(Code.INTERNAL, `internal error: ${message}`)),
     };
-    const call = new SessionCall(sink, request, { agent, log, outputWindow: maxOutput + 1, // all of it fits in memory by the bound above
-      stdinCredit: Math.max(STDIN_CREDIT, stdin?.length ?? 0) });
+    const call = new ChannelCall(sink, request, { ...env, outputWindow: maxOutput + 1, // all of it fits in memory by the bound above
+      stdinCredit: Math.max(STDIN_WINDOW, stdin?.length ?? 0) });
     call.start();
     if (stdin) {
       if (stdin.length) call.onData(0, stdin);

@@ -8,13 +8,22 @@
 import type { SFTPWrapper } from '../ssh/ssh2';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { Connection } from '../pool/connection';
+import type { PooledConnection } from '../ssh/pooled-connection';
 import type { HostPool, OpenedSession, PendingSession } from '../pool/host-pool';
+import { requestSizer, setWindowFor, type InFlightSizer } from '../ssh/link-window';
 import { Call, STDOUT } from './call';
 
-/** An upload's stdin window once the file is open: writes in flight, enough to hide the SFTP round trip. */
-const UPLOAD_WINDOW = 1024 * 1024;
-/** Reads in flight per download: 16 x 64 KiB hides the round trip on a LAN and costs 1 MiB at most. */
+/**
+ * An upload's stdin window once the file is open: the writes in flight. The
+ * server's window bounds what crosses the link (sshd grants 2 MiB), so twice
+ * that keeps the server's window, not ours, the limit, as it is for sftp.
+ */
+const UPLOAD_WINDOW = 4 << 20;
+/**
+ * Reads in flight per download: 16 x 64 KiB to start with, which hides the
+ * round trip on a LAN and costs 1 MiB; more over a long link (its sizer),
+ * up to the channel window ceiling.
+ */
 const READ_DEPTH = 16;
 const READ_CHUNK = 64 * 1024;
 /** ssh2's SFTP status codes, named as in draft-ietf-secsh-filexfer-02. */
@@ -29,7 +38,7 @@ type SftpError = Error & { code?: number | string };
 export class FileTransfer extends Call {
   private pending: PendingSession | undefined;
   private sftp: SFTPWrapper | undefined;
-  private connection: Connection | undefined;
+  private connection: PooledConnection | undefined;
   private handle: Buffer | undefined;
   private readonly upload = this.request.kind === 'upload';
   protected readonly what = 'the transfer';
@@ -45,6 +54,8 @@ export class FileTransfer extends Call {
   private sentOffset = 0;
   private eofAt = Infinity;
   private readonly ready = new Map<number, Buffer>();
+  /** Download: how many bytes of reads to keep in flight, sized to the link. */
+  private reads: InFlightSizer | undefined;
 
   protected validate(): string | undefined {
     const { path, mode = 0, stdin } = this.request;
@@ -139,6 +150,7 @@ export class FileTransfer extends Call {
           if (e) return this.failRemote(e, `cannot stat ${path}`);
           if (this.stopping || this.ended) return this.maybeRelease();
           this.size = attrs.size;
+          this.reads = requestSizer(READ_DEPTH * READ_CHUNK);
           started(this.size);
           this.readAhead();
           this.maybeFinish();
@@ -174,8 +186,9 @@ export class FileTransfer extends Call {
 
   /** Download: requests the next chunks while the depth and the client's window allow. */
   private readAhead(): void {
-    while (!this.stopping && !this.ended && this.inflight < READ_DEPTH && this.readOffset < Math.min(this.size, this.eofAt) &&
-           this.readOffset - this.sentOffset < this.outputWindow + READ_DEPTH * READ_CHUNK) {
+    const depth = this.reads?.size ?? READ_DEPTH * READ_CHUNK;
+    while (!this.stopping && !this.ended && this.inflight * READ_CHUNK < depth && this.readOffset < Math.min(this.size, this.eofAt) &&
+           this.readOffset - this.sentOffset < this.outputWindow + depth) {
       const offset = this.readOffset;
       const length = Math.min(READ_CHUNK, this.size - offset);
       this.readOffset += length;
@@ -194,6 +207,7 @@ export class FileTransfer extends Call {
         // The file shrank since fstat: it ends here.
         this.eofAt = Math.min(this.eofAt, offset);
       } else {
+        this.sizeReads(bytes);
         this.ready.set(offset, bytes === length ? buf : buf.subarray(0, bytes));
         // A short read: ask for the rest of this chunk.
         if (bytes < length) this.read(offset + bytes, length - bytes);
@@ -202,6 +216,16 @@ export class FileTransfer extends Call {
       this.readAhead();
       this.maybeFinish();
     });
+  }
+
+  /**
+   * Grows or shrinks the reads in flight with the link; they grow only while
+   * the client takes what arrives (its window open), and the SFTP channel's
+   * window follows them.
+   */
+  private sizeReads(bytes: number): void {
+    const reads = this.reads!;
+    if (reads.delivered(bytes, this.connection?.link.ms, this.outputWindow > 0)) setWindowFor(this.sftp!, reads.size);
   }
 
   /** Sends the chunks that are next in order, while the client's window is open. */
@@ -213,6 +237,7 @@ export class FileTransfer extends Call {
       this.sentOffset += chunk.length;
       this.outputWindow -= chunk.length;
       this.sink.data(STDOUT, chunk);
+      if (this.outputWindow <= 0 && this.ready.has(this.sentOffset)) this.sink.outputWaits?.();
     }
   }
 
@@ -259,7 +284,11 @@ export class FileTransfer extends Call {
   private returnSession(): void {
     const sftp = this.sftp;
     this.sftp = undefined;
-    if (sftp) this.connection!.returnSftp(sftp);
+    this.reads?.release();
+    if (!sftp) return;
+    // The pooled session goes back with ssh2's window: the next transfer sizes its own.
+    setWindowFor(sftp, 0);
+    this.connection!.returnSftp(sftp);
   }
 
   private failRemote(err: SftpError, what: string): void {
@@ -267,7 +296,7 @@ export class FileTransfer extends Call {
     const status = typeof err.code === 'number' ? SFTP_STATUS[err.code] : undefined;
     const lost = this.connection?.state === 'closed' || /no response|not open|closed/i.test(err.message);
     const muxErr = lost
-      ? new MuxError(Code.CONNECTION_LOST, `${what} on ${this.request.host}: the connection was lost (${err.message}); the transfer did not finish`, 'running')
+      ? new MuxError(Code.CONNECTION_LOST, `${what} on ${this.request.host}: ${this.connection?.lostReason ?? 'the connection was lost'} (${err.message}); the transfer did not finish`, 'running')
       : new MuxError(Code.REMOTE_FILE, `${what} on ${this.request.host}: ${err.message}${status && !err.message.toLowerCase().includes(status) ? ` (${status})` : ''}`, 'running');
     this.stopping = muxErr;
     this.maybeRelease();

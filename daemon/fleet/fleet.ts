@@ -1,16 +1,16 @@
 // A fleet of daemons (many orchestrator hosts, each with its own sshmuxd)
-// sharing one handshake budget and one connection cap per target sshd
+// sharing one handshake budget and one connection cap per sshd endpoint
 // through Redis, so that together they never trip its MaxStartups. This is
-// the daemon's side of it: the Redis link, one gate per target (target.ts),
+// the daemon's side of it: the Redis link, one gate per endpoint (fleet-endpoint.ts),
 // a heartbeat that keeps presence, leases and shares current, and the fleet
 // view for status and metrics. See README "Many orchestrator hosts".
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import type { FleetConfig, FleetLimits } from '../config';
 import type { Logger } from '../log';
-import type { FleetGate } from './gate';
+import type { FleetGate, FleetGates } from '../pool/fleet-gate';
 import { RedisLink } from './link';
-import { FleetTarget, HEARTBEAT_MS, type FleetTargetStatus } from './target';
+import { FleetEndpoint, HEARTBEAT_MS, type FleetEndpointStatus } from './fleet-endpoint';
 
 export interface FleetStatus {
   /** The Redis URL, its password hidden. */
@@ -24,22 +24,23 @@ export interface FleetStatus {
   outages: number;
   /** Redis commands that failed or timed out. */
   redisErrors: number;
-  targets: FleetTargetStatus[];
+  /** Per endpoint (named targets on the wire and in the fleet metrics' labels). */
+  targets: FleetEndpointStatus[];
 }
 
-export class Fleet {
+export class Fleet implements FleetGates {
   readonly daemonId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   private readonly link: RedisLink;
-  private readonly targets = new Map<string, FleetTarget>();
+  private readonly endpoints = new Map<string, FleetEndpoint>();
   private readonly heartbeat: NodeJS.Timeout;
 
   private constructor(readonly config: FleetConfig, private readonly log: Logger) {
     this.link = new RedisLink(config.redis, log, (up) => {
-      if (!up) for (const t of this.targets.values()) t.linkDown();
+      if (!up) for (const e of this.endpoints.values()) e.linkDown();
     });
     this.heartbeat = setInterval(() => {
-      for (const t of this.targets.values()) {
-        t.tick().catch((err: Error) => log.error({ target: t.endpoint, err: err.message }, 'fleet: heartbeat failed'));
+      for (const e of this.endpoints.values()) {
+        e.tick().catch((err: Error) => log.error({ endpoint: e.endpoint, err: err.message }, 'fleet: heartbeat failed'));
       }
     }, HEARTBEAT_MS);
     this.heartbeat.unref();
@@ -55,12 +56,12 @@ export class Fleet {
 
   /** The gate to `endpoint` (host:port, as the local Endpoint keys it); `limits` is read afresh each time, so a reload applies. */
   gate(endpoint: string, limits: () => FleetLimits): FleetGate {
-    let target = this.targets.get(endpoint);
-    if (!target) {
-      target = new FleetTarget(endpoint, limits, this.link, this.daemonId, this.log);
-      this.targets.set(endpoint, target);
+    let gate = this.endpoints.get(endpoint);
+    if (!gate) {
+      gate = new FleetEndpoint(endpoint, limits, this.link, this.daemonId, this.log);
+      this.endpoints.set(endpoint, gate);
     }
-    return target;
+    return gate;
   }
 
   status(): FleetStatus {
@@ -71,14 +72,14 @@ export class Fleet {
       daemonId: this.daemonId,
       outages: this.link.outages,
       redisErrors: this.link.errors,
-      targets: [...this.targets.values()].map((t) => t.status()),
+      targets: [...this.endpoints.values()].map((e) => e.status()),
     };
   }
 
   /** Daemon exit: permits back, presence gone, the link closed; a second at most if Redis is slow. */
   async close(): Promise<void> {
     clearInterval(this.heartbeat);
-    await Promise.all([...this.targets.values()].map((t) => t.close()));
+    await Promise.all([...this.endpoints.values()].map((e) => e.close()));
     await this.link.close();
   }
 }

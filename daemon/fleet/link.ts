@@ -7,7 +7,7 @@
 // password never in a message.
 import Redis from 'ioredis';
 import type { Logger } from '../log';
-import { scrub, type RedisTarget } from './redis-url';
+import { scrub, type RedisAddress } from '../redis-url';
 
 /** Longest any Redis command may take before the link counts as down. */
 export const COMMAND_TIMEOUT_MS = 1000;
@@ -38,17 +38,17 @@ export class RedisLink {
   private closed = false;
 
   constructor(
-    readonly target: RedisTarget,
+    readonly address: RedisAddress,
     private readonly log: Logger,
     private readonly onChange: (up: boolean) => void,
   ) {
     this.client = new Redis({
-      host: target.host,
-      port: target.port,
-      db: target.db,
-      username: target.username,
-      password: target.password,
-      tls: target.tls ? {} : undefined,
+      host: address.host,
+      port: address.port,
+      db: address.db,
+      username: address.username,
+      password: address.password,
+      tls: address.tls ? {} : undefined,
       connectionName: 'sshmuxd',
       lazyConnect: true,
       // A command while disconnected fails at once instead of queueing...
@@ -63,7 +63,7 @@ export class RedisLink {
     });
     // Every reconnect attempt emits 'error'; the outage was already reported once.
     this.client.on('error', (err: Error) => {
-      this.lastError = scrub(err.message, target);
+      this.lastError = scrub(err.message, address);
     });
     this.client.on('ready', () => void this.check());
     this.client.on('close', () => {
@@ -76,7 +76,7 @@ export class RedisLink {
     this.lastError = '';
     const connected = this.client.connect().then(() => true, (err: Error) => {
       // The 'error' event said why (WRONGPASS, ECONNREFUSED); the rejection only says "Connection is closed."
-      this.lastError ||= scrub(err.message, this.target);
+      this.lastError ||= scrub(err.message, this.address);
       return false;
     });
     const timedOut = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), CONNECT_TIMEOUT_MS + 500).unref());
@@ -94,7 +94,7 @@ export class RedisLink {
       return await op(this.client);
     } catch (err) {
       this.errors++;
-      this.down(`${what}: ${scrub((err as Error).message, this.target)}`);
+      this.down(`${what}: ${scrub((err as Error).message, this.address)}`);
       return undefined;
     }
   }
@@ -119,7 +119,7 @@ export class RedisLink {
     if (wasUp || atStart) {
       this.outages++;
       const now = Date.now();
-      const fields = { redis: this.target.display, err: reason };
+      const fields = { redis: this.address.display, err: reason };
       const message = atStart
         ? 'fleet: Redis does not answer; serving on this daemon\'s local limits until it does'
         : 'fleet: lost Redis; serving on this daemon\'s local limits until it is back';
@@ -155,7 +155,7 @@ export class RedisLink {
     try {
       await this.client.ping();
     } catch (err) {
-      this.lastError = scrub((err as Error).message, this.target);
+      this.lastError = scrub((err as Error).message, this.address);
       return;
     }
     if (this.closed) return;
@@ -163,7 +163,7 @@ export class RedisLink {
     this.probe = undefined;
     this.up = true;
     this.lastError = '';
-    const fields = { redis: this.target.display };
+    const fields = { redis: this.address.display };
     if (this.outages === 0) {
       this.log.info(fields, 'fleet: connected to Redis; the fleet limits apply');
     } else {

@@ -1,7 +1,8 @@
 // The fleet's Prometheus metrics, read from the fleet at scrape time: the
-// whole fleet's handshakes and connections per target (from Redis) beside
+// whole fleet's handshakes and connections per endpoint (from Redis) beside
 // this daemon's own, its share, and Redis's health as this daemon sees it.
-// Targets are host:port endpoints from the daemon's own ssh_config, so the
+// Endpoints are host:port from the daemon's own ssh_config (the label is
+// named target, as users know it), so the
 // label set is bounded by the config, not by clients.
 import client from 'prom-client';
 import type { FleetStatus } from './fleet';

@@ -1,17 +1,17 @@
-// Fair shares of a fleet's connection cap for one target: max-min fairness
+// Fair shares of a fleet's connection cap for one endpoint: max-min fairness
 // (water-filling). Every daemon that wants connections gets the same share
 // unless it wants fewer, and what those leave goes to the rest; the units a
-// division leaves over go to the daemons that have wanted the target
+// division leaves over go to the daemons that have wanted the endpoint
 // longest, so that shares do not move between equals from one second to the
 // next (each move would cost a login). Every daemon computes the same answer
-// from the same presence records (target.ts), so nobody has to hand shares
+// from the same presence records (fleet-endpoint.ts), so nobody has to hand shares
 // out: a daemon opens connections only below its own share.
 
 export interface Wanter {
   id: string;
   /** Connections it could use now. */
   demand: number;
-  /** Since when it has wanted this target (ms): the earlier, the sooner it gets a leftover unit. */
+  /** Since when it has wanted this endpoint (ms): the earlier, the sooner it gets a leftover unit. */
   since: number;
 }
 

@@ -1,5 +1,7 @@
 // One client connection to the SSH front door. The SSH user name names the
-// destination (alias or user@alias); authentication is by public key only,
+// destination (alias or user@alias), unless the connection opened with the
+// greeting of `sshmuxctl ssh-config`'s ProxyCommand (greeting.ts), which
+// names it with ssh's port; authentication is by public key only,
 // against the authorized keys; each channel the client opens runs as a call
 // through session-bridge. What the door does not carry (remote forwarding,
 // agent and X11 forwarding, Unix-socket forwarding) is refused as sshd
@@ -9,8 +11,10 @@ import { codeName } from '../../proto';
 import { MuxError } from '../errors';
 import { fingerprint } from '../ssh/known-hosts';
 import type { Logger } from '../log';
+import { parseGreeting } from './greeting';
 import type { AuthorizedKeys } from './keys';
-import { ChannelCall, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
+import { BridgedChannel, destinationProblem, whenReachable, type BridgeContext, type PtyRequest } from './session-bridge';
+import { LinkRtt } from '../ssh/link-window';
 
 /** RFC 4254 section 5.1 reason codes. */
 const OPEN_PROHIBITED = 1;
@@ -36,8 +40,19 @@ export class FrontConn {
   /** Channels open or opening: what the status page counts as this client's sessions. */
   channels = 0;
   private destination = '';
-  private readonly calls = new Set<ChannelCall>();
+  /** The destination's ssh -o style options: the port a greeting names. */
+  private options: Record<string, string> = {};
+  /**
+   * What the greeting named. Such a client is OpenSSH behind a ControlMaster,
+   * which shows the user neither an open failure's text nor the banner of a
+   * refusal after it has logged in; so its sessions open at once and report
+   * a failure as a failed ssh does: a line on stderr and exit status 255.
+   */
+  private readonly greeted: { destination: string; port: string } | undefined;
+  private readonly calls = new Set<BridgedChannel>();
   private readonly checks = new Set<() => void>();
+  /** The client's link: its round trip, timed on each session's first request, sizes the windows it sends in. */
+  private readonly link = new LinkRtt();
   private failures = 0;
   /** The daemon is exiting: end the connection once its last channel has closed. */
   private closing = false;
@@ -50,6 +65,13 @@ export class FrontConn {
   constructor(private readonly conn: Connection, info: ClientInfo, private readonly ctx: FrontContext, onGone: (c: FrontConn) => void) {
     this.log = ctx.log.child({ gatewayClient: info.ip ? `${info.ip}:${info.port}` : 'unix' });
     this.socket = info.socket;
+    const greeting = parseGreeting(info.header.greeting);
+    if (greeting instanceof Error) {
+      this.log.warn({ err: greeting.message }, 'gateway: connection refused');
+      this.refused = true;
+      conn.end();
+    }
+    this.greeted = greeting instanceof Error ? undefined : greeting;
     conn.on('authentication', (auth) => this.authenticate(auth));
     conn.once('ready', () => this.log.debug({ destination: this.destination }, 'gateway: client authenticated'));
     conn.on('session', (accept, reject) => this.openSession(accept, reject));
@@ -122,18 +144,22 @@ export class FrontConn {
       this.failed(auth, 'bad_signature', { fingerprint: fp }, 'signature does not verify');
       return auth.reject(['publickey']);
     }
-    const problem = destinationProblem(this.ctx.bridge.agent, auth.username);
+    const destination = this.greeted?.destination ?? auth.username;
+    const options: Record<string, string> = this.greeted ? { port: this.greeted.port } : {};
+    const problem = destinationProblem(this.ctx.bridge.agent, destination, options);
     if (problem) {
       // Checked only for an authorized key, so strangers cannot probe the daemon's hosts.
       this.failed(auth, 'destination', { fingerprint: fp }, problem.message);
-      auth.banner(`sshmux: the user name names the destination host: ${codeName(problem.code)}: ${problem.message}`);
+      const named = this.greeted ? `the destination ${destination} port ${this.greeted.port}` : 'the user name names the destination host';
+      auth.banner(`sshmux: ${named}: ${codeName(problem.code)}: ${problem.message}`);
       this.refused = true;
       auth.reject([]);
       this.conn.end();
       return;
     }
-    this.destination = auth.username;
-    this.log.debug({ fingerprint: fp, listedAt: listed.where, destination: auth.username }, 'gateway: key accepted');
+    this.destination = destination;
+    this.options = options;
+    this.log.debug({ fingerprint: fp, listedAt: listed.where, destination, ...options }, 'gateway: key accepted');
     auth.accept();
   }
 
@@ -175,7 +201,7 @@ export class FrontConn {
    * or deadline is the channel's open failure, with the sshmux code and message.
    */
   private whenReachable(reject: RejectConnection, release: () => void, then: () => void): void {
-    const check = whenReachable(this.ctx.bridge.agent, this.destination);
+    const check = whenReachable(this.ctx.bridge.agent, this.destination, this.options);
     this.checks.add(check.cancel);
     check.ready.then(() => {
       this.checks.delete(check.cancel);
@@ -195,17 +221,27 @@ export class FrontConn {
 
   private openSession(accept: () => Session, reject: RejectConnection): void {
     const release = this.admit(reject);
-    if (release) this.whenReachable(reject, release, () => this.runSession(accept(), release));
+    if (!release) return;
+    if (this.greeted) this.runSession(accept(), release);
+    else this.whenReachable(reject, release, () => this.runSession(accept(), release));
   }
 
   /** A session's requests: env and pty are kept for the exec, shell or subsystem that starts the call. */
   private runSession(session: Session, release: () => void): void {
     const env: Record<string, string> = {};
     let pty: PtyRequest | undefined;
-    let call: ChannelCall | undefined;
+    let call: BridgedChannel | undefined;
+    // The client's first request on the session answers our open confirmation: a round trip of its link.
+    const confirmedAt = performance.now();
+    let timed = false;
+    const timeRoundTrip = (): void => {
+      if (!timed) this.link.sample(performance.now() - confirmedAt);
+      timed = true;
+    };
+    for (const request of ['env', 'pty', 'exec', 'shell', 'subsystem'] as const) session.once(request, timeRoundTrip);
     const start = (kind: 'exec' | 'shell' | 'subsystem', command: string, accept: () => ServerChannel, reject?: () => void): void => {
       if (call || !this.alive) return reject?.();
-      call = new ChannelCall(this.ctx.bridge, this.destination, { kind, command, env, pty });
+      call = new BridgedChannel(this.ctx.bridge, this.destination, { kind, command, env, pty }, { link: this.link }, this.options);
       call.start(accept());
       this.calls.add(call);
     };
@@ -252,7 +288,8 @@ export class FrontConn {
     const release = this.admit(reject);
     if (!release) return;
     this.whenReachable(reject, release, () => {
-      const call: ChannelCall = new ChannelCall(this.ctx.bridge, this.destination, { kind: 'tcpip', host: req.destIP, port: req.destPort }, {
+      const call: BridgedChannel = new BridgedChannel(this.ctx.bridge, this.destination, { kind: 'tcpip', host: req.destIP, port: req.destPort }, {
+        link: this.link,
         accept: () => {
           const channel = accept();
           whenClientCloses(channel, () => {
@@ -267,7 +304,7 @@ export class FrontConn {
           this.calls.delete(call);
           this.refuse(reject, OPEN_CONNECT_FAILED, `${codeName(err.code)}: ${err.message}`);
         },
-      });
+      }, this.options);
       this.calls.add(call);
       call.start();
     });

@@ -11,9 +11,10 @@ import { Server, type ClientInfo, type Connection } from '../ssh/ssh2';
 import type { v1 } from '../../proto';
 import { parseListenAddress } from '../listen-address';
 import { LogTally, type Logger } from '../log';
-import { countGatewayAuthFailure, type Metrics } from '../metrics';
+import type { Metrics } from '../metrics';
 import { listenUnix } from '../rpc/server';
 import { FrontConn, type AuthFailure } from './front-conn';
+import { GREETING_LINES } from './greeting';
 import { AuthorizedKeys, CLIENT_KEY_FILE, hostKeyAlgorithms, loadHostKeys, loadOrCreateKey, writeKnownHosts, type KeyFile } from './keys';
 import type { BridgeContext } from './session-bridge';
 
@@ -85,7 +86,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   let authFailures = 0;
   const ssh = new Server({
     hostKeys: hostKeys.map((k) => k.privateKey),
-    algorithms: { serverHostKey: hostKeyAlgorithms(hostKeys) },
+    // No compression: on the door's local link it only costs CPU (a ControlMaster made with ssh -C, as Ansible makes
+    // its masters, moved 50 MB of text through the door 6-10 times slower), and the daemon's CPU is every client's.
+    algorithms: { serverHostKey: hostKeyAlgorithms(hostKeys), compress: ['none'] },
+    // The line the ssh_config block's ProxyCommand helper writes first (greeting.ts).
+    clientGreetingLines: GREETING_LINES,
     ident: `sshmuxd_${opts.version}`,
   }, (conn: Connection, info: ClientInfo) => {
     const loginTimer = loginTimers.get(info.socket);
@@ -97,7 +102,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       accepting: opts.accepting,
       authFailed: (reason: AuthFailure) => {
         authFailures++;
-        countGatewayAuthFailure(reason);
+        opts.metrics.countGatewayAuthFailure(reason);
       },
       log: opts.log,
     }, (c) => clients.delete(c)));

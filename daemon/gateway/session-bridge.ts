@@ -11,22 +11,19 @@
 // call only within the credit it grants back, the front channel being paused
 // (no window adjust to the client) while it has none.
 import type { ServerChannel } from '../ssh/ssh2';
-import { STDERR, type CallOutcome, type CallSink, type OutputFd, type StartedInfo } from '../call/call';
-import { SessionCall } from '../call/session';
+import { STDERR, STDIN_WINDOW, type CallEnv, type CallOutcome, type CallSink, type OutputFd, type StartedInfo } from '../call/call';
+import { ChannelCall } from '../call/channel-call';
 import { Code } from '../../proto';
 import { MuxError, toMuxError } from '../errors';
 import type { Logger } from '../log';
 import type { Agent } from '../pool/agent';
+import { sizeReceiveWindow, type LinkRtt } from '../ssh/link-window';
 
 /** Output a call may have handed to the SSH channel beyond what the client's window took: the SDK's grant. */
 const OUTPUT_WINDOW = 1 << 20;
-/** Stdin credit per call, as the RPC grants. */
-const STDIN_WINDOW = 256 * 1024;
 
-export interface BridgeContext {
-  agent: Agent;
-  log: Logger;
-}
+/** The calls' environment: the pools, the log, the metrics. */
+export type BridgeContext = CallEnv;
 
 export interface PtyRequest { term: string; cols: number; rows: number; width: number; height: number }
 
@@ -38,10 +35,14 @@ export type ChannelRequest =
 /** stdin, as the call numbers file descriptors. */
 const STDIN = 0;
 
-/** Why `destination` (an SSH user name: alias or user@alias) cannot be used, resolved as the RPC resolves hosts. */
-export function destinationProblem(agent: Agent, destination: string): MuxError | undefined {
+/**
+ * Why `destination` (an SSH user name: alias or user@alias) with `options`
+ * (ssh -o style, as a call's) cannot be used, resolved as the RPC resolves
+ * hosts; creates no pool.
+ */
+export function destinationProblem(agent: Agent, destination: string, options: Record<string, string> = {}): MuxError | undefined {
   try {
-    agent.pool(destination, {});
+    agent.resolve(destination, options);
     return undefined;
   } catch (err) {
     return toMuxError(err);
@@ -53,16 +54,19 @@ export function destinationProblem(agent: Agent, destination: string): MuxError 
  * has one), without taking a session slot; rejects with the handshake's own
  * error, or DEADLINE_EXCEEDED after the pool's queueTimeoutMs.
  */
-export function whenReachable(agent: Agent, destination: string): { ready: Promise<void>; cancel(): void } {
+export function whenReachable(agent: Agent, destination: string, options: Record<string, string> = {}): { ready: Promise<void>; cancel(): void } {
   try {
-    const pool = agent.pool(destination, {});
-    return pool.connected(pool.limits.queueTimeoutMs);
+    const pool = agent.pool(destination, options);
+    const check = pool.connected(pool.limits.queueTimeoutMs);
+    return { ready: check.ready.then(() => undefined), cancel: check.cancel };
   } catch (err) {
     return { ready: Promise.reject(toMuxError(err)), cancel: () => {} };
   }
 }
 
-export interface ChannelCallHooks {
+export interface BridgedChannelHooks {
+  /** The front-door connection's round trip: the client's stdin window is sized to it (daemon/ssh/link-window.ts). */
+  link?: LinkRtt;
   /** A TCP stream opened: accept the front channel now. */
   accept?(): ServerChannel;
   /** A TCP stream could not open: refuse the front channel with this. */
@@ -76,8 +80,8 @@ type Size = { cols: number; rows: number; width: number; height: number };
  * before the call starts (stdin may follow the exec request at once); a TCP
  * channel only once its stream is open, so a refusal is its open failure.
  */
-export class ChannelCall implements CallSink {
-  private readonly call: SessionCall;
+export class BridgedChannel implements CallSink {
+  private readonly call: ChannelCall;
   private readonly log: Logger;
   private channel: ServerChannel | undefined;
   /** Writes the SSH channel has not yet fitted into the client's window. */
@@ -96,13 +100,14 @@ export class ChannelCall implements CallSink {
   /** The client closed the channel or went away. */
   private closed = false;
 
-  constructor(ctx: BridgeContext, destination: string, private readonly request: ChannelRequest, private readonly hooks: ChannelCallHooks = {}) {
+  constructor(ctx: BridgeContext, destination: string, private readonly request: ChannelRequest, private readonly hooks: BridgedChannelHooks = {},
+    options: Record<string, string> = {}) {
     this.log = ctx.log;
     const r = request;
-    this.call = new SessionCall(this, r.kind === 'tcpip'
-      ? { kind: 'tcpip', host: destination, forwardHost: r.host, forwardPort: r.port, stdin: true }
-      : { kind: r.kind, host: destination, command: r.command, env: r.env, pty: r.pty, stdin: true },
-    { agent: ctx.agent, log: ctx.log, outputWindow: OUTPUT_WINDOW, stdinCredit: STDIN_WINDOW });
+    this.call = new ChannelCall(this, r.kind === 'tcpip'
+      ? { kind: 'tcpip', host: destination, options, forwardHost: r.host, forwardPort: r.port, stdin: true }
+      : { kind: r.kind, host: destination, options, command: r.command, env: r.env, pty: r.pty, stdin: true },
+    { ...ctx, outputWindow: OUTPUT_WINDOW, stdinCredit: STDIN_WINDOW });
   }
 
   /** Starts the call; a session passes its already accepted channel. */
@@ -209,6 +214,8 @@ export class ChannelCall implements CallSink {
     channel.on('error', () => {
       // The client's close or the connection's end reaches us through gone().
     });
+    // An upload from a client far away: the window it may send in follows its link.
+    sizeReceiveWindow(channel, this.hooks.link);
   }
 
   private stdin(chunk: Buffer): void {

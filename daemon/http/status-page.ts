@@ -16,7 +16,7 @@ export const STATUS_PAGE = `<!doctype html>
   section.host { border: 1px solid #ccc; border-radius: 6px; padding: .75rem 1rem; margin-bottom: 1rem; }
   section.host h2 { font-size: 1rem; margin: 0 0 .5rem; }
   .state { font-size: .8rem; padding: .1rem .4rem; border-radius: 4px; background: #ddd; margin-left: .5rem; }
-  .state.ok { background: #cfc; } .state.down, .state.failing { background: #fcc; } .state.backoff, .state.draining { background: #ffc; }
+  .state.ok { background: #cfc; } .state.down, .state.failing { background: #fcc; } .state.backoff, .state.draining, .state.closed { background: #ffc; }
   table { border-collapse: collapse; margin: .25rem 0; }
   td, th { padding: .15rem .6rem .15rem 0; text-align: left; font-variant-numeric: tabular-nums; }
   .bar { display: inline-block; width: 120px; height: .7rem; background: #eee; vertical-align: middle; }
@@ -69,6 +69,7 @@ export const STATUS_PAGE = `<!doctype html>
       sec.appendChild(title);
       var info = el('div');
       info.appendChild(el('span', '', h.destination + ' \\u00b7 '));
+      if (h.via) info.appendChild(el('span', 'via', 'via jump host ' + h.via + ' \\u00b7 '));
       info.appendChild(el('span', 'sessions', used));
       info.appendChild(el('span', '', ' sessions open \\u00b7 '));
       info.appendChild(el('span', 'queued', h.queued || 0));
@@ -82,9 +83,9 @@ export const STATUS_PAGE = `<!doctype html>
       var codes = Object.keys(byCode);
       if (codes.length) sec.appendChild(el('div', '', 'failures by class: ' + codes.map(function (c) { return c + ' ' + byCode[c]; }).join(', ')));
       var t = el('table');
-      t.appendChild(row(['connection', 'state', 'sessions', ''], true));
+      t.appendChild(row(['connection', 'state', 'sessions', 'round trip', 'last heard', ''], true));
       (h.connections || []).forEach(function (c) {
-        var tr = row([c.id, c.state, (c.sessions || 0) + ' / ' + c.maxSessions]);
+        var tr = row([c.id, c.state, (c.sessions || 0) + ' / ' + c.maxSessions, c.rttMs ? Math.round(c.rttMs) + ' ms' : '-', (c.heardAgoS || 0).toFixed(1) + ' s ago']);
         var td = el('td'); var bar = el('span', 'bar'); var fill = el('i');
         fill.style.width = Math.min(100, 100 * (c.sessions || 0) / (c.maxSessions || 1)) + '%';
         bar.appendChild(fill); td.appendChild(bar); tr.appendChild(td);

@@ -7,9 +7,8 @@
 // period. What is learnt is cached only to answer "the last known state"
 // when the host cannot be reached: the host holds the truth.
 import { Code, codeName } from '../../proto';
-import type { Agent } from '../pool/agent';
+import type { CallEnv } from '../call/call';
 import { MuxError, toMuxError } from '../errors';
-import type { Logger } from '../log';
 import { runCommand } from '../call/run';
 import { logScript, parseLog, parseReplies, ReplyError, roundScript, START_WAIT_S, type JobStateName, type Op, type Reply } from './scripts';
 
@@ -69,9 +68,7 @@ interface PendingOp {
   reject(err: MuxError): void;
 }
 
-export interface HostJobsContext {
-  agent: Agent;
-  log: Logger;
+export interface HostJobsContext extends CallEnv {
   owner: string;
   retentionMs(): number;
 }
@@ -139,7 +136,7 @@ export class HostJobs {
       while (this.logReads >= MAX_LOG_READS) await new Promise<void>((r) => this.logWaiters.push(r));
       this.logReads++;
       try {
-        const r = await runCommand(this.ctx.agent, this.ctx.log, this.host, 'sh -s', { stdin: script, timeoutMs, maxOutput: length + skip + 8192 });
+        const r = await runCommand(this.ctx, this.host, 'sh -s', { stdin: script, timeoutMs, maxOutput: length + skip + 8192 });
         this.answered();
         return parseOrFail(this.host, () => parseLog(r.stdout, skip, length), r.stderr);
       } finally {
@@ -210,7 +207,7 @@ export class HostJobs {
     let replies: Reply[][];
     try {
       const script = roundScript(this.ctx.owner, batch.map((p) => p.op));
-      const r = await runCommand(this.ctx.agent, this.ctx.log, this.host, 'sh -s', { stdin: script, timeoutMs, maxOutput: MAX_ROUND_OUTPUT });
+      const r = await runCommand(this.ctx, this.host, 'sh -s', { stdin: script, timeoutMs, maxOutput: MAX_ROUND_OUTPUT });
       if (r.signal) throw new MuxError(Code.CONNECTION_LOST, `the job script on ${this.host} was killed by SIG${r.signal}`, 'running');
       replies = parseOrFail(this.host, () => parseReplies(r.stdout, batch.length), r.stderr);
       this.answered();

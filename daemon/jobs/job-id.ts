@@ -6,7 +6,6 @@
 // Nothing from an id reaches a shell but the key, which is checked against
 // its exact form first (and quoted anyway).
 import { randomBytes } from 'node:crypto';
-import * as os from 'node:os';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
 
@@ -14,8 +13,6 @@ export const KEY_LENGTH = 17;
 const KEY = /^[0-9a-z]{17}$/;
 const SAFE = /[A-Za-z0-9._@:+=,-]/;
 const ENCODED_HOST = /^(?:[A-Za-z0-9._@:+=,-]|%[0-9A-F]{2})+$/;
-/** The name of this daemon's jobs root on hosts: safe as a path component, quoted anyway. */
-const OWNER = /^[A-Za-z0-9_@-][A-Za-z0-9._@-]{0,63}$/;
 
 export interface JobRef { host: string; key: string }
 
@@ -64,16 +61,4 @@ function encodeHost(host: string): string {
     else for (const b of Buffer.from(ch, 'utf8')) out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
-}
-
-/** This daemon user's name for its jobs root: the configured one, else user@hostname made path-safe. */
-export function jobOwner(configured: string | undefined): string {
-  if (configured !== undefined) return configured;
-  const raw = `${os.userInfo().username}@${os.hostname()}`;
-  const owner = raw.replace(/[^A-Za-z0-9._@-]/g, '_').replace(/^\./, '_').slice(0, 64);
-  return OWNER.test(owner) ? owner : 'sshmux';
-}
-
-export function validOwner(owner: string): boolean {
-  return OWNER.test(owner);
 }

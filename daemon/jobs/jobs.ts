@@ -4,9 +4,8 @@
 // state, so this class keeps nothing it cannot learn again by asking: the
 // caller, the daemon and the connection can all go away and come back.
 import { Code, codeName, type v1 } from '../../proto';
-import type { Agent } from '../pool/agent';
+import type { CallEnv } from '../call/call';
 import { MuxError, toMuxError } from '../errors';
-import type { Logger } from '../log';
 import { HostJobs, retryable, type KnownJob, type Report } from './host-jobs';
 import { formatId, newKey, parseId, type JobRef } from './job-id';
 import { JobLogs, type LogSink } from './job-logs';
@@ -24,9 +23,7 @@ const DEFAULT_SUBMIT_MS = 60_000;
 
 export type JobInfo = v1.IJobInfo;
 
-export interface JobsOptions {
-  agent: Agent;
-  log: Logger;
+export interface JobsOptions extends CallEnv {
   /** This daemon user's jobs root on every host: ~/.sshmux/jobs/OWNER. */
   owner: string;
   retentionMs: number;
@@ -53,8 +50,8 @@ export class Jobs {
     const name = opts.name ?? '';
     const env = opts.env ?? {};
     checkSubmit(command, name, env);
-    // An unusable host name or option fails here, before an id exists.
-    this.opts.agent.pool(host, {});
+    // An unusable host name or option fails here, before an id exists; nothing is created for it.
+    this.opts.agent.resolve(host, {});
     const ref = { host, key: newKey() };
     const deadline = this.deadline(opts.timeoutMs, DEFAULT_SUBMIT_MS);
     let replies: Reply[];
@@ -90,7 +87,7 @@ export class Jobs {
 
   /** Every job of this daemon user on `host`, oldest first; the last known list, marked stale, if the host cannot be reached. */
   async list(host: string, timeoutMs?: number): Promise<JobInfo[]> {
-    this.opts.agent.pool(host, {});
+    this.opts.agent.resolve(host, {});
     const h = this.hostJobs(host);
     let stale: string | undefined;
     try {
@@ -204,7 +201,7 @@ export class Jobs {
     if (this.closed) throw MuxError.shuttingDown();
     let h = this.hosts.get(host);
     if (!h) {
-      h = new HostJobs(host, { agent: this.opts.agent, log: this.opts.log, owner: this.opts.owner, retentionMs: () => this.opts.retentionMs },
+      h = new HostJobs(host, { agent: this.opts.agent, log: this.opts.log, metrics: this.opts.metrics, owner: this.opts.owner, retentionMs: () => this.opts.retentionMs },
         (idle) => {
           if (this.hosts.get(host) === idle) this.hosts.delete(host);
         });

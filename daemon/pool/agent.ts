@@ -9,9 +9,11 @@ import type { Logger } from '../log';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, SshConfigResolver, type JumpHop, type ResolvedHost } from '../ssh/ssh-config';
-import type { Fleet } from '../fleet/fleet';
-import { countBreakerTransition, countReachabilityCheck, type BreakerSample } from '../metrics';
+import type { BreakerSample } from '../metrics';
 import { Endpoint, type BreakerTransition } from './endpoint';
+import type { FleetGates } from './fleet-gate';
+import { NO_POOL_METRICS, type PoolMetrics } from './pool-metrics';
+import { Connection } from '../ssh/connection';
 import { HostPool, type PendingSession } from './host-pool';
 import { tcpReachable } from './reachability';
 import { totalLoad, type PoolLoad } from './stats';
@@ -29,42 +31,48 @@ export class Agent {
   private readonly pools = new Map<string, HostPool>();
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly clientResolvers = new Map<string, { mtimeMs: number; resolver: SshConfigResolver }>();
-  /** Pools a reload or retireHost replaced, until their last sessions end: still counted, still stopped with the daemon. */
-  private readonly retiring = new Set<HostPool>();
+  /** Pools a reload or drainHost drained, until their last sessions end: still counted, still stopped with the daemon. */
+  private readonly draining = new Set<HostPool>();
   /** How each pool was asked for, so a reload can resolve it again. */
   private readonly origins = new WeakMap<HostPool, PoolOrigin>();
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
+  private readonly metrics: PoolMetrics;
 
   constructor(
     private resolver: SshConfigResolver,
     private config: DaemonConfig,
     private readonly log: Logger,
-    /** Many daemons sharing each target's budget through Redis; none: local limits only. */
-    private readonly fleet?: Fleet,
+    private readonly deps: {
+      /** Many daemons sharing each endpoint's budget through Redis; none: local limits only. */
+      fleet?: FleetGates;
+      /** Where the pools count handshakes, breaker transitions and reachability checks. */
+      metrics?: PoolMetrics;
+    } = {},
   ) {
+    this.metrics = deps.metrics ?? NO_POOL_METRICS;
     this.sweeper = setInterval(() => this.sweep(), 60_000);
     this.sweeper.unref();
   }
 
-  /** The pool for `alias` with `options`; throws MuxError(BAD_REQUEST) for a bad host or option. */
+  /** The pool for `alias` with `options`, created on first use; throws MuxError(BAD_REQUEST) for a bad host or option. */
   pool(alias: string, options: Record<string, string>): HostPool {
     if (this.closed) throw MuxError.shuttingDown();
-    const t = this.target(alias, options);
-    return this.poolFor(t.resolver, t.alias, t.overrides, undefined, 0);
+    return this.poolFor(this.route(this.lookup(alias, options)));
   }
 
-  /** How `alias` with `options` resolves (ssh -G), under the same rules as pool() and without connecting. */
+  /**
+   * How `alias` with `options` resolves (ssh -G), its jump hosts included,
+   * under the same rules as pool() (throwing what it would throw) and
+   * creating nothing: no pool, no endpoint, no connection. Doors check a
+   * host name with it before they take a request for it.
+   */
   resolve(alias: string, options: Record<string, string>): ResolvedHost {
-    const t = this.target(alias, options);
-    const host = resolveChecked(t.resolver, t.alias, t.overrides);
-    // A jump host that cannot be used fails here, as it would on use.
-    for (const hop of host.proxyJump) resolveChecked(t.resolver, hop.host, hopOverrides(hop));
-    return host;
+    return this.route(this.lookup(alias, options)).host;
   }
 
-  /** The resolver, alias and overrides a request names: "user@host", the option allow-list, ssh -F. */
-  private target(alias: string, options: Record<string, string>): { resolver: SshConfigResolver; alias: string; overrides: Record<string, string> } {
+  /** The resolver, alias and overrides a request names: "user@host", the option allow-list, ssh -F; at the head of its chain. */
+  private lookup(alias: string, options: Record<string, string>): PoolOrigin {
     const at = alias.lastIndexOf('@');
     if (at > 0) {
       // "user@host", as ssh takes it; an explicit User option wins.
@@ -83,37 +91,48 @@ export class Agent {
       if (key.toLowerCase() === 'configfile') resolver = this.clientResolver(value);
       else overrides[key] = value;
     }
-    return { resolver, alias, overrides };
+    return { resolver, alias, overrides, jumps: undefined, depth: 0 };
   }
 
   /**
-   * The pool for a resolved destination. `jumps` replaces the host's own
-   * ProxyJump (as ssh does for the hops of a -J chain); `depth` stops a
-   * config whose jump hosts jump through themselves.
+   * Resolves a destination and its ProxyJump chain, creating nothing.
+   * `jumps` replaces the host's own ProxyJump (as ssh does for the hops of
+   * a -J chain); `depth` stops a config whose jump hosts jump through
+   * themselves.
    */
-  private poolFor(resolver: SshConfigResolver, alias: string, overrides: Record<string, string>,
-    jumps: JumpHop[] | undefined, depth: number): HostPool {
+  private route(origin: PoolOrigin): Route {
+    const { resolver, alias, overrides, jumps, depth } = origin;
     if (depth > MAX_JUMP_DEPTH) {
       throw new MuxError(Code.BAD_REQUEST, `ProxyJump chain deeper than ${MAX_JUMP_DEPTH} at ${alias}: does a jump host jump through itself? Exclude it in ssh_config (Host * !bastion)`);
     }
     let host = resolveChecked(resolver, alias, overrides);
     if (jumps) host = { ...host, proxyJump: jumps };
     // ssh's -J a,b,c: c is reached through b, which is reached through a.
-    let via: HostPool | undefined;
+    let via: Route | undefined;
     if (host.proxyJump.length) {
       const hops = host.proxyJump;
       const last = hops[hops.length - 1];
-      via = this.poolFor(resolver, last.host, hopOverrides(last), hops.length > 1 ? hops.slice(0, -1) : undefined, depth + 1);
+      via = this.route({ resolver, alias: last.host, overrides: hopOverrides(last), jumps: hops.length > 1 ? hops.slice(0, -1) : undefined, depth: depth + 1 });
     }
+    return { origin, host, via };
+  }
+
+  /** The pool for a resolved destination (and its jump hosts' pools), created on first use. */
+  private poolFor(route: Route): HostPool {
+    const via = route.via && this.poolFor(route.via);
+    const { host, origin } = route;
     const key = poolKey(host);
     let pool = this.pools.get(key);
     if (!pool) {
-      const limits = limitsFor(this.config, alias);
+      const limits = limitsFor(this.config, origin.alias);
       const endpoint = this.endpoint(host, limits, via);
-      pool = new HostPool(alias, host, limits, endpoint, this.log, via,
-        { fleet: this.fleet?.gate(endpoint.key, () => fleetLimitsFor(this.config, alias)) });
+      pool = new HostPool(origin.alias, host, limits, endpoint, this.log, via, {
+        newConnection: (...args) => new Connection(...args),
+        fleet: this.deps.fleet?.gate(endpoint.key, () => fleetLimitsFor(this.config, origin.alias)),
+        metrics: this.metrics,
+      });
       this.pools.set(key, pool);
-      this.origins.set(pool, { resolver, alias, overrides, jumps, depth });
+      this.origins.set(pool, origin);
     }
     return pool;
   }
@@ -143,7 +162,7 @@ export class Agent {
   /**
    * Swaps in a reloaded ssh_config and daemon config. Each pool is resolved
    * again: where nothing changed it keeps its connections (with the new
-   * limits); where anything did (or its jump host changed) it retires, its
+   * limits); where anything did (or its jump host changed) it is drained: its
    * running sessions finish on the old connections, and its waiting
    * requests move to a pool for the new settings.
    */
@@ -151,7 +170,7 @@ export class Agent {
     const previous = this.resolver;
     this.resolver = resolver;
     this.config = config;
-    const retired = new Set<HostPool>();
+    const drained = new Set<HostPool>();
     for (const [key, pool] of this.pools) {
       const origin = this.origins.get(pool);
       // Pools from a client's own -F file follow that file, not ours.
@@ -161,44 +180,44 @@ export class Agent {
         const host = resolver.resolve(origin.alias, origin.overrides);
         same = poolKey(origin.jumps ? { ...host, proxyJump: origin.jumps } : host) === key;
       } catch {
-        // No longer resolvable: retire it; its waiting requests get the error.
+        // No longer resolvable: drain it; its waiting requests get the error.
       }
       if (same) pool.limits = limitsFor(config, pool.name);
-      else retired.add(pool);
+      else drained.add(pool);
     }
-    // A pool whose jump host retired would tunnel through a retired pool.
+    // A pool whose jump host was drained would tunnel through a drained pool.
     for (let grew = true; grew;) {
       grew = false;
       for (const pool of this.pools.values()) {
-        if (!retired.has(pool) && pool.via && retired.has(pool.via)) {
-          retired.add(pool);
+        if (!drained.has(pool) && pool.via && drained.has(pool.via)) {
+          drained.add(pool);
           grew = true;
         }
       }
     }
     const moved: Array<[PendingSession, PoolOrigin]> = [];
     for (const [key, pool] of [...this.pools]) {
-      if (!retired.has(pool)) continue;
+      if (!drained.has(pool)) continue;
       this.pools.delete(key);
-      this.retiring.add(pool);
+      this.draining.add(pool);
       const origin = this.origins.get(pool)!;
-      for (const pending of pool.retire()) moved.push([pending, origin]);
+      for (const pending of pool.drain()) moved.push([pending, origin]);
     }
     const kept = this.pools.size;
     for (const [pending, origin] of moved) this.rehome(pending, origin.resolver === previous ? { ...origin, resolver } : origin);
-    return { kept, replaced: retired.size };
+    return { kept, replaced: drained.size };
   }
 
   /**
-   * Retires `alias`'s pools (sshmuxctl drain, sshmux -O exit): the pools of
+   * Drains `alias`'s pools (sshmuxctl drain, sshmux -O exit): the pools of
    * that name, and the one `alias` with `options` resolves to, which another
    * name may have opened first. Their connections close once their sessions
    * end; waiting and new requests go to fresh ones.
    */
-  retireHost(alias: string, options: Record<string, string> = {}): number {
+  drainHost(alias: string, options: Record<string, string> = {}): number {
     let resolvedKey: string | undefined;
     try {
-      const t = this.target(alias, options);
+      const t = this.lookup(alias, options);
       resolvedKey = poolKey(resolveChecked(t.resolver, t.alias, t.overrides));
     } catch {
       // A name that does not resolve drains by name only.
@@ -207,31 +226,31 @@ export class Agent {
     for (const [key, pool] of [...this.pools]) {
       if (pool.name !== alias && key !== resolvedKey) continue;
       this.pools.delete(key);
-      this.retiring.add(pool);
+      this.draining.add(pool);
       const origin = this.origins.get(pool)!;
-      const waiting = pool.retire();
+      const waiting = pool.drain();
       n += pool.connections.length;
       for (const pending of waiting) this.rehome(pending, origin);
     }
     return n;
   }
 
-  /** Moves a request a retired pool gave back to the pool `origin` resolves to now; if it no longer resolves, the request fails. */
+  /** Moves a request a drained pool gave back to the pool `origin` resolves to now; if it no longer resolves, the request fails. */
   private rehome(pending: PendingSession, origin: PoolOrigin): void {
     try {
-      this.poolFor(origin.resolver, origin.alias, origin.overrides, origin.jumps, origin.depth).adopt(pending);
+      this.poolFor(this.route(origin)).adopt(pending);
     } catch (err) {
       pending.pool.fail(pending, err instanceof MuxError ? err : new MuxError(Code.BAD_REQUEST, (err as Error).message));
     }
   }
 
-  /** Every pool, the retiring ones included. */
+  /** Every pool, the draining ones included. */
   private *allPools(): Iterable<HostPool> {
     yield* this.pools.values();
-    yield* this.retiring;
+    yield* this.draining;
   }
 
-  /** Each pool's load (the retiring ones included), and their sum. */
+  /** Each pool's load (the draining ones included), and their sum. */
   load(): { pools: Array<{ name: string; load: PoolLoad }>; total: PoolLoad } {
     const pools = [...this.allPools()].map((pool) => ({ name: pool.name, load: pool.load }));
     return { pools, total: totalLoad(pools.map((p) => p.load)) };
@@ -261,7 +280,9 @@ export class Agent {
         handshakes: { ok: pool.stats.handshakesOk, failed: pool.stats.handshakesFailed, byCode: { ...pool.stats.failuresByCode } },
         connections: pool.connections.map((c) => ({
           id: c.id, state: c.state, sessions: c.sessions, maxSessions: c.maxSessions, ageS: (now - c.createdAt) / 1000,
+          rttMs: c.link.ms ?? 0, heardAgoS: (c.heardAgoMs ?? 0) / 1000,
         })),
+        via: pool.via?.name ?? '',
         breaker: e.breaker,
         nextProbeInS: e.nextProbeIn(now) / 1000,
         downForS: e.downFor(now) / 1000,
@@ -304,7 +325,7 @@ export class Agent {
         breakerCooldownMs: limits.breakerCooldownMs,
         checkReachable: via ? undefined : async () => {
           const result = await tcpReachable(host.hostname, host.port, timeoutMs);
-          countReachabilityCheck(key, result);
+          this.metrics.countReachabilityCheck(key, result);
           return result;
         },
         onTransition: (t) => this.breakerTransition(key, t),
@@ -316,7 +337,7 @@ export class Agent {
 
   /** Each transition once: a log line and a count, never one per request. */
   private breakerTransition(endpoint: string, t: BreakerTransition): void {
-    countBreakerTransition(endpoint, t.to);
+    this.metrics.countBreakerTransition(endpoint, t.to);
     const fields = { endpoint, from: t.from, to: t.to, reason: t.reason, nextProbeInS: t.nextProbeInMs / 1000 };
     if (t.to === 'open' && t.from === 'closed') {
       this.log.warn(fields, 'host marked down (circuit breaker open): requests wait for the next probe within their deadlines');
@@ -334,16 +355,28 @@ export class Agent {
     for (const [key, pool] of this.pools) {
       if (pool.empty && now - pool.lastUsed > POOL_LINGER_MS) this.pools.delete(key);
     }
-    for (const pool of this.retiring) if (pool.connections.length === 0) this.retiring.delete(pool);
+    for (const pool of this.draining) if (pool.connections.length === 0) this.draining.delete(pool);
   }
 }
 
-interface PoolOrigin {
+/** What resolving a request's host takes: the ssh_config (the daemon's, or a client's -F file), the alias, the overrides. */
+interface HostLookup {
   resolver: SshConfigResolver;
   alias: string;
   overrides: Record<string, string>;
+}
+
+/** How a pool was asked for: a lookup, and for a jump host, where it sits in the chain. */
+interface PoolOrigin extends HostLookup {
   jumps: JumpHop[] | undefined;
   depth: number;
+}
+
+/** A destination resolved with the chain of jump hosts it is reached through. */
+interface Route {
+  origin: PoolOrigin;
+  host: ResolvedHost;
+  via: Route | undefined;
 }
 
 /** poolKey's answers for the resolver's memoized hosts, which come back as the same objects. */

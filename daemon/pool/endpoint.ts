@@ -12,20 +12,9 @@
 // stays down.
 import { HANDSHAKE_BACKOFF, backoffDelay, probeDelay, reachabilityCheckDelay } from './backoff';
 import { systemClock, type Clock } from './clock';
+import type { FailurePolicy } from './failure-policy';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
-
-/** What a failed handshake means: a row of host-pool.ts's HANDSHAKE_FAILURE_POLICY. */
-export interface FailurePolicy {
-  /** When the requests waiting for a connection fail: now, after connectionAttempts failures in a row, or at their own deadlines. */
-  waiting: 'fail-now' | 'fail-after-attempts' | 'wait-for-deadline';
-  /** Wait before the next attempt: the failure was the network's or the server's load. */
-  backoff: boolean;
-  /** Counts toward the breaker: the host looks down, not busy and not misconfigured. */
-  trips: boolean;
-  /** A bare TCP connect shows when this cause has cleared: nothing listened, or nothing answered. */
-  tcpCheck?: boolean;
-}
 
 /** A bare TCP connect: something accepted it, nothing listens, or no answer in time. */
 export type Reachability = 'open' | 'refused' | 'unknown';

@@ -3,61 +3,37 @@
 // slot, opens connections up to maxConnections within the endpoint's
 // handshake budget, and otherwise keeps requests in a bounded FIFO that
 // moves whenever capacity frees. While the endpoint's breaker is open, a
-// request waits only if its deadline reaches the next probe.
-import type { Duplex } from 'node:stream';
+// request waits only if its deadline reaches the next probe. This file is
+// the scheduling: admission, dispatch, and what a connection's events do to
+// the queue. Beside it: what a failed handshake means (failure-policy.ts),
+// the pool's messages (pool-errors.ts), its handshake counts
+// (handshake-record.ts), and the callers that wait for a connection rather
+// than a slot (connection-waiters.ts).
 import type { ClientChannel, SFTPWrapper } from '../ssh/ssh2';
 import { Code, codeName } from '../../proto';
 import type { Limits } from '../config';
-import { MuxError, type Phase } from '../errors';
+import { MuxError } from '../errors';
 import type { Logger } from '../log';
 import type { ResolvedHost } from '../ssh/ssh-config';
 import { terminate } from '../ssh/channel';
 import type { Tunneler } from '../ssh/dial';
 import { systemClock, type Clock } from './clock';
-import { Connection, type ConnectionOwner, type OpenResult, type SessionSpec } from './connection';
-import type { Endpoint, FailurePolicy } from './endpoint';
+import { ReadyWaiters, TunnelWaiters, type ReadyCheck, type TunnelRequest } from './connection-waiters';
+import type { Endpoint } from './endpoint';
+import { failurePolicy, type FailurePolicy } from './failure-policy';
+import { LOCAL_GATE, type FleetGate, type FleetPermit, type GatedPool } from './fleet-gate';
+import { HandshakeRecord, type PoolStats } from './handshake-record';
+import { hostUnavailable, jumpFailed, notConnected, queueFull, waitExpired } from './pool-errors';
+import { NO_POOL_METRICS, type PoolMetrics } from './pool-metrics';
+import type { ConnectionFactory, ConnectionOwner, OpenResult, PooledConnection, SessionSpec } from '../ssh/pooled-connection';
 import { RequestQueue } from './queue';
 import { poolLoad, type PoolLoad } from './stats';
-import { countHandshake } from '../metrics';
-import { LOCAL_GATE, type FleetGate, type FleetPermit } from '../fleet/gate';
-
-/**
- * What each failed handshake means (see FailurePolicy). Whatever the row
- * says, a failure that trips the breaker leaves the waiting requests to
- * their deadlines once the host has answered before: its outage is
- * presumably a restart, and the breaker judges new arrivals.
- */
-const HANDSHAKE_FAILURE_POLICY: Partial<Record<Code, FailurePolicy>> = {
-  [Code.DNS]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
-  // Nothing listened, or nothing answered: a bare TCP connect shows when that changes.
-  [Code.REFUSED]: { waiting: 'fail-after-attempts', backoff: true, trips: true, tcpCheck: true },
-  [Code.CONNECT_TIMEOUT]: { waiting: 'fail-after-attempts', backoff: true, trips: true, tcpCheck: true },
-  [Code.HANDSHAKE_FAILED]: { waiting: 'fail-after-attempts', backoff: true, trips: true },
-  // MaxStartups drops pass as the flood does: requests wait within their deadlines.
-  [Code.THROTTLED]: { waiting: 'wait-for-deadline', backoff: true, trips: false },
-  // A server that accepts TCP and never answers (the banner stall) has
-  // already cost the waiting requests ConnectTimeout: tell them now, and
-  // back off so attempts never pile up on it.
-  [Code.HANDSHAKE_TIMEOUT]: { waiting: 'fail-now', backoff: true, trips: true },
-  // Retrying cannot fix these, and a storm of them looks like an attack.
-  [Code.AUTH_FAILED]: { waiting: 'fail-now', backoff: false, trips: false },
-  [Code.HOST_KEY_UNKNOWN]: { waiting: 'fail-now', backoff: false, trips: false },
-  [Code.HOST_KEY_MISMATCH]: { waiting: 'fail-now', backoff: false, trips: false },
-  [Code.HOST_KEY_REVOKED]: { waiting: 'fail-now', backoff: false, trips: false },
-  // Decided before dialing when the daemon can tell (the validity window); else after the one refused login.
-  [Code.CERTIFICATE_INVALID]: { waiting: 'fail-now', backoff: false, trips: false },
-};
-const DEFAULT_FAILURE_POLICY: FailurePolicy = { waiting: 'fail-after-attempts', backoff: true, trips: true };
-
-export function failurePolicy(code: Code): FailurePolicy {
-  return HANDSHAKE_FAILURE_POLICY[code] ?? DEFAULT_FAILURE_POLICY;
-}
 
 export interface OpenedSession {
   /** A session channel; for an 'sftp' request, `sftp` instead. */
   channel?: ClientChannel;
   sftp?: SFTPWrapper;
-  connection: Connection;
+  connection: PooledConnection;
   waitedMs: number;
   newConnection: boolean;
 }
@@ -91,54 +67,35 @@ export class PendingSession {
   }
 }
 
-/** What the pool takes from outside, so that tests can give it a fake clock and fake connections. */
+/** What the pool takes from outside: its connections (ssh/connection.ts; fakes in the unit tests), and a fake clock in tests. */
 export interface HostPoolDeps {
+  newConnection: ConnectionFactory;
   clock?: Clock;
-  newConnection?: (id: string, host: ResolvedHost, maxSessions: number, idleTimeoutMs: number, owner: ConnectionOwner, via?: Tunneler) => Connection;
   /** The fleet's budget for this endpoint, shared through Redis (daemon/fleet/); without a fleet, always yes. */
   fleet?: FleetGate;
+  /** Where handshakes are counted; none: not counted. */
+  metrics?: PoolMetrics;
 }
 
-export interface PoolStats {
-  requests: number;
-  handshakesOk: number;
-  handshakesFailed: number;
-  failuresByCode: Record<string, number>;
-  lastError: string;
-}
-
-/** A caller waiting for any ready connection: the SSH front door, before it accepts a channel. */
-interface ReadyWaiter {
-  resolve(): void;
-  reject(err: MuxError): void;
-}
-
-/** A connection waiting for a tunnel through this (jump) pool. */
-interface TunnelWaiter {
-  host: string;
-  port: number;
-  resolve(stream: Duplex): void;
-  reject(err: MuxError): void;
-}
-
-export class HostPool implements ConnectionOwner, Tunneler {
-  readonly connections: Connection[] = [];
+export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
+  readonly connections: PooledConnection[] = [];
   readonly queue = new RequestQueue<PendingSession>();
-  /** The last handshake failures, for the status page. */
-  readonly recentErrors: Array<{ at: number; code: string; message: string }> = [];
-  readonly stats: PoolStats = { requests: 0, handshakesOk: 0, handshakesFailed: 0, failuresByCode: {}, lastError: '' };
   /** The lowest MaxSessions the server has shown; new connections start with it. */
   maxSessions: number;
   lastUsed: number;
   private nextConnectionId = 1;
   private dispatching = false;
+  /** Takes no new work: closed (the daemon stops) or drained. */
   private closed = false;
+  /** Drained (sshmuxctl drain, a reload that changed its settings): its waiting requests moved to a fresh pool. */
+  private drained = false;
   private readonly wake = (): void => this.dispatch();
-  private tunnelWaiters: TunnelWaiter[] = [];
-  private readyWaiters: ReadyWaiter[] = [];
   private readonly clock: Clock;
-  private readonly newConnection: NonNullable<HostPoolDeps['newConnection']>;
+  private readonly newConnection: ConnectionFactory;
   private readonly fleet: FleetGate;
+  private readonly handshakes: HandshakeRecord;
+  private readonly readyWaiters: ReadyWaiters;
+  private readonly tunnelWaiters: TunnelWaiters;
 
   constructor(
     readonly name: string,
@@ -147,13 +104,16 @@ export class HostPool implements ConnectionOwner, Tunneler {
     readonly endpoint: Endpoint,
     private readonly log: Logger,
     /** The jump host's pool this destination is reached through. */
-    readonly via?: HostPool,
-    deps: HostPoolDeps = {},
+    readonly via: HostPool | undefined,
+    deps: HostPoolDeps,
   ) {
     this.maxSessions = limits.maxSessions;
     this.clock = deps.clock ?? systemClock;
-    this.newConnection = deps.newConnection ?? ((...args) => new Connection(...args));
+    this.newConnection = deps.newConnection;
     this.fleet = deps.fleet ?? LOCAL_GATE;
+    this.handshakes = new HandshakeRecord(name, this.destination, this.clock, deps.metrics ?? NO_POOL_METRICS, log);
+    this.readyWaiters = new ReadyWaiters(this.clock, () => this.releaseDemand());
+    this.tunnelWaiters = new TunnelWaiters(() => this.releaseDemand());
     this.lastUsed = this.clock.now();
   }
 
@@ -161,23 +121,46 @@ export class HostPool implements ConnectionOwner, Tunneler {
     return `${this.host.user}@${this.host.hostname}:${this.host.port}`;
   }
 
+  /** Requests and handshakes counted, for status. */
+  get stats(): PoolStats {
+    return this.handshakes.stats;
+  }
+
+  /** The last handshake failures, for the status page. */
+  get recentErrors(): ReadonlyArray<{ at: number; code: string; message: string }> {
+    return this.handshakes.recentErrors;
+  }
+
   /** Idle: nothing queued and no connection; the agent may forget it. */
   get empty(): boolean {
     return this.queue.length === 0 && this.connections.length === 0;
   }
 
-  get state(): 'ok' | 'backoff' | 'failing' | 'down' | 'draining' {
-    if (this.closed) return 'draining';
+  get state(): 'ok' | 'backoff' | 'failing' | 'down' | 'draining' | 'closed' {
+    if (this.drained) return 'draining';
+    if (this.closed) return 'closed';
     if (this.hasReady()) return 'ok';
     if (this.endpoint.breaker !== 'closed') return 'down';
     if (this.endpoint.backoffRemaining() > 0) return 'backoff';
     return this.stats.lastError && this.endpoint.failures > 0 ? 'failing' : 'ok';
   }
 
+  /** How long one of its handshakes may take (GatedPool). */
+  get handshakeTimeoutMs(): number {
+    return this.host.connectTimeoutMs;
+  }
+
   /** Connections, sessions and queue, counted once for every reader. */
   get load(): PoolLoad {
     return poolLoad(this.connections, this.queue.length);
   }
+
+  /** Connections ready now. */
+  get readyConnections(): number {
+    return this.connections.filter((c) => c.state === 'ready').length;
+  }
+
+  // ---- admission ------------------------------------------------------------
 
   /** A session for `spec`, within `waitMs` (the sooner of the queue timeout and the call's deadline). */
   request(spec: SessionSpec, handler: SessionHandler, waitMs: number): PendingSession {
@@ -201,12 +184,9 @@ export class HostPool implements ConnectionOwner, Tunneler {
     if (this.closed) return MuxError.shuttingDown();
     if (this.breakerBars(waitMs)) {
       this.endpoint.noteDemand();
-      return this.hostUnavailable(waitMs);
+      return hostUnavailable(this.name, this.endpoint, waitMs);
     }
-    if (this.queue.length >= this.limits.queueLimit) {
-      return new MuxError(Code.QUEUE_FULL,
-        `${this.queue.length} requests already wait for ${this.name} (queueLimit ${this.limits.queueLimit}); retry later or raise queueLimit`, 'queued');
-    }
+    if (this.queue.length >= this.limits.queueLimit) return queueFull(this.name, this.queue.length, this.limits.queueLimit);
     return undefined;
   }
 
@@ -221,68 +201,41 @@ export class HostPool implements ConnectionOwner, Tunneler {
     return (this.endpoint.answered ? waitMs : 0) < this.endpoint.nextProbeIn();
   }
 
-  private nextProbe(): string {
-    return `the next probe is in ${seconds(this.endpoint.nextProbeIn())} s`;
+  /**
+   * Resolves with a ready connection once this pool has one, opening one
+   * (within the handshake budget, the breaker and the fleet's gate) if it
+   * has none; rejects when a handshake fails as waiting requests do, or
+   * after waitMs. Takes no session slot: the SSH front door checks a
+   * destination this way before it accepts a channel, so that a failed
+   * handshake is the channel's open failure, which SSH clients show with
+   * its message; sshmuxctl check too.
+   */
+  connected(waitMs: number): ReadyCheck {
+    const startedAt = this.clock.now();
+    this.lastUsed = startedAt;
+    const expired = (): MuxError => new MuxError(Code.DEADLINE_EXCEEDED,
+      notConnected(this.name, this.endpoint, this.stats.lastError, Math.round((this.clock.now() - startedAt) / 1000)), 'handshaking');
+    return this.readyWaiters.check(waitMs, expired, this.firstReady() ?? this.mayNotWait(waitMs), this.wake);
   }
 
-  private hostUnavailable(waitMs?: number): MuxError {
-    const e = this.endpoint;
-    const next = this.nextProbe();
-    const why = waitMs === undefined ? next
-      : e.answered ? `${next}, after this request's deadline (${seconds(waitMs)} s); a longer deadline waits for it`
-      : `${next}; requests wait for probes only to a host that has answered since sshmuxd started`;
-    return new MuxError(Code.HOST_UNAVAILABLE,
-      `${this.name} is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ${why}`, 'queued');
+  /** Why a caller waiting for a connection, not a slot, may not: closed, or the breaker bars its wait (none: a tunnel's). */
+  private mayNotWait(waitMs: number | undefined): MuxError | undefined {
+    if (this.closed) return MuxError.shuttingDown();
+    if (!this.breakerBars(waitMs ?? 0)) return undefined;
+    this.endpoint.noteDemand();
+    return hostUnavailable(this.name, this.endpoint, waitMs);
   }
 
   /**
-   * Resolves once this pool has a ready connection, opening one if it has
-   * none; rejects when a handshake fails as waiting requests do, or after
-   * waitMs. Takes no session slot: the SSH front door checks a destination
-   * this way before it accepts a channel, so that a failed handshake is the
-   * channel's open failure, which SSH clients show with its message.
+   * A channel to host:port through one of this pool's connections, for a
+   * connection to a host behind this one. Tunnels take no session slot, so
+   * any ready connection will do; if there is none, one is opened.
    */
-  connected(waitMs: number): { ready: Promise<void>; cancel(): void } {
-    let waiter!: ReadyWaiter;
-    let timer: unknown;
-    const startedAt = this.clock.now();
-    const ready = new Promise<void>((resolve, reject) => {
-      timer = this.clock.setTimeout(() => {
-        this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
-        this.releaseDemand();
-        reject(new MuxError(Code.DEADLINE_EXCEEDED, this.notConnected(Math.round((this.clock.now() - startedAt) / 1000)), 'handshaking'));
-      }, waitMs);
-      waiter = {
-        resolve: () => {
-          this.clock.clearTimeout(timer);
-          resolve();
-        },
-        reject: (err) => {
-          this.clock.clearTimeout(timer);
-          reject(err);
-        },
-      };
-    });
+  tunnel(host: string, port: number): TunnelRequest {
     this.lastUsed = this.clock.now();
-    if (this.hasReady()) {
-      waiter.resolve();
-    } else if (this.closed) {
-      waiter.reject(MuxError.shuttingDown());
-    } else if (this.breakerBars(waitMs)) {
-      this.endpoint.noteDemand();
-      waiter.reject(this.hostUnavailable(waitMs));
-    } else {
-      this.readyWaiters.push(waiter);
-      this.dispatch();
-    }
-    return {
-      ready,
-      cancel: () => {
-        this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
-        this.clock.clearTimeout(timer);
-        this.releaseDemand();
-      },
-    };
+    // The connection behind it has its own ConnectTimeout, not a deadline to weigh.
+    const refused = this.mayNotWait(undefined);
+    return this.tunnelWaiters.request(host, port, refused && jumpFailed(this.name, refused), this.wake);
   }
 
   cancel(pending: PendingSession): void {
@@ -292,6 +245,8 @@ export class HostPool implements ConnectionOwner, Tunneler {
     this.queue.remove(pending);
     this.releaseDemand();
   }
+
+  // ---- closing and draining -------------------------------------------------
 
   /** Stops taking requests; fails the waiting ones; lets running sessions finish. */
   close(): void {
@@ -310,22 +265,24 @@ export class HostPool implements ConnectionOwner, Tunneler {
   }
 
   /**
-   * A reload changed this destination's settings: take no more work, let
-   * running sessions finish on the old connections, and hand back the
-   * requests still waiting so the new pool can serve them.
+   * Drains the pool (sshmuxctl drain, or a reload changed this
+   * destination's settings): take no more work, let running sessions finish
+   * on the old connections, and hand back the requests still waiting so a
+   * fresh pool can serve them.
    */
-  retire(): PendingSession[] {
+  drain(): PendingSession[] {
     this.closed = true;
+    this.drained = true;
     this.endpoint.forget(this.wake);
     this.fleet.forget(this.wake);
     const waiting = this.queue.removeAll();
     // Their next request goes to the pool for the new settings.
-    for (const w of this.readyWaiters.splice(0)) w.resolve();
+    this.readyWaiters.resolveAll(undefined);
     this.closeConnections();
     return waiting;
   }
 
-  /** Takes over a request from a retired pool, keeping its deadline and its place in line. */
+  /** Takes over a request from a drained pool, keeping its deadline and its place in line. */
   adopt(pending: PendingSession): void {
     pending.pool = this;
     this.queue.push(pending);
@@ -338,41 +295,22 @@ export class HostPool implements ConnectionOwner, Tunneler {
     for (const conn of [...this.connections]) conn.destroy();
   }
 
-  /**
-   * A channel to host:port through one of this pool's connections, for a
-   * connection to a host behind this one. Tunnels take no session slot, so
-   * any ready connection will do; if there is none, one is opened.
-   */
-  tunnel(host: string, port: number): { stream: Promise<Duplex>; cancel(): void } {
-    let waiter!: TunnelWaiter;
-    const stream = new Promise<Duplex>((resolve, reject) => {
-      waiter = { host, port, resolve, reject };
-    });
-    this.lastUsed = this.clock.now();
-    if (this.closed) {
-      waiter.reject(this.jumpFailed(MuxError.shuttingDown()));
-    } else if (this.breakerBars(0)) {
-      // The connection behind it has its own ConnectTimeout, not a deadline to weigh.
-      this.endpoint.noteDemand();
-      waiter.reject(this.jumpFailed(this.hostUnavailable()));
-    } else {
-      this.tunnelWaiters.push(waiter);
-      this.dispatch();
+  /** Tunneler: the least time since one of its ready connections last heard from the host, ms. */
+  heardAgoMs(): number | undefined {
+    let least: number | undefined;
+    for (const c of this.connections) {
+      const ago = c.heardAgoMs;
+      if (ago !== undefined && (least === undefined || ago < least)) least = ago;
     }
-    return {
-      stream,
-      cancel: () => {
-        this.tunnelWaiters = this.tunnelWaiters.filter((w) => w !== waiter);
-        this.releaseDemand();
-      },
-    };
+    return least;
   }
 
-  private jumpFailed(err: MuxError): MuxError {
-    return new MuxError(Code.JUMP_FAILED, `jump host ${this.name} failed: ${codeName(err.code)}: ${err.message}`, 'handshaking');
+  /** Tunneler: a keepalive on each ready connection, so that heardAgoMs() says whether the jump host still answers. */
+  probe(): void {
+    for (const c of this.connections) c.probe();
   }
 
-  // ---- scheduling -------------------------------------------------------
+  // ---- dispatch -------------------------------------------------------------
 
   /** Hands queued work to connections with free slots, and opens connections for what is left. */
   private dispatch(): void {
@@ -390,15 +328,11 @@ export class HostPool implements ConnectionOwner, Tunneler {
         }
         this.open(conn, this.queue.shift()!);
       }
-      if (this.readyWaiters.length > 0 && this.hasReady()) {
-        for (const w of this.readyWaiters.splice(0)) w.resolve();
+      if (this.readyWaiters.length > 0) {
+        const ready = this.firstReady();
+        if (ready) this.readyWaiters.resolveAll(ready);
       }
-      while (this.tunnelWaiters.length > 0) {
-        const conn = this.fewestTunnels();
-        if (!conn) break;
-        const w = this.tunnelWaiters.shift()!;
-        conn.openTunnel(w.host, w.port, (err, stream) => (err ? w.reject(err) : w.resolve(stream!)));
-      }
+      if (this.tunnelWaiters.length > 0) this.tunnelWaiters.serve(this.fewestTunnels);
       this.grow();
       this.releaseDemand();
     } finally {
@@ -415,7 +349,11 @@ export class HostPool implements ConnectionOwner, Tunneler {
   }
 
   private hasReady(): boolean {
-    return this.connections.some((c) => c.state === 'ready');
+    return this.firstReady() !== undefined;
+  }
+
+  private firstReady(): PooledConnection | undefined {
+    return this.connections.find((c) => c.state === 'ready');
   }
 
   /** Hands an idle pooled SFTP session to the request at the head of the queue. */
@@ -431,39 +369,79 @@ export class HostPool implements ConnectionOwner, Tunneler {
     return false;
   }
 
-  private leastLoaded(): Connection | undefined {
-    let best: Connection | undefined;
+  private leastLoaded(): PooledConnection | undefined {
+    let best: PooledConnection | undefined;
     for (const conn of this.connections) {
       if (conn.freeSlots > 0 && (!best || conn.sessions < best.sessions)) best = conn;
     }
     return best;
   }
 
-  private fewestTunnels(): Connection | undefined {
-    let best: Connection | undefined;
+  /** The ready connection carrying the fewest tunnels (a property, handed to the tunnel waiters as it is). */
+  private readonly fewestTunnels = (): PooledConnection | undefined => {
+    let best: PooledConnection | undefined;
     for (const conn of this.connections) {
       if (conn.state === 'ready' && (!best || conn.tunnels < best.tunnels)) best = conn;
     }
     return best;
+  };
+
+  /**
+   * Session slots the waiting requests need beyond the capacity on its way:
+   * the connections still handshaking (maxSessions each) and the closed
+   * slots a round trip is about to give back. At least 1 while a tunnel or a
+   * readiness check waits and there is no connection: they need one
+   * connection, not slots. grow() opens connections for it, and the fleet
+   * asks whether it is above 0 (waitingForConnection).
+   */
+  private shortfall(): number {
+    let connecting = 0;
+    let reclaimable = 0;
+    for (const c of this.connections) {
+      if (c.state === 'connecting') connecting++;
+      reclaimable += c.reclaimableSlots;
+    }
+    const slots = this.queue.length - connecting * this.maxSessions - reclaimable;
+    const needsOne = (this.tunnelWaiters.length > 0 || this.readyWaiters.length > 0) && this.connections.length === 0;
+    return needsOne ? Math.max(slots, 1) : slots;
+  }
+
+  /** It needs a connection beyond those on their way (GatedPool). */
+  get waitingForConnection(): boolean {
+    return this.shortfall() > 0;
+  }
+
+  /**
+   * Connections it could use now (GatedPool): enough for the sessions it
+   * holds and the requests it queues, at its MaxSessions each, within
+   * maxConnections; at least one while it waits for one or a tunnel runs.
+   * A pool whose connections carry only a few sessions each wants fewer
+   * than it holds.
+   */
+  wantedConnections(): number {
+    let slots = this.queue.length;
+    let tunnels = false;
+    for (const conn of this.connections) {
+      if (conn.state === 'closed') continue;
+      slots += conn.sessions;
+      if (conn.tunnels > 0) tunnels = true;
+    }
+    let want = Math.ceil(slots / this.maxSessions);
+    if (tunnels || this.waitingForConnection) want = Math.max(want, 1);
+    return Math.min(this.limits.maxConnections, want);
   }
 
   /** Opens connections while the queue needs more capacity than is on its way. */
   private grow(): void {
     if (this.closed) return;
-    const connecting = this.connections.filter((c) => c.state === 'connecting').length;
-    // Closed slots a round trip is about to give back are capacity on its way too, as a connecting connection's are.
-    const reclaimable = this.connections.reduce((n, c) => n + c.reclaimableSlots, 0);
-    let demand = this.queue.length - connecting * this.maxSessions - reclaimable;
-    // Tunnels and readiness checks need one connection, not slots.
-    const needsOne = this.tunnelWaiters.length > 0 || this.readyWaiters.length > 0;
-    if (needsOne && this.connections.length === 0) demand = Math.max(demand, 1);
+    let demand = this.shortfall();
     while (demand > 0 && this.connections.length < this.limits.maxConnections) {
       // Until this pool has logged in once, one handshake at a time: a
       // refused login (a wrong key, a certificate the server rejects) fails
       // every waiting request at once, and each refused login costs the
       // host a PerSourcePenalties authfail on OpenSSH >= 9.8, so a burst
       // learns it from one attempt instead of maxConnections.
-      if (this.stats.handshakesOk === 0 && this.connections.some((c) => c.state === 'connecting')) return;
+      if (!this.handshakes.loggedIn && this.connections.some((c) => c.state === 'connecting')) return;
       if (!this.endpoint.available()) {
         this.endpoint.waitForCapacity(this.wake);
         return;
@@ -484,7 +462,7 @@ export class HostPool implements ConnectionOwner, Tunneler {
     conn.connect();
   }
 
-  private open(conn: Connection, pending: PendingSession): void {
+  private open(conn: PooledConnection, pending: PendingSession): void {
     pending.state = 'opening';
     const newConnection = conn.sessionsOpened === 0;
     conn.openSession(pending.spec, (result: OpenResult) => {
@@ -518,34 +496,17 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   private expire(pending: PendingSession): void {
     if (pending.state === 'done') return;
-    const waited = Math.round((this.clock.now() - pending.createdAt) / 1000);
     const ready = this.connections.filter((c) => c.state === 'ready');
-    const e = this.endpoint;
-    let phase: Phase = 'queued';
-    let message: string;
-    if (pending.state === 'opening') {
-      phase = 'opening';
-      message = `the session channel to ${this.name} did not open within ${waited} s`;
-    } else if (ready.length === 0) {
-      phase = 'handshaking';
-      message = this.notConnected(waited);
-    } else {
-      const busy = ready.reduce((n, c) => n + c.sessions, 0);
-      message = `no session slot on ${this.name} became free within ${waited} s ` +
-        `(${busy} sessions busy on ${ready.length} connections, ${this.queue.length - 1} other requests waiting). ` +
-        'Give the request a longer deadline or raise maxConnections/maxSessions';
-    }
-    const fleet = pending.state === 'opening' ? '' : this.fleet.why();
-    if (fleet) message += `; ${fleet}`;
-    this.finish(pending, new MuxError(Code.DEADLINE_EXCEEDED, message, phase));
-  }
-
-  private notConnected(waitedS: number): string {
-    const e = this.endpoint;
-    return `could not connect to ${this.name} within ${waitedS} s` + (e.breaker !== 'closed'
-      ? `: it is marked down after ${e.hardFailureCount} failed handshakes in a row (last: ${e.lastFailure}); ` +
-        (e.breaker === 'half-open' ? 'a probe handshake is under way' : this.nextProbe())
-      : this.stats.lastError ? `; last handshake failure: ${this.stats.lastError}` : '; the handshake is still in progress');
+    const opening = pending.state === 'opening';
+    this.finish(pending, waitExpired(this.name, this.endpoint, {
+      opening,
+      waitedS: Math.round((this.clock.now() - pending.createdAt) / 1000),
+      ready: ready.length,
+      busy: ready.reduce((n, c) => n + c.sessions, 0),
+      othersWaiting: this.queue.length - 1,
+      lastError: this.stats.lastError,
+      fleet: opening ? '' : this.fleet.why(),
+    }));
   }
 
   /** Ends a request with `err` (a reload that can no longer resolve its host). */
@@ -564,44 +525,30 @@ export class HostPool implements ConnectionOwner, Tunneler {
 
   private failQueued(err: MuxError): void {
     for (const pending of this.queue.removeAll()) this.finish(pending, err);
-    const waiters = this.tunnelWaiters;
-    this.tunnelWaiters = [];
-    for (const w of waiters) w.reject(this.jumpFailed(err));
-    for (const w of this.readyWaiters.splice(0)) w.reject(err.inPhase('handshaking'));
+    this.tunnelWaiters.rejectAll(jumpFailed(this.name, err));
+    this.readyWaiters.rejectAll(err.inPhase('handshaking'));
   }
 
-  private remove(conn: Connection): void {
+  private remove(conn: PooledConnection): void {
     const i = this.connections.indexOf(conn);
     if (i >= 0) this.connections.splice(i, 1);
   }
 
-  // ---- ConnectionOwner ------------------------------------------------
+  // ---- ConnectionOwner: what a connection's events do to the queue --------------
 
-  onReady(conn: Connection): void {
+  onReady(conn: PooledConnection): void {
     this.endpoint.succeeded();
     this.fleet.handshakeEnded(conn);
-    this.stats.handshakesOk++;
-    countHandshake(this.name, 'ok');
-    this.log.info({ host: this.name, connection: conn.id, destination: this.destination, ms: this.clock.now() - conn.createdAt },
-      'connection ready');
-    if (conn.hostKeyWarning) this.log.warn({ host: this.name, connection: conn.id, warning: conn.hostKeyWarning.message }, 'host key warning');
+    this.handshakes.succeeded(conn);
     this.dispatch();
   }
 
-  onHandshakeFailed(conn: Connection, err: MuxError): void {
+  onHandshakeFailed(conn: PooledConnection, err: MuxError): void {
     this.remove(conn);
     this.fleet.released(conn);
     const policy = failurePolicy(err.code);
-    const name = codeName(err.code);
-    this.endpoint.failed(policy, `${name}: ${err.message}`);
-    this.stats.handshakesFailed++;
-    countHandshake(this.name, name);
-    this.stats.failuresByCode[name] = (this.stats.failuresByCode[name] ?? 0) + 1;
-    this.recentErrors.push({ at: this.clock.now(), code: name, message: err.message });
-    if (this.recentErrors.length > 10) this.recentErrors.shift();
-    this.stats.lastError = `${name}: ${err.message}`;
-    this.log.warn({ host: this.name, connection: conn.id, code: name, failures: this.endpoint.failures, err: err.message },
-      'handshake failed');
+    this.endpoint.failed(policy, `${codeName(err.code)}: ${err.message}`);
+    this.handshakes.failed(conn, err, this.endpoint.failures);
     this.failWaiting(policy, err);
     this.dispatch();
   }
@@ -614,28 +561,24 @@ export class HostPool implements ConnectionOwner, Tunneler {
     if (policy.waiting === 'fail-now' || this.endpoint.failures >= this.limits.connectionAttempts) this.failQueued(err);
   }
 
-  onCapacity(conn: Connection): void {
+  onCapacity(conn: PooledConnection): void {
     this.learnLimit(conn);
     this.dispatch();
   }
 
   /** A connection learned the server's MaxSessions is lower than assumed (a refused session or spare): so does the pool. */
-  private learnLimit(conn: Connection): void {
+  private learnLimit(conn: PooledConnection): void {
     if (conn.maxSessions >= this.maxSessions) return;
     this.maxSessions = conn.maxSessions;
     this.log.warn({ host: this.name, connection: conn.id, maxSessions: conn.maxSessions },
       'server refused a session: its MaxSessions is lower than assumed; using the lower limit');
   }
 
-  onClosed(conn: Connection, err?: Error): void {
+  onClosed(conn: PooledConnection, err?: Error): void {
     this.remove(conn);
     this.fleet.released(conn);
     if (err) this.log.warn({ host: this.name, connection: conn.id, err: err.message }, 'connection lost');
     else this.log.info({ host: this.name, connection: conn.id }, 'connection closed');
     this.dispatch();
   }
-}
-
-function seconds(ms: number): string {
-  return (ms / 1000).toFixed(1);
 }

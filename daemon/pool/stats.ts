@@ -2,7 +2,7 @@
 // counts its connections, sessions and queue once, here, and every reader
 // (sshmuxctl status, the status page, /metrics, systemd's STATUS= line, the
 // daemon's stop) takes these figures instead of summing on its own.
-import type { ConnectionState } from './connection';
+import type { ConnectionState } from '../ssh/pooled-connection';
 
 export interface PoolLoad {
   connections: number;

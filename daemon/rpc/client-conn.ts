@@ -4,20 +4,17 @@
 // this client only, with an Error frame saying why; other clients never
 // notice.
 import type * as net from 'node:net';
+import { MAX_RECEIVE_WINDOW } from '../../proto/receive-window';
 import { Code, DATA_CHUNK, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
-import type { Call, CallContext, CallKind, CallOutcome, CallRequest, CallSink, StartedInfo } from '../call/call';
+import { STDIN_WINDOW, type CallContext, type CallKind, type CallSink, type CallRequest, type DoorCall, type StartedInfo } from '../call/call';
 import { FileTransfer } from '../call/transfer';
-import { SessionCall } from '../call/session';
+import { ChannelCall } from '../call/channel-call';
 import { FrameWriter } from './frame-writer';
 import type { Jobs } from '../jobs/jobs';
-import { JobCall, type JobCallPeer } from './job-call';
-import { LogTally, type Logger } from '../log';
+import { JobCall, type JobOutcome } from './job-call';
+import { LogTally } from '../log';
 import { MuxError, toMuxError } from '../errors';
 
-/** Initial stdin grant per call, announced in Welcome. */
-export const STDIN_WINDOW = 256 * 1024;
-/** The most a client may grant us per call; bounds what we buffer for it. */
-const MAX_CLIENT_WINDOW = 16 * 1024 * 1024;
 /**
  * A client has this long after connecting to say hello; every sshmux client
  * sends it at once. Without a deadline, programs that open the socket and
@@ -45,7 +42,7 @@ export class ClientConn {
   private readonly decoder = new FrameDecoder(MAX_FRAME);
   /** Every frame to this client goes through it, in order, once per turn. */
   private readonly out: FrameWriter;
-  private readonly calls = new Map<number, Call | JobCall>();
+  private readonly calls = new Map<number, DoorCall>();
   private greetedYet = false;
   private goneReported = false;
   private clientWindow = 0;
@@ -204,7 +201,7 @@ export class ClientConn {
       return this.gone();
     }
     const window = hello.window ?? 0;
-    if (window < 1024 || window > MAX_CLIENT_WINDOW) return this.protocolError(`hello.window ${window} outside 1 KiB..16 MiB`);
+    if (window < 1024 || window > MAX_RECEIVE_WINDOW) return this.protocolError(`hello.window ${window} outside 1 KiB..16 MiB`);
     this.greetedYet = true;
     clearTimeout(this.helloTimer);
     this.clientWindow = window;
@@ -237,27 +234,28 @@ export class ClientConn {
       return;
     }
     if (frame.body === 'jobRequest') {
-      const job = new JobCall(this.jobPeer(stream), frame.jobRequest as v1.JobRequest, { jobs: this.ctx.jobs, outputWindow: this.clientWindow });
+      const job = new JobCall(this.sinkFor(stream, false), frame.jobRequest as v1.JobRequest, { jobs: this.ctx.jobs, outputWindow: this.clientWindow });
       this.calls.set(stream, job);
       job.start();
       return;
     }
     const request = callRequest(frame.session as v1.SessionRequest);
     if (!request) return this.send({ stream, error: errorBody(new MuxError(Code.BAD_REQUEST, `unknown session kind ${frame.session!.kind}`)) });
-    const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
+    const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, metrics: this.ctx.metrics, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
     const session = frame.session!;
     const sink = this.sinkFor(stream, !!session.deferStarted && !session.stdin);
-    const call = request.kind === 'upload' || request.kind === 'download' ? new FileTransfer(sink, request, ctx) : new SessionCall(sink, request, ctx);
+    const call = request.kind === 'upload' || request.kind === 'download' ? new FileTransfer(sink, request, ctx) : new ChannelCall(sink, request, ctx);
     this.calls.set(stream, call);
     call.start();
   }
 
   /**
-   * A call's results as frames on its stream. `deferStarted`: Started waits
-   * for the next frame and goes out in the same write, which spares a short
-   * command's caller a write and a wake-up of its own (see SessionRequest).
+   * A call's results as frames on its stream (a job call's too). `deferStarted`:
+   * Started waits for the next frame and goes out in the same write, which
+   * spares a short command's caller a write and a wake-up of its own (see
+   * SessionRequest).
    */
-  private sinkFor(stream: number, deferStarted: boolean): CallSink {
+  private sinkFor(stream: number, deferStarted: boolean): CallSink<JobOutcome> {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const conn = this;
     let heldStarted: StartedInfo | undefined;
@@ -287,6 +285,7 @@ export class ClientConn {
       stdinWritten: (bytes) => {
         if (this.alive) this.out.window(stream, bytes);
       },
+      outputWaits: () => this.sayOutputWaits(stream),
       eof: () => {
         sendStarted();
         if (this.alive) this.out.eof(stream);
@@ -304,21 +303,18 @@ export class ClientConn {
     };
   }
 
-  /** A job call's answers as frames on its stream. */
-  private jobPeer(stream: number): JobCallPeer {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const conn = this;
-    return {
-      get alive() {
-        return conn.alive;
-      },
-      data: (fd, chunk) => this.sendData(stream, fd, chunk),
-      end: (body) => {
-        this.calls.delete(stream);
-        this.send({ stream, ...(body.error ? { error: errorBody(body.error) } : body) });
-      },
-      protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
-    };
+  /**
+   * Tells the client that a stream's output waits for its window, once this
+   * turn's writes have gone out, and only if the socket took them all: then
+   * the client has what we sent and its grant is what we wait for, and a
+   * larger window would help (proto/receive-window.ts). Output still queued
+   * here means the client is slow to read, which a larger window would only
+   * pile up in this daemon.
+   */
+  private sayOutputWaits(stream: number): void {
+    setImmediate(() => {
+      if (this.alive && this.socket.writableLength === 0) this.send({ stream, window: { bytes: 0, outputWaits: true } });
+    });
   }
 
   /** Run after a poll phase, so a hello that arrived while the event loop was busy is read before this judges. */
@@ -363,9 +359,10 @@ function callRequest(req: v1.SessionRequest): CallRequest | undefined {
   };
 }
 
-/** Exit or Error: the frame that ends a call. */
-function terminalFrame(outcome: CallOutcome): Pick<IFrame, 'exit' | 'error'> {
+/** Exit, Error or a job call's JobResult: the frame that ends a call. */
+function terminalFrame(outcome: JobOutcome): Pick<IFrame, 'exit' | 'error' | 'jobResult'> {
   if (outcome.error) return { error: errorBody(outcome.error) };
+  if ('jobResult' in outcome) return { jobResult: outcome.jobResult };
   const { code, signal, coreDumped, message } = outcome.exit;
   return signal ? { exit: { code: -1, signal, coreDumped: !!coreDumped, message: message ?? '' } } : { exit: { code: code ?? 0 } };
 }

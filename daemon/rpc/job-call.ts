@@ -1,32 +1,24 @@
 // A JobRequest from a client: one call on its stream, answered by one
 // JobResult (or Error), or for LOGS by the log as Data frames within the
 // client's window and then Exit{code 0}. Cancel and a client going away end
-// the call, never the job: the job lives on its host.
+// the call, never the job: the job lives on its host. The door drives it as
+// any call (DoorCall) and hears from it through the same kind of sink.
 import { Code, Fd, v1 } from '../../proto';
-import { STDERR, STDOUT, type OutputFd } from '../call/call';
+import { STDERR, STDOUT, type CallOutcome, type CallSink, type DoorCall, type OutputFd } from '../call/call';
 import { MuxError, toMuxError } from '../errors';
 import { jobsStopping, type Jobs, type JobInfo } from '../jobs/jobs';
 import type { JobLogs } from '../jobs/job-logs';
 
-/** Where a job call's answers go: the door's side, as a CallSink is for a session. */
-export interface JobCallPeer {
-  /** Whether anyone still listens. */
-  readonly alive: boolean;
-  /** Log bytes, within the window the client granted. */
-  data(fd: OutputFd, chunk: Buffer): void;
-  /** Exactly once, last: the answer, the end of a log, or the failure. */
-  end(body: { jobResult?: v1.IJobResult; exit?: v1.IExit; error?: MuxError }): void;
-  /** The client broke the call's rules. */
-  protocolError(message: string): void;
-}
+/** How a job call ends: a call's ending (a log's exit, a failure), or the JobResult that answers it. */
+export type JobOutcome = CallOutcome | { jobResult: v1.IJobResult; exit?: undefined; error?: undefined };
 
-export class JobCall {
+export class JobCall implements DoorCall {
   private readonly abort = new AbortController();
   private reader: JobLogs | undefined;
   private ended = false;
 
   constructor(
-    private readonly peer: JobCallPeer,
+    private readonly sink: CallSink<JobOutcome>,
     private readonly request: v1.JobRequest,
     private readonly ctx: { jobs: Jobs; outputWindow: number },
   ) {}
@@ -61,9 +53,9 @@ export class JobCall {
     if (!Number.isSafeInteger(from) || from < 0) return this.end({ error: new MuxError(Code.BAD_REQUEST, `log offset ${r.from} is not a byte offset`) });
     this.reader = this.ctx.jobs.logs(r.id, fd === STDERR ? 'stderr' : 'stdout', from, r.follow, r.timeoutMs || undefined, this.ctx.outputWindow, {
       data: (chunk) => {
-        if (!this.ended && this.peer.alive) this.peer.data(fd, chunk);
+        if (!this.ended && this.sink.alive) this.sink.data(fd, chunk);
       },
-      end: () => this.end({ exit: { code: 0 } }),
+      end: () => this.end({ exit: { code: 0, signal: null } }),
       fail: (err) => this.end({ error: err }),
     });
   }
@@ -71,7 +63,7 @@ export class JobCall {
   // ---- frames from the client ------------------------------------------
 
   onData(): void {
-    this.peer.protocolError('a job call takes no stdin');
+    this.sink.protocolError('a job call takes no stdin');
   }
 
   onEof(): void {}
@@ -103,9 +95,9 @@ export class JobCall {
     this.end({ error: reason });
   }
 
-  private end(body: Parameters<JobCallPeer['end']>[0]): void {
+  private end(outcome: JobOutcome): void {
     if (this.ended) return;
     this.ended = true;
-    this.peer.end(body);
+    this.sink.end(outcome);
   }
 }

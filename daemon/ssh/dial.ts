@@ -13,7 +13,8 @@ import { credentialsFor, describeCertificate, type AuthMethod, type Credentials 
 import { describeValidity, validityProblem } from './certificates';
 import { fingerprint, hostKeyAlgorithms, keyName, lookupName, verifyHostKey, type HostKeyCheck, type HostKeyVerdict } from './known-hosts';
 import { serverHostKeyAlgorithms } from './ssh2/certificates';
-import { Client, type ConnectConfig } from './ssh2';
+import { Client, type ClientChannel, type ConnectConfig } from './ssh2';
+import { sizeReceiveWindow } from './link-window';
 
 type Stage = 'tcp' | 'banner' | 'kex' | 'auth';
 
@@ -46,6 +47,10 @@ export interface Tunneler {
   readonly name: string;
   /** Opens a channel to host:port through a pooled connection; cancel() gives up waiting. */
   tunnel(host: string, port: number): { stream: Promise<Duplex>; cancel(): void };
+  /** How long ago the jump host last sent anything on a ready connection, ms; undefined: it has none. */
+  heardAgoMs(): number | undefined;
+  /** Sends a keepalive on its ready connections: a connection through it went silent, and whether the jump host still answers tells which hop failed. */
+  probe(): void;
 }
 
 export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> {
@@ -99,8 +104,8 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
         sock: stream as ConnectConfig['sock'],
         username: host.user,
         readyTimeout: 0, // our own timer covers every stage
-        keepaliveInterval: host.serverAliveIntervalMs,
-        keepaliveCountMax: host.serverAliveCountMax,
+        // The pool keeps ServerAliveInterval and ServerAliveCountMax itself, within their product (daemon/ssh/liveness.ts).
+        keepaliveInterval: 0,
         closeReplyHoldMs: CLOSE_REPLY_HOLD_MS,
         authHandler: methods.slice(),
         algorithms: { serverHostKey: serverHostKeyAlgorithms(serverHostKey) },
@@ -132,6 +137,8 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
         }
       };
       stream.on('data', watch);
+      // Through a jump host: the forwarding channel carries the whole connection, its window sized to the jump host's link.
+      if (via) sizeReceiveWindow(stream as ClientChannel);
     };
 
     if (via) {
@@ -232,8 +239,9 @@ function authError(host: ResolvedHost, creds: Credentials): MuxError {
 }
 
 function timeoutError(host: ResolvedHost, stage: Stage, via?: Tunneler): MuxError {
-  const where = lookupName(host.hostname, host.port) + (via ? ` (through ${via.name})` : '');
   const limit = `ConnectTimeout ${host.connectTimeoutMs / 1000} s`;
+  if (via) return hopTimeoutError(host, stage, via, limit);
+  const where = lookupName(host.hostname, host.port);
   if (stage === 'tcp') {
     return new MuxError(Code.CONNECT_TIMEOUT,
       `connection to ${where} timed out (${limit}): no TCP answer. Check the address, the route and firewalls`, 'handshaking');
@@ -246,6 +254,36 @@ function timeoutError(host: ResolvedHost, stage: Stage, via?: Tunneler): MuxErro
   return new MuxError(Code.HANDSHAKE_TIMEOUT,
     `SSH ${stage === 'kex' ? 'key exchange' : 'authentication'} with ${where} did not finish within ${limit}: the server is overloaded or the link is stalling`,
     'handshaking');
+}
+
+/**
+ * A connection through a jump host timed out: say which hop failed. With
+ * the jump host's own connection up, the hop behind it is what failed (a
+ * partition between the two, or the node down), not the jump host; without
+ * one, the jump host is the one that did not answer.
+ */
+function hopTimeoutError(host: ResolvedHost, stage: Stage, via: Tunneler, limit: string): MuxError {
+  const node = lookupName(host.hostname, host.port);
+  const heard = via.heardAgoMs();
+  if (heard === undefined) {
+    return new MuxError(Code.JUMP_FAILED,
+      `jump host ${via.name} failed: no connection to it within ${limit} (of ${host.alias}), so ${node} behind it was not reached; see ${via.name}'s own error`, 'handshaking');
+  }
+  const up = `jump host ${via.name} is up`;
+  const answered = `${via.name} answered ${(heard / 1000).toFixed(1)} s ago`;
+  if (stage === 'tcp') {
+    return new MuxError(Code.CONNECT_TIMEOUT,
+      `${up}, but its TCP connection to ${node} got no answer within ${limit} (${answered}): the network between ${via.name} and ${host.hostname} is cut, ` +
+      `or ${host.hostname} is down. Check from ${via.name} that ${host.hostname} port ${host.port} answers`, 'handshaking');
+  }
+  if (stage === 'banner') {
+    return new MuxError(Code.HANDSHAKE_TIMEOUT,
+      `${up}, but ${node} behind it sent no SSH banner within ${limit} (${answered} and opened TCP to it): the link between ${via.name} and ${host.hostname} ` +
+      `stopped carrying data, or ${host.hostname} is out of memory or CPU. sshmux retries with backoff`, 'handshaking');
+  }
+  return new MuxError(Code.HANDSHAKE_TIMEOUT,
+    `${up}, but SSH ${stage === 'kex' ? 'key exchange' : 'authentication'} with ${node} behind it did not finish within ${limit} (${answered}): ` +
+    `${host.hostname} is overloaded or the link between ${via.name} and ${host.hostname} is stalling`, 'handshaking');
 }
 
 function throttled(host: ResolvedHost, detail: string): MuxError {

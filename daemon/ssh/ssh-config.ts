@@ -82,6 +82,15 @@ export interface ResolverOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * The block `sshmuxctl ssh-config` prints sends ssh through this daemon
+ * (a ProxyCommand to its front door, the door's host key and client key,
+ * a ControlMaster). ssh must apply it; the daemon, resolving its own
+ * connections upstream from the same files, must not, so it reads the lines
+ * from the first marker to the second (or to the end of the file) as blank.
+ */
+export const CLIENT_BLOCK_BEGIN = '# >>> sshmux ssh-config';
+export const CLIENT_BLOCK_END = '# <<< sshmux ssh-config';
 /** ssh's READCONF_MAX_DEPTH. */
 const MAX_INCLUDE_DEPTH = 16;
 /** fill_default_options() order in OpenSSH 9.x. */
@@ -191,7 +200,7 @@ export class SshConfigResolver {
     }
     let text: string;
     try {
-      text = fs.readFileSync(file, 'utf8');
+      text = withoutClientBlock(fs.readFileSync(file, 'utf8'));
     } catch (err) {
       throw new ConfigError(cannotReadSshConfig(file, err));
     }
@@ -441,6 +450,21 @@ function prune(config: Line[]): void {
 }
 
 // ---- small helpers ----------------------------------------------------------
+
+/** The text with the lines of sshmux's own client block blank (their count kept, so line numbers still point right). */
+function withoutClientBlock(text: string): string {
+  if (!text.includes(CLIENT_BLOCK_BEGIN)) return text;
+  let inside = false;
+  return text.split('\n').map((line) => {
+    const trimmed = line.trim();
+    if (!inside && trimmed.startsWith(CLIENT_BLOCK_BEGIN)) inside = true;
+    else if (inside && trimmed.startsWith(CLIENT_BLOCK_END)) {
+      inside = false;
+      return '';
+    }
+    return inside ? '' : line;
+  }).join('\n');
+}
 
 function list2(v: string | string[] | undefined): string[] {
   return v === undefined ? [] : Array.isArray(v) ? v : [v];

@@ -9,7 +9,7 @@
 // and a certificate valid for a minute renewed on disk while commands run.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SshMux, SshMuxError } from '../../client-sdk';
@@ -44,7 +44,8 @@ function certSshd(opts: SshdOptions = {}): Promise<Sshd> {
   });
 }
 
-interface HostSpec { alias: string; sshd: Sshd; identity: string; extra?: string[] }
+/** `identity`: the IdentityFile, offered alone (IdentitiesOnly); none: the agent's keys only. */
+interface HostSpec { alias: string; sshd: Sshd; identity?: string; extra?: string[] }
 
 /** ssh_config for the hosts and a known_hosts holding only the host CA. */
 function clientFiles(hosts: HostSpec[], d = tempDir()): { sshConfig: string; dir: string } {
@@ -56,8 +57,7 @@ function clientFiles(hosts: HostSpec[], d = tempDir()): { sshConfig: string; dir
     `  HostName ${h.sshd.host}`,
     `  Port ${h.sshd.port}`,
     `  User ${h.sshd.user.name}`,
-    `  IdentityFile ${h.identity}`,
-    '  IdentitiesOnly yes',
+    ...(h.identity ? [`  IdentityFile ${h.identity}`, '  IdentitiesOnly yes'] : []),
     `  UserKnownHostsFile ${knownHosts}`,
     '  GlobalKnownHostsFile /dev/null',
     '  StrictHostKeyChecking yes',
@@ -144,6 +144,53 @@ test('CertificateFile, and an RSA key whose certificate is offered as rsa-sha2-*
   assert.equal(perCall.stdout.toString(), 'per call\n', perCall.stderr.toString());
   assert.match(sshd.log(), /ID per-call/);
   mux.close();
+});
+
+/** A real ssh-agent on a socket of its own, in the foreground (-D) so that it goes when the test ends. */
+function startAgent(): { socket: string; add(key: string): void; stop(): void } {
+  const socket = path.join(tempDir(), 'agent.sock');
+  const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(socket)) {
+    if (Date.now() > deadline) throw new Error('ssh-agent did not create its socket within 10 s');
+    spawnSync('sleep', ['0.05']);
+  }
+  return {
+    socket,
+    // ssh-add loads KEY-cert.pub beside KEY too, as users' agents hold them.
+    add: (key) => execFileSync('ssh-add', [key], { env: { ...process.env, SSH_AUTH_SOCK: socket }, stdio: 'pipe' }),
+    stop: () => agent.kill(),
+  };
+}
+
+test('the agent: a certificate it holds is offered before its keys; a CertificateFile whose key only the agent holds is signed by the agent', async () => {
+  const sshd = await certSshd();
+  const agent = startAgent();
+  try {
+    // The agent holds a key and its certificate (added together, as ssh-add does).
+    const held = makeKey(tempDir(), 'id_held');
+    signKey(userCa, held, { principals: [sshd.user.name], id: 'in-agent' });
+    agent.add(held.privatePath);
+    // And a plain key whose certificate is only on disk, as CertificateFile.
+    const keyOnly = makeKey(tempDir(), 'id_key_only');
+    agent.add(keyOnly.privatePath);
+    const onDisk = signKey(userCa, keyOnly, { principals: [sshd.user.name], id: 'file-by-agent', out: path.join(tempDir(), 'key-only-cert.pub') });
+    const files = clientFiles([
+      { alias: 'a', sshd, extra: [`IdentityAgent ${agent.socket}`] },
+      { alias: 'f', sshd, extra: [`IdentityAgent ${agent.socket}`, `CertificateFile ${onDisk.path}`] },
+    ]);
+    const daemon = await startDaemon({ dir: files.dir, sshConfigPath: files.sshConfig });
+    const mux = await SshMux.connect({ socket: daemon.socket });
+    assert.equal((await mux.exec('a', 'echo agent cert')).stdout.toString(), 'agent cert\n');
+    assert.match(sshd.log(), /Accepted publickey for \S+ from .* ED25519-CERT .* ID in-agent/);
+    assert.equal((await mux.exec('f', 'echo file cert')).stdout.toString(), 'file cert\n');
+    assert.match(sshd.log(), /Accepted publickey for \S+ from .* ED25519-CERT .* ID file-by-agent/);
+    // sshd trusts no plain key: nothing was refused on the way.
+    assert.equal(sshd.failedLogins(), 0);
+    mux.close();
+  } finally {
+    agent.stop();
+  }
 });
 
 test('ProxyJump: a certificate for the jump host and another for the node', async () => {

@@ -17,7 +17,9 @@ async function world(n: number, fleet: Record<string, unknown>, opts: { limits?:
   const sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100' });
   const redis = await startRedis();
   const dir = tempDir();
-  const client = writeClientConfig(dir, [{ alias: 't', sshd, extra: opts.sshdExtra }]);
+  // t2: the same server (one fleet target) through a pool of its own (another keepalive setting).
+  const client = writeClientConfig(dir, [{ alias: 't', sshd, extra: opts.sshdExtra },
+    { alias: 't2', sshd, extra: [...(opts.sshdExtra ?? []), 'ServerAliveInterval 16'] }]);
   const members = await startFleet({ n, dir, sshConfigPath: client.sshConfigPath, config: { ...opts.limits, fleet: { redis: redis.url, ...fleet } } });
   // The semaphores as redis-semaphore keeps them: a sorted set of holders.
   const key = (what: string): string => `semaphore:sshmux:fleet:127.0.0.1:${sshd.port}:${what}`;
@@ -81,7 +83,8 @@ test('a daemon SIGKILLed holding handshake permits: the others proceed once the 
   const [doomed, survivor] = members;
   // A stopped listener: TCP is accepted by the kernel and nothing answers, so handshakes hang holding their permits.
   sshd.signalListener('SIGSTOP');
-  const pending = fanOut([doomed], 't', 30, 'echo %i', 20_000);
+  // Two pools, as a pool's first handshake goes alone (until it has logged in once).
+  const pending = Promise.all([fanOut([doomed], 't', 15, 'echo %i', 20_000), fanOut([doomed], 't2', 15, 'echo %i', 20_000)]);
   assert.ok(await waitFor(() => Number(redis.cli('zcard', key('handshakes'))) === 2, 10_000), 'the doomed daemon never held both permits');
   const heldAt = Date.now();
   doomed.daemon.child.kill('SIGKILL');

@@ -18,8 +18,16 @@ after(async () => {
 });
 
 const GiB = 1024 * 1024 * 1024;
+/**
+ * The daemon's peak RSS streaming 1 GiB: 116-125 MiB on every Node since
+ * streaming reuses its memory (docs/hot-path.md); before, Node 24 and 26
+ * (V8 13 and 14, which scavenge rarely while streaming) kept up to 74 MiB
+ * of short-lived Buffers and peaked at 160-191 MiB. One bound for all.
+ */
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+const RSS_BOUND_MIB = 150;
 
-test('1 GiB of stdout through the daemon with its RSS under 150 MiB', async (t) => {
+test(`1 GiB of stdout through the daemon with its RSS under ${RSS_BOUND_MIB} MiB (Node ${NODE_MAJOR})`, async (t) => {
   const sshd = await startSshd();
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
@@ -40,7 +48,7 @@ test('1 GiB of stdout through the daemon with its RSS under 150 MiB', async (t) 
   assert.equal(nonZero, 0);
   const peak = daemon.peakRssMiB();
   t.diagnostic(`1 GiB in ${((performance.now() - started) / 1000).toFixed(1)} s; daemon peak RSS ${peak.toFixed(1)} MiB`);
-  assert.ok(peak < 150, `daemon peak RSS ${peak.toFixed(1)} MiB`);
+  assert.ok(peak < RSS_BOUND_MIB, `daemon peak RSS ${peak.toFixed(1)} MiB`);
   mux.close();
 });
 

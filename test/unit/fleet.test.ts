@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { fairShares, type Wanter } from '../../daemon/fleet/share';
-import { parseRedisUrl, scrub } from '../../daemon/fleet/redis-url';
+import { parseRedisUrl, scrub } from '../../daemon/redis-url';
 import { DaemonConfigError, fleetLimitsFor, parseDaemonConfig } from '../../daemon/config';
 
 const wanters = (demands: number[]): Wanter[] => demands.map((demand, i) => ({ id: `d${String(i).padStart(2, '0')}`, demand, since: 1000 + i }));

@@ -13,9 +13,11 @@ import type { ResolvedHost } from '../../daemon/ssh/ssh-config';
 import { RequestQueue } from '../../daemon/pool/queue';
 import { backoffDelay, probeDelay, reachabilityCheckDelay, HANDSHAKE_BACKOFF } from '../../daemon/pool/backoff';
 import type { Clock } from '../../daemon/pool/clock';
-import { Endpoint, type BreakerTransition, type FailurePolicy, type Reachability } from '../../daemon/pool/endpoint';
-import { HostPool, failurePolicy, type OpenedSession, type PendingSession } from '../../daemon/pool/host-pool';
-import type { Connection, ConnectionOwner, ConnectionState, OpenResult, SessionSpec } from '../../daemon/pool/connection';
+import { Endpoint, type BreakerTransition, type Reachability } from '../../daemon/pool/endpoint';
+import { failurePolicy, type FailurePolicy } from '../../daemon/pool/failure-policy';
+import { HostPool, type OpenedSession, type PendingSession } from '../../daemon/pool/host-pool';
+import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from '../../daemon/ssh/pooled-connection';
+import { LinkRtt } from '../../daemon/ssh/link-window';
 
 // ---- a fake clock ------------------------------------------------------
 
@@ -329,14 +331,18 @@ test('Endpoint: an answer of any kind to a probe (throttled, a refused key) clos
 
 // ---- HostPool with fake connections ----------------------------------
 
-class FakeConnection {
+class FakeConnection implements PooledConnection {
   state: ConnectionState = 'connecting';
   sessions = 0;
-  /** Slots are freed at once here: none wait for a round trip. */
-  readonly reclaimableSlots = 0;
+  /** Closed slots a round trip is about to give back; a test sets it (the real one counts them: connection.test.ts). */
+  reclaimableSlots = 0;
   sessionsOpened = 0;
   tunnels = 0;
   readonly idleSftpSessions = 0;
+  readonly hostKeyWarning = undefined;
+  readonly link = new LinkRtt();
+  readonly lostReason = undefined;
+  readonly heardAgoMs = undefined;
   readonly createdAt: number;
   /** Channel opens waiting for the fake server's answer. */
   readonly opening: Array<{ spec: SessionSpec; done: (r: OpenResult) => void }> = [];
@@ -351,8 +357,10 @@ class FakeConnection {
   }
 
   get freeSlots(): number {
-    return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions) : 0;
+    return this.state === 'ready' ? Math.max(0, this.maxSessions - this.sessions - this.reclaimableSlots) : 0;
   }
+
+  probe(): void {}
 
   connect(): void {
     this.world.dialed.push(this);
@@ -361,13 +369,13 @@ class FakeConnection {
   /** The handshake succeeds. */
   up(): void {
     this.state = 'ready';
-    this.owner.onReady(this as unknown as Connection);
+    this.owner.onReady(this);
   }
 
   /** The handshake fails with `code`. */
   down(code: Code, message = 'connection refused'): void {
     this.state = 'closed';
-    this.owner.onHandshakeFailed(this as unknown as Connection, new MuxError(code, message, 'handshaking'));
+    this.owner.onHandshakeFailed(this, new MuxError(code, message, 'handshaking'));
   }
 
   openSession(spec: SessionSpec, done: (r: OpenResult) => void): void {
@@ -389,8 +397,12 @@ class FakeConnection {
   /** A session ends and the server has freed its slot. */
   endSession(): void {
     this.sessions--;
-    if (this.state === 'draining' && this.sessions === 0) this.destroy();
-    else this.owner.onCapacity(this as unknown as Connection);
+    if (this.state === 'closing' && this.sessions === 0) this.destroy();
+    else this.owner.onCapacity(this);
+  }
+
+  warningsFor(): string[] {
+    return [];
   }
 
   openTunnel(): void {
@@ -405,7 +417,7 @@ class FakeConnection {
   closeIdleSftp(): void {}
 
   close(): void {
-    if (this.state === 'ready') this.state = 'draining';
+    if (this.state === 'ready') this.state = 'closing';
     if (this.sessions === 0) this.destroy();
   }
 
@@ -441,7 +453,7 @@ function pool(w: World, limits: Partial<Limits> = {}, ep?: Endpoint, name = 'h')
   });
   return new HostPool(name, HOST, l, e, silent, undefined, {
     clock: w.clock,
-    newConnection: (id, _host, maxSessions, _idle, owner) => new FakeConnection(id, maxSessions, owner, w) as unknown as Connection,
+    newConnection: (id, _host, maxSessions, _idle, owner) => new FakeConnection(id, maxSessions, owner, w),
   });
 }
 
@@ -453,8 +465,8 @@ function ask(p: HostPool, log: Outcome[], label: string, waitMs = 60_000): Pendi
   }, waitMs);
 }
 
-function conn(s: OpenedSession | undefined): FakeConnection {
-  return s!.connection as unknown as FakeConnection;
+function conn(s: OpenedSession | undefined): PooledConnection | undefined {
+  return s?.connection;
 }
 
 test('HostPool: requests are served first come, first served as slots free', async () => {
@@ -560,7 +572,7 @@ async function markDown(w: World, p: HostPool, duringWaitMs: number): Promise<Ou
   w.dialed[0].up();
   w.dialed[0].endSession();
   w.dialed[0].state = 'closed';
-  p.onClosed(w.dialed[0] as unknown as Connection, new Error('lost'));
+  p.onClosed(w.dialed[0], new Error('lost'));
   ask(p, log, 'during', duringWaitMs);
   w.dialed[1].down(Code.REFUSED);
   await w.clock.advance(p.endpoint.backoffRemaining() + 1);
@@ -674,9 +686,9 @@ test('HostPool: a reload re-homes the waiting requests, in order, with their dea
   ask(old, log, 'a', 10_000);
   ask(old, log, 'b', 20_000);
   await w.clock.advance(4000);
-  const waiting = old.retire();
+  const waiting = old.drain();
   assert.deepEqual(waiting.map((x) => x.spec.command), ['a', 'b']);
-  assert.equal(w.dialed[0].state, 'draining', 'the old connection did not let its session finish');
+  assert.equal(w.dialed[0].state, 'closing', 'the old connection did not let its session finish');
   const fresh = pool(w, { maxConnections: 1, maxSessions: 1 }, undefined, 'new');
   for (const pending of waiting) fresh.adopt(pending);
   assert.equal(waiting[0].pool, fresh);
@@ -703,8 +715,32 @@ test('HostPool: close() fails what waits with SHUTTING_DOWN and refuses new requ
   p.close();
   ask(p, log, 'late');
   assert.deepEqual(log.map((o) => [o.label, o.error?.code]), [['running', undefined], ['waiting', Code.SHUTTING_DOWN], ['late', Code.SHUTTING_DOWN]]);
-  assert.equal(w.dialed[0].state, 'draining');
-  assert.deepEqual(p.load, { connections: 1, connectionsByState: { draining: 1 }, sessions: 1, sessionCapacity: 1, queued: 0 });
+  assert.equal(w.dialed[0].state, 'closing');
+  assert.deepEqual(p.load, { connections: 1, connectionsByState: { closing: 1 }, sessions: 1, sessionCapacity: 1, queued: 0 });
+});
+
+test('HostPool: its demand, which the fleet reads, counts closed slots on their way back as grow() does', () => {
+  const w = world();
+  const p = pool(w, { maxConnections: 4, maxSessions: 2 });
+  const log: Outcome[] = [];
+  ask(p, log, 'a');
+  ask(p, log, 'b');
+  assert.equal(p.waitingForConnection, false, 'the connection handshaking covers both');
+  const c = w.dialed[0];
+  c.up();
+  assert.equal(c.sessions, 2);
+  // Both sessions end; the server closed their channels, and a round trip is about to give the slots back.
+  c.sessions = 0;
+  c.reclaimableSlots = 2;
+  ask(p, log, 'c');
+  ask(p, log, 'd');
+  assert.equal(w.dialed.length, 1, 'a connection opened for requests that closed slots are about to serve');
+  assert.equal(p.waitingForConnection, false, 'the fleet was told the pool waits for a connection it does not need');
+  assert.equal(p.wantedConnections(), 1);
+  ask(p, log, 'e');
+  assert.equal(w.dialed.length, 2, 'three queued, two slots on their way: no connection opened for the third');
+  assert.equal(p.waitingForConnection, false, 'the new connection covers it');
+  assert.equal(p.wantedConnections(), 2, 'three queued at two sessions each');
 });
 
 // ---- HostPool.connected: the SSH gateway's check before it accepts a channel ----
@@ -751,6 +787,22 @@ test('HostPool.connected: a handshake failure that fails waiting requests fails 
   assert.equal(slow.outcome(), 'waiting');
   await w2.clock.advance(1);
   assert.equal(slow.outcome(), 'DEADLINE_EXCEEDED');
+});
+
+test('HostPool.connected: resolves with the ready connection (sshmuxctl check reports on it); a waiter on a pool drained meanwhile gets none', async () => {
+  const w = world();
+  const p = pool(w, { maxConnections: 1 });
+  const first = p.connected(60_000).ready;
+  assert.equal(p.readyConnections, 0);
+  w.dialed[0].up();
+  assert.equal(await first, w.dialed[0]);
+  assert.equal(p.readyConnections, 1);
+  assert.equal(await p.connected(60_000).ready, w.dialed[0], 'not the ready connection');
+  const w2 = world();
+  const p2 = pool(w2);
+  const waiting = p2.connected(60_000).ready;
+  p2.drain();
+  assert.equal(await waiting, undefined);
 });
 
 test('HostPool.connected: cancelled, it leaves nothing waiting; on a closed pool it fails with SHUTTING_DOWN', async () => {

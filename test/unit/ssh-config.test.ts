@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseJumpSpec, SshConfigResolver } from '../../daemon/ssh/ssh-config';
+import { doorIdentity, sshConfigBlock } from '../../cli/ssh-config-block';
 
 const dirs: string[] = [];
 after(() => {
@@ -398,6 +399,53 @@ test('the real ssh agrees on what matters (ssh -G)', { skip: !hasSsh && 'no ssh 
     assert.equal(ours.user, field('user'), alias);
     assert.equal(String(ours.connectTimeoutMs / 1000), field('connecttimeout'), alias);
   }
+});
+
+test('the block sshmuxctl ssh-config prints: ssh applies it, sshmuxd skips it, Included or pasted', { skip: !hasSsh && 'no ssh binary' }, () => {
+  const home = tempDir();
+  fs.mkdirSync(path.join(home, '.ssh'));
+  const block = sshConfigBlock({
+    address: '127.0.0.1:2222', knownHosts: '[127.0.0.1]:2222 ssh-ed25519 AAAA', knownHostsFile: '/state/gateway_known_hosts',
+    identity: '/state/gateway_client_ed25519_key', hosts: ['web', 'db*'], node: '/usr/bin/node', dialer: '/opt/sshmux/dist/cli/gateway-dial.js',
+    now: new Date(0),
+  });
+  const hosts = 'Host web\n  HostName 10.0.0.5\n  Port 2200\n  UserKnownHostsFile ~/.ssh/web_hosts\n  ProxyJump bastion\n' +
+    'Host *\n  User deploy\n';
+  fs.writeFileSync(path.join(home, '.ssh', 'sshmux.conf'), block);
+  const included = path.join(home, 'included');
+  const pasted = path.join(home, 'pasted');
+  fs.writeFileSync(included, `Include ${home}/.ssh/sshmux.conf\n${hosts}`);
+  fs.writeFileSync(pasted, `${block}${hosts}`);
+  for (const cfg of [included, pasted]) {
+    const r = new SshConfigResolver({ configFile: cfg, home, env: {} });
+    r.load();
+    const web = r.resolve('web');
+    assert.equal(web.proxyCommand, undefined, cfg);
+    assert.equal(web.hostKeyAlias, undefined, cfg);
+    assert.deepEqual(web.userKnownHostsFiles, [path.join(home, '.ssh', 'web_hosts')], cfg);
+    assert.deepEqual(web.proxyJump, [{ host: 'bastion' }], cfg);
+    assert.deepEqual([web.hostname, web.port, web.user], ['10.0.0.5', 2200, 'deploy'], cfg);
+    // ssh itself takes the block first, and what follows a pasted one still applies to every host.
+    const g = execFileSync('ssh', ['-G', '-F', cfg, 'web'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    assert.match(g, /^proxycommand \/usr\/bin\/env NODE_CHANNEL_FD=1 \/usr\/bin\/node \/opt\/sshmux\/dist\/cli\/gateway-dial\.js 127\.0\.0\.1:2222 '%r' '%n' '%p'$/m, cfg);
+    assert.doesNotMatch(g, /^proxyjump/m, cfg);
+    assert.match(g, /^hostkeyalias \[127\.0\.0\.1\]:2222$/m, cfg);
+    assert.match(g, /^controlpath .*\/\.ssh\/sshmux-[0-9a-f]{40}$/m, cfg);
+    assert.doesNotMatch(execFileSync('ssh', ['-G', '-F', cfg, 'other'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(), /^proxycommand/m, cfg);
+    assert.match(execFileSync('ssh', ['-G', '-F', cfg, 'other'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(), /^user deploy$/m, cfg);
+  }
+});
+
+test('the key the block names for the door: one given, ~/ left for ssh, the generated one if readable, else why not', () => {
+  const dir = tempDir();
+  const key = path.join(dir, 'id');
+  fs.writeFileSync(key, 'k', { mode: 0o600 });
+  assert.deepEqual(doorIdentity(key, '/state/client', ''), { identity: key });
+  assert.deepEqual(doorIdentity('~/.ssh/id_ed25519', '', '/etc/sshmux/keys'), { identity: '~/.ssh/id_ed25519' });
+  assert.deepEqual(doorIdentity(undefined, key, ''), { identity: key });
+  assert.match((doorIdentity(path.join(dir, 'missing'), '', '') as { error: string }).error, /cannot read the key .*missing given with --identity/);
+  assert.match((doorIdentity(undefined, path.join(dir, 'not-mine'), '') as { error: string }).error, /readable by sshmuxd's user only.*--identity FILE/);
+  assert.match((doorIdentity(undefined, '', '/etc/sshmux/keys') as { error: string }).error, /keys listed in \/etc\/sshmux\/keys: name yours with --identity FILE/);
 });
 
 test('resolutions are kept per alias and overrides until the files are read again', () => {

@@ -1,5 +1,5 @@
 // scripts/system-deps.sh: the one list of system packages that `npm test`,
-// `npm run demo` and .ci/run need. Run in its report-only mode (--check)
+// `npm run demo`, `npm run package:deb` and .ci/run need. Run in its report-only mode (--check)
 // with PATH pointed at a directory that lacks a program, as on a fresh
 // machine: it names the package and the exact apt-get line, and exits 1.
 import { test, after } from 'node:test';
@@ -52,7 +52,7 @@ function check(scope: string, PATH = process.env.PATH): { status: number | null;
 }
 
 test('nothing missing: silent, exit 0', () => {
-  for (const scope of ['demo', 'test']) {
+  for (const scope of ['demo', 'package', 'test']) {
     const r = check(scope);
     assert.deepEqual([r.status, r.stdout, r.stderr], [0, '', ''], `${scope}: ${r.stderr}`);
   }
@@ -93,7 +93,7 @@ test('no apt-get: says so instead of printing a line that cannot work', () => {
 
 test('bad usage: exit 2 with the usage line', () => {
   const r = spawnSync('/bin/bash', [SCRIPT, 'everything'], { encoding: 'utf8' });
-  assert.deepEqual([r.status, r.stderr], [2, 'usage: scripts/system-deps.sh [--check] demo|test\n']);
+  assert.deepEqual([r.status, r.stderr], [2, 'usage: scripts/system-deps.sh [--check] demo|package|test\n']);
 });
 
 test('`npm run demo` on a machine without ssh stops with the apt-get line, not a stack trace', () => {
@@ -109,5 +109,6 @@ test('one list: npm test, npm run demo and .ci/run all call the script first', (
   const scripts = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts;
   assert.match(scripts.test, /^bash scripts\/system-deps\.sh test && /);
   assert.match(scripts.demo, /^bash scripts\/system-deps\.sh demo && /);
+  assert.match(scripts['package:deb'], /^bash scripts\/system-deps\.sh package && /);
   assert.match(fs.readFileSync(path.join(ROOT, '.ci', 'run'), 'utf8'), /^scripts\/system-deps\.sh test$/m);
 });

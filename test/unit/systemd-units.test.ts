@@ -1,27 +1,33 @@
 // The systemd units in packaging/systemd: systemd itself must accept them
 // (systemd-analyze verify, sysusers and tmpfiles run into a temp root), and
-// they must agree with the daemon: how it is started, its default socket paths, and
-// the notify/watchdog/reload/drain behaviour the units rely on.
+// they must agree with the daemon and the Debian package: the command and
+// the paths the package installs, the daemon's options and default socket
+// paths, and the notify/watchdog/reload/graceful-stop behaviour the units
+// rely on.
 // The systemd tools are optional locally (those tests are skipped); CI
 // installs systemd, so they run there. Nothing here needs systemd as PID 1.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultSocketPath } from '../../proto/socket-path';
+import { COMMANDS, FILES, PREFIX } from '../../scripts/package-deb';
+import { all, ANALYZE, assertVerified, command, executable, list, one, parseUnit, runSystemd as run, type Unit } from '../helpers/systemd-unit';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 const UNITS = path.join(ROOT, 'packaging', 'systemd');
 const SYSTEM_UNITS = ['sshmuxd.service', 'sshmuxd.socket'];
 const USER_UNITS = ['user/sshmuxd.service', 'user/sshmuxd.socket'];
-const INSTALL_PREFIX = '/opt/sshmux/';
-const NODE = '/usr/bin/node';
-/** What every unit's ExecStart starts with: node (no flags), then the daemon. */
-const DAEMON = [NODE, `${INSTALL_PREFIX}dist/daemon/main.js`];
+/**
+ * What every unit's ExecStart starts with: the daemon as the Debian package
+ * installs it, a link to its script, whose #! line names the package's Node
+ * (test/system/deb-package.test.ts checks the installed one).
+ */
+const DAEMON = ['/usr/bin/sshmuxd'];
+const DAEMON_SCRIPT = path.join(ROOT, COMMANDS.sshmuxd);
 
-const ANALYZE = '/usr/bin/systemd-analyze';
 const SYSUSERS = '/usr/bin/systemd-sysusers';
 const TMPFILES = '/usr/bin/systemd-tmpfiles';
 
@@ -36,62 +42,8 @@ function tempDir(): string {
   return dir;
 }
 
-function executable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-type Unit = Map<string, Array<[string, string]>>;
-
-/** A unit file as systemd reads it: sections of key=value assignments, in order (comments and continuations handled). */
-function parseUnit(text: string): Unit {
-  const unit: Unit = new Map();
-  let section: Array<[string, string]> | undefined;
-  let pending = '';
-  for (const raw of text.split('\n')) {
-    const line = pending + raw.trim();
-    pending = '';
-    if (line.endsWith('\\')) {
-      pending = line.slice(0, -1) + ' ';
-      continue;
-    }
-    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
-    const header = /^\[(.+)\]$/.exec(line);
-    if (header) {
-      section = [];
-      unit.set(header[1], section);
-      continue;
-    }
-    const eq = line.indexOf('=');
-    assert.ok(section && eq > 0, `not a unit-file line: ${line}`);
-    section.push([line.slice(0, eq).trim(), line.slice(eq + 1).trim()]);
-  }
-  return unit;
-}
-
 function loadUnit(rel: string): Unit {
   return parseUnit(fs.readFileSync(path.join(UNITS, rel), 'utf8'));
-}
-
-/** Every assignment of `key` in `section`, in order (an empty one resets list settings in systemd). */
-function all(unit: Unit, section: string, key: string): string[] {
-  return (unit.get(section) ?? []).filter(([k]) => k === key).map(([, v]) => v);
-}
-
-/** The value systemd ends up with for a single-valued key: the last assignment. */
-function one(unit: Unit, section: string, key: string): string | undefined {
-  return all(unit, section, key).at(-1);
-}
-
-/** A list setting as systemd accumulates it: an empty assignment clears what came before. */
-function list(unit: Unit, section: string, key: string): string[] {
-  let items: string[] = [];
-  for (const v of all(unit, section, key)) items = v === '' ? [] : [...items, ...v.split(/\s+/)];
-  return items;
 }
 
 /** A systemd time span ("30s", "1min 30s", "45") in seconds. */
@@ -107,62 +59,20 @@ function seconds(span: string | undefined): number {
   return total;
 }
 
-/** ExecStart split into argv (our units use no quoting), with `--flag value` pairs looked up by flag. */
-function command(line: string | undefined): { argv: string[]; opt: (flag: string) => string | undefined } {
-  assert.ok(line, 'ExecStart missing');
-  const argv = line.split(/\s+/);
-  return {
-    argv,
-    opt: (flag) => {
-      const i = argv.indexOf(flag);
-      return i < 0 ? undefined : argv[i + 1];
-    },
-  };
-}
-
-/**
- * Messages from systemd-analyze that are about one of our units. A line
- * attributed to another unit ("/lib/systemd/system/foo.service:12: ..." or
- * "foo.service: ...") is left out: verify also loads the units ours
- * reference (network.target, sockets.target, ...) and complains about
- * whatever the host ships. That isn't ours to fix, so it is only reported
- * as a diagnostic. Every other line counts, attributed or not.
- */
-function ourProblems(output: string, note: (s: string) => void): string[] {
-  const problems: string[] = [];
-  for (const line of output.split('\n').map((l) => l.trim()).filter(Boolean)) {
-    const m = /^([^\s:]+\.(?:service|socket|target|slice|mount|automount|swap|path|timer|scope|device))(?::\d+)?:\s/.exec(line);
-    if (m && !path.basename(m[1]).startsWith('sshmuxd.')) note(`ignored, about another unit: ${line}`);
-    else problems.push(line);
-  }
-  return problems;
-}
-
-function run(file: string, args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> {
-  const r = spawnSync(file, args, {
-    encoding: 'utf8',
-    timeout: 10_000,
-    // Plain, uncoloured messages without source locations, in English.
-    env: { ...process.env, SYSTEMD_LOG_COLOR: '0', SYSTEMD_LOG_LOCATION: '0', SYSTEMD_LOG_TIME: '0', SYSTEMD_PAGER: 'cat', LC_ALL: 'C', ...env },
-  });
-  assert.ifError(r.error);
-  return r;
-}
-
 /**
  * Copies of the units in a temp dir, for verify. They are byte-identical
- * except on a machine without /usr/bin/node (some CI images keep node
- * elsewhere). verify insists that ExecStart's binary exists, so there the
- * copy points at this node instead. The shipped path itself is asserted by
- * the directive tests below.
+ * where the Debian package is installed; elsewhere verify, which insists
+ * that ExecStart's binary exists, gets this checkout's daemon script in
+ * place of /usr/bin/sshmuxd. The shipped path itself is asserted by the
+ * directive tests below.
  */
 function unitCopies(rels: string[], note: (s: string) => void): string[] {
   const dir = tempDir();
   return rels.map((rel) => {
     let text = fs.readFileSync(path.join(UNITS, rel), 'utf8');
-    if (!executable(NODE) && /^ExecStart=\/usr\/bin\/node /m.test(text)) {
-      note(`${NODE} is missing here: verifying ${rel} with ExecStart=${process.execPath}`);
-      text = text.replace(/^(ExecStart=)\/usr\/bin\/node /gm, `$1${process.execPath} `);
+    if (!executable(DAEMON[0])) {
+      note(`${DAEMON[0]} is not installed here: verifying ${rel} with ExecStart=${DAEMON_SCRIPT}`);
+      text = text.replace(/^(ExecStart=)\/usr\/bin\/sshmuxd /gm, `$1${DAEMON_SCRIPT} `);
     }
     const copy = path.join(dir, path.basename(rel));
     fs.writeFileSync(copy, text);
@@ -170,27 +80,12 @@ function unitCopies(rels: string[], note: (s: string) => void): string[] {
   });
 }
 
-function verifyArgs(): string[] {
-  const help = run(ANALYZE, ['--help']).stdout;
-  const args = ['verify', '--man=no'];
-  // systemd >= 250: let only our own units decide the exit status.
-  if (help.includes('--recursive-errors')) args.push('--recursive-errors=no');
-  return args;
-}
-
-function assertVerified(r: SpawnSyncReturns<string>, note: (s: string) => void): void {
-  const problems = ourProblems(`${r.stdout}\n${r.stderr}`, note);
-  assert.deepEqual(problems, [], `systemd-analyze verify complained:\n${problems.join('\n')}`);
-  assert.equal(r.status, 0, `systemd-analyze verify exited ${r.status}:\n${r.stdout}${r.stderr}`);
-}
-
 test('system units pass systemd-analyze verify', (t) => {
   if (!executable(ANALYZE)) {
     t.skip(`${ANALYZE} not installed (apt-get install systemd); CI runs this`);
     return;
   }
-  const r = run(ANALYZE, [...verifyArgs(), ...unitCopies(SYSTEM_UNITS, (s) => t.diagnostic(s))]);
-  assertVerified(r, (s) => t.diagnostic(s));
+  assertVerified(unitCopies(SYSTEM_UNITS, (s) => t.diagnostic(s)), { note: (s) => t.diagnostic(s) });
 });
 
 test('user units pass systemd-analyze --user verify', (t) => {
@@ -202,20 +97,18 @@ test('user units pass systemd-analyze --user verify', (t) => {
   // invoking user's own ~/.config/systemd/user units out of it.
   const home = tempDir();
   const runtime = tempDir();
-  const r = run(ANALYZE, ['--user', ...verifyArgs(), ...unitCopies(USER_UNITS, (s) => t.diagnostic(s))], {
-    HOME: home, XDG_RUNTIME_DIR: runtime, XDG_CONFIG_HOME: path.join(home, '.config'),
+  assertVerified(unitCopies(USER_UNITS, (s) => t.diagnostic(s)), {
+    user: true, note: (s) => t.diagnostic(s), env: { HOME: home, XDG_RUNTIME_DIR: runtime, XDG_CONFIG_HOME: path.join(home, '.config') },
   });
-  assertVerified(r, (s) => t.diagnostic(s));
 });
 
-test('system service: notify, watchdog, reload, drain, identity and directories as the daemon needs', () => {
+test('system service: notify, watchdog, reload, graceful stop, identity and directories as the daemon needs', () => {
   const svc = loadUnit('sshmuxd.service');
   const S = 'Service';
   const exec = command(one(svc, S, 'ExecStart'));
   assert.deepEqual(exec.argv.slice(0, DAEMON.length), DAEMON);
-  // The script the unit runs is this package's daemon, at its place in the package.
-  const script = DAEMON[DAEMON.length - 1];
-  assert.ok(fs.existsSync(path.join(ROOT, script.slice(INSTALL_PREFIX.length))), `${script} is not in the package`);
+  // The command the unit runs is the Debian package's link to this checkout's daemon.
+  assert.ok(fs.existsSync(DAEMON_SCRIPT), `${COMMANDS.sshmuxd} is not built`);
   assert.equal(exec.opt('--socket'), '/run/sshmux/sshmuxd.sock');
   assert.equal(exec.opt('--socket'), defaultSocketPath({}), 'the socket clients find without $XDG_RUNTIME_DIR');
   assert.equal(exec.opt('-F'), '/etc/sshmux/ssh_config');
@@ -228,7 +121,7 @@ test('system service: notify, watchdog, reload, drain, identity and directories 
   const watchdog = seconds(one(svc, S, 'WatchdogSec'));
   assert.ok(watchdog >= 10 && watchdog <= 120, `WatchdogSec=${watchdog}s`);
   assert.match(one(svc, S, 'ExecReload') ?? '', /^\/(usr\/)?bin\/kill -(HUP|s HUP|SIGHUP) \$MAINPID$/);
-  // systemd must not SIGKILL the drain: stop timeout > --grace (default 30 s).
+  // systemd must not SIGKILL the graceful stop: stop timeout > --grace (default 30 s).
   const grace = Number(exec.opt('--grace') ?? 30);
   assert.ok(seconds(one(svc, S, 'TimeoutStopSec')) > grace, 'TimeoutStopSec must exceed the daemon\'s --grace');
   assert.equal(one(svc, S, 'Restart'), 'on-failure');
@@ -350,8 +243,15 @@ test('sysusers and tmpfiles snippets create the user and the directories the uni
   assert.match(sysusers, /^u\s+sshmux\s+-\s+"[^"]+"\s+\/var\/lib\/sshmux\s+\/usr\/sbin\/nologin$/m);
   const tmpfiles = fs.readFileSync(path.join(UNITS, 'sshmux.tmpfiles.conf'), 'utf8');
   assert.match(tmpfiles, /^d\s+\/run\/sshmux\s+0750\s+sshmux\s+sshmux\s+-$/m);
-  // The socket unit's ExecStartPre finds the snippet by this name.
-  assert.match(fs.readFileSync(path.join(ROOT, 'docs', 'systemd.md'), 'utf8'), /\/etc\/tmpfiles\.d\/sshmux\.conf/);
+  // The socket unit's ExecStartPre and the package's postinst find the snippets by these names.
+  const installedAs = new Map(FILES);
+  assert.equal(installedAs.get('packaging/systemd/sshmux.tmpfiles.conf'), '/usr/lib/tmpfiles.d/sshmux.conf');
+  assert.equal(installedAs.get('packaging/systemd/sshmux.sysusers.conf'), '/usr/lib/sysusers.d/sshmux.conf');
+  for (const unit of [...SYSTEM_UNITS, ...USER_UNITS]) {
+    const dir = unit.startsWith('user/') ? '/usr/lib/systemd/user' : '/usr/lib/systemd/system';
+    assert.equal(installedAs.get(`packaging/systemd/${unit}`), `${dir}/${path.basename(unit)}`);
+  }
+  assert.ok(PREFIX.startsWith('/usr/lib/'));
 
   if (!executable(SYSUSERS) || !executable(TMPFILES)) {
     t.skip('systemd-sysusers/systemd-tmpfiles not installed; checked the lines only');
@@ -360,7 +260,7 @@ test('sysusers and tmpfiles snippets create the user and the directories the uni
   // Apply both to an empty root: sysusers writes root/etc/passwd and group,
   // tmpfiles resolves the names from there. tmpfiles is run with the
   // socket unit's own ExecStartPre, with the snippet installed under the
-  // name the docs give. (Only root may chown; others check modes.)
+  // name the package gives it. (Only root may chown; others check modes.)
   const root = tempDir();
   fs.mkdirSync(path.join(root, 'etc', 'tmpfiles.d'), { recursive: true });
   const u = run(SYSUSERS, [`--root=${root}`, path.join(UNITS, 'sshmux.sysusers.conf')]);

@@ -12,7 +12,7 @@
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type {
-  AuthContext, Client as ClientType, ClientChannel, ClientInfo, ConnectConfig, Connection, ExecOptions, ServerChannel, Session,
+  AuthContext, Client as ClientType, ClientChannel, ClientInfo, ConnectConfig, Connection, ExecOptions, ServerChannel, ServerConfig, Session,
 } from 'ssh2';
 import type * as Ssh2 from 'ssh2';
 import { makeCertificateFixture, runCertificateCheck, type CertificateCheckResult } from './certificates';
@@ -23,6 +23,7 @@ interface Ssh2Module {
   Server: typeof Ssh2.Server;
   utils: typeof Ssh2.utils;
   paddingBlockFills?: () => number;
+  setReceiveWindow?: (channel: unknown, size: number, grantAt: number) => void;
 }
 
 export class Ssh2CapabilityError extends Error {
@@ -46,10 +47,12 @@ interface Kit {
    * Connects a client to a server whose connections `onConnection` handles,
    * and waits for the client to be ready. `authenticate` decides each
    * authentication request (default: accept); `onClient` sees the client
-   * before it connects.
+   * before it connects; `extra.server` adds to the server's config, and
+   * `extra.greeting` is written on the client's socket before ssh2 speaks.
    */
   connect(onConnection: (conn: Connection, info: ClientInfo) => void, config?: Partial<ConnectConfig> | ((port: number) => Partial<ConnectConfig>),
-    authenticate?: (ctx: AuthContext) => void, onClient?: (c: ClientType) => void, hostKeys?: string[]): Promise<Pair>;
+    authenticate?: (ctx: AuthContext) => void, onClient?: (c: ClientType) => void, hostKeys?: string[],
+    extra?: { server?: Partial<ServerConfig>; greeting?: string }): Promise<Pair>;
   /** Resolves when `until` is true, checking on every turn of the event loop; rejects with `what` after the deadline. */
   waitFor(what: string, until: () => boolean): Promise<void>;
   /** Rejects with `what` if `p` has not settled by the deadline. */
@@ -123,25 +126,43 @@ const CAPABILITIES: Capability[] = [
   {
     name: 'quiet-destroy', patch: '012',
     async check(kit) {
-      const { client } = await kit.connect(execServer(endAtOnce));
+      // The server's EOF comes well before its exit status and close, as from a loaded sshd.
+      let server: ServerChannel | undefined;
+      const { client, serverLog } = await kit.connect(execServer((stream) => {
+        server = stream;
+        stream.resume();
+        stream.write('out');
+        stream.eof(); // end() would close the channel too
+      }));
       let lateEnds = 0;
-      // Set up in exec's callback, before the server's end (sent at once) is read: later, on a
-      // loaded machine, ssh2 may already have ended the channel on the server's close, and our
-      // own end() would count as late.
-      await kit.within('the channel never closed', new Promise<void>((resolve, reject) => {
-        client.exec('true', { closeStdin: true }, (err, ch) => {
+      // Watched from exec's callback, before the server's EOF (sent at once) is read: later, on a
+      // loaded machine, ssh2 may already have ended the channel on it, and our own end() would
+      // count as late.
+      const ch = await kit.within('the exec whose EOF came at once was never answered', new Promise<ClientChannel>((resolve, reject) => {
+        client.exec('true', { closeStdin: true }, (err, channel) => {
           if (err) return reject(err);
-          const end = ch.end;
-          ch.end = function (this: ClientChannel, ...args: unknown[]) {
+          const end = channel.end;
+          channel.end = function (this: ClientChannel, ...args: unknown[]) {
             if (this.writableFinished) lateEnds++;
             return (end as (...a: unknown[]) => ClientChannel).apply(this, args);
           } as ClientChannel['end'];
-          ch.end();
-          ch.resume();
-          ch.once('close', () => resolve());
+          channel.end();
+          channel.resume();
+          resolve(channel);
         });
       }));
+      await kit.within('the server\'s EOF never ended the channel\'s output', new Promise((resolve) => (ch.readableEnded ? resolve(undefined) : ch.once('end', resolve))));
+      // Node destroys the channel on a later turn.
+      await new Promise((resolve) => setTimeout(resolve, 20));
       if (lateEnds > 0) throw new Error('destroy() ends a channel whose writable side had already finished');
+      if (countLines(serverLog, CLOSE_READ) > 0) throw new Error('destroy() closes a channel both sides have ended, a write of its own');
+      const serverSideClosed = new Promise((resolve) => server!.once('close', resolve));
+      server!.exit(0);
+      server!.close();
+      await kit.within('the channel never closed', new Promise((resolve) => ch.once('close', resolve)));
+      // Our CLOSE is then the reply to the server's, sent once.
+      await kit.within('our CLOSE never reached the server', serverSideClosed);
+      if (countLines(serverLog, CLOSE_READ) !== 1) throw new Error('our CLOSE reached the server more than once');
     },
   },
   {
@@ -209,43 +230,6 @@ const CAPABILITIES: Capability[] = [
       await kit.waitFor('a spare the server closed was never reported', () => lost.length === 2);
       if (client.spareSession !== 'none') throw new Error('a spare the server closed is still held');
       await kit.waitFor('a spare the server closed was not answered with our close', () => count(CLOSE_READ) > closesBefore);
-    },
-  },
-  {
-    name: 'eof-close-held', patch: '018',
-    async check(kit) {
-      const HOLD_MS = 60;
-      let serverClosed = -1;
-      let closedBoth!: Promise<void>;
-      const onExec = execServer((stream) => {
-        // The server's side closes once our CLOSE has come too.
-        closedBoth = new Promise((resolve) => stream.once('close', () => resolve()));
-        // EOF now; the exit status and CLOSE a moment later, in a write of their own.
-        stream.resume();
-        stream.eof();
-        setTimeout(() => {
-          serverClosed = countLines(serverLog, CLOSE_READ);
-          stream.exit(0);
-          stream.close();
-        }, 25);
-      });
-      // Both sockets without Nagle, as the daemon's and sshd's: a small packet goes when it is sent.
-      const { client, serverLog } = await kit.connect((conn, info) => {
-        info.socket.setNoDelay(true);
-        onExec(conn);
-      }, (port) => ({ closeReplyHoldMs: HOLD_MS, sock: net.connect({ port, host: '127.0.0.1', noDelay: true }) }));
-      // As the daemon takes a session: ended and read from in exec's callback.
-      await kit.within('the channel the server ended and closed never closed', new Promise((resolve, reject) => {
-        client.exec('true', { closeStdin: true }, (err, ch) => {
-          if (err) return reject(err);
-          ch.end();
-          ch.resume();
-          ch.once('close', resolve);
-        });
-      }));
-      if (serverClosed !== 0) throw new Error('our CLOSE went out as soon as the server\'s EOF came, before its CLOSE');
-      await kit.within('our CLOSE never reached the server', closedBoth);
-      if (countLines(serverLog, CLOSE_READ) !== 1) throw new Error('our CLOSE reached the server more than once');
     },
   },
   {
@@ -352,6 +336,29 @@ const CAPABILITIES: Capability[] = [
     },
   },
   {
+    name: 'channel-window', patch: '050',
+    async check(kit) {
+      const setWindow = kit.ssh2.setReceiveWindow;
+      if (typeof setWindow !== 'function') throw new Error('lib/Channel.js has no setReceiveWindow()');
+      const MiB = 1 << 20;
+      let server: ServerChannel | undefined;
+      const { client } = await kit.connect(execServer((stream) => (server = stream)));
+      const ch = await kit.exec(client, 'flood', { closeStdin: true });
+      await kit.waitFor('the exec never reached the server', () => server !== undefined);
+      // What the server may send: a private member, allowed here in the seam.
+      const serverWindow = (): number => (server as unknown as { outgoing: { window: number } }).outgoing.window;
+      ch.pause(); // a reader that reads nothing
+      setWindow(ch, 6 * MiB, 4.5 * MiB);
+      await kit.waitFor('the server was not granted the 6 MiB window set', () => serverWindow() === 6 * MiB);
+      const chunk = Buffer.alloc(256 << 10);
+      for (let i = 0; i < 64 && server!.write(chunk); i++);
+      await kit.waitFor('the server could not send the window set', () => ch.readableLength >= 6 * MiB && serverWindow() === 0);
+      // ssh2 grants while its read buffer (2 MiB) has room, then no more: a reader that reads nothing holds at most both.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (ch.readableLength > 8 * MiB) throw new Error(`a reader that reads nothing holds ${ch.readableLength} bytes for a window of 6 MiB`);
+    },
+  },
+  {
     name: 'open-failure-description', patch: '030',
     async check(kit) {
       const { client } = await kit.connect((conn) => {
@@ -387,6 +394,19 @@ const CAPABILITIES: Capability[] = [
       if (!refused) throw new Error('the pty request was not refused');
       await kit.waitFor('the server never answered the close of a session that had not started',
         () => clientLog.some((l) => l.startsWith(CLOSE_READ)));
+    },
+  },
+  {
+    name: 'client-greeting', patch: '035',
+    async check(kit) {
+      // A line before the client's identification, as the front door's ProxyCommand helper writes.
+      const sent = 'sshmux check: greeting\r\n';
+      let greeting: string | undefined;
+      const { client } = await kit.connect((_conn, info) => {
+        greeting = info.header.greeting;
+      }, {}, undefined, undefined, undefined, { server: { clientGreetingLines: 1 }, greeting: sent });
+      client.end();
+      if (greeting !== sent) throw new Error(`the server saw the client's greeting as ${JSON.stringify(greeting)}`);
     },
   },
   {
@@ -555,7 +575,8 @@ export const CAPABILITY_NAMES = CAPABILITIES.map((c) => c.name);
 function loadSsh2(dir: string): Ssh2Module {
   const lib = require(path.join(dir, 'lib', 'index.js')) as Ssh2Module;
   const cipher = require(path.join(dir, 'lib', 'protocol', 'crypto.js')) as { paddingBlockFills?: () => number };
-  return { Client: lib.Client, Server: lib.Server, utils: lib.utils, paddingBlockFills: cipher.paddingBlockFills };
+  const channel = require(path.join(dir, 'lib', 'Channel.js')) as { setReceiveWindow?: Ssh2Module['setReceiveWindow'] };
+  return { Client: lib.Client, Server: lib.Server, utils: lib.utils, paddingBlockFills: cipher.paddingBlockFills, setReceiveWindow: channel.setReceiveWindow };
 }
 
 function makeKit(ssh2: Ssh2Module, hostKey: string, timeoutMs: number, closers: Array<() => void>): Kit {
@@ -587,11 +608,11 @@ function makeKit(ssh2: Ssh2Module, hostKey: string, timeoutMs: number, closers: 
     },
     connect(onConnection: (conn: Connection, info: ClientInfo) => void, config: Partial<ConnectConfig> | ((port: number) => Partial<ConnectConfig>) = {},
       authenticate: (ctx: AuthContext) => void = (ctx) => ctx.accept(), onClient?: (c: ClientType) => void,
-      hostKeys: string[] = [hostKey]): Promise<Pair> {
+      hostKeys: string[] = [hostKey], extra: { server?: Partial<ServerConfig>; greeting?: string } = {}): Promise<Pair> {
       const serverLog: string[] = [];
       const clientLog: string[] = [];
       // The server prefixes each line with a tag of the connection ('[123.456] ').
-      const server = new ssh2.Server({ hostKeys, algorithms: { serverHostKey: ['ecdsa-sha2-nistp256', 'rsa-sha2-512', 'rsa-sha2-256'] }, debug: (line: string) => serverLog.push(line.replace(/^\[[^\]]*\] /, '')) }, (conn, info) => {
+      const server = new ssh2.Server({ ...extra.server, hostKeys, algorithms: { serverHostKey: ['ecdsa-sha2-nistp256', 'rsa-sha2-512', 'rsa-sha2-256'] }, debug: (line: string) => serverLog.push(line.replace(/^\[[^\]]*\] /, '')) }, (conn, info) => {
         conn.on('error', () => {});
         conn.on('authentication', (ctx) => {
           try {
@@ -614,10 +635,15 @@ function makeKit(ssh2: Ssh2Module, hostKey: string, timeoutMs: number, closers: 
           const { port } = server.address() as net.AddressInfo;
           client.once('ready', () => resolve({ client, serverLog, clientLog }));
           client.once('error', reject);
-          client.connect({
-            host: '127.0.0.1', port, username: 'sshmux-check', hostVerifier: () => true, debug: (line: string) => clientLog.push(line),
-            ...(typeof config === 'function' ? config(port) : config),
-          });
+          const connect = (sock?: net.Socket): void => {
+            client.connect({
+              host: '127.0.0.1', port, username: 'sshmux-check', hostVerifier: () => true, debug: (line: string) => clientLog.push(line), sock,
+              ...(typeof config === 'function' ? config(port) : config),
+            });
+          };
+          if (extra.greeting === undefined) return connect();
+          const sock = net.connect(port, '127.0.0.1', () => sock.write(extra.greeting!, () => connect(sock)));
+          sock.on('error', reject);
         });
       }));
     },

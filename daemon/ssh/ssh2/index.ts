@@ -53,6 +53,14 @@ declare module 'ssh2' {
     /** The socket the connection came on (patch 033). */
     socket: Socket;
   }
+  interface ServerConfig {
+    /**
+     * Lines a client may send before its identification string (default 0,
+     * as RFC 4253 has it); they arrive as the connection's header.greeting
+     * (patch 035).
+     */
+    clientGreetingLines?: number;
+  }
 }
 
 export const { BaseAgent, Client, createAgent, Server, utils } = ssh2;

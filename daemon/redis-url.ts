@@ -3,7 +3,7 @@
 // ever sees the parts, and shows the URL with its password hidden. Error
 // messages never repeat the URL: it may carry the password.
 
-export interface RedisTarget {
+export interface RedisAddress {
   host: string;
   port: number;
   db: number;
@@ -14,7 +14,7 @@ export interface RedisTarget {
   display: string;
 }
 
-export function parseRedisUrl(value: unknown): RedisTarget {
+export function parseRedisUrl(value: unknown): RedisAddress {
   if (typeof value !== 'string' || value === '') throw new Error('must be a URL: redis://HOST:PORT[/DB] or rediss://HOST:PORT[/DB]');
   let url: URL;
   try {
@@ -42,8 +42,8 @@ export function parseRedisUrl(value: unknown): RedisTarget {
 }
 
 /** `text` with every occurrence of the password replaced: for error messages that come from the client library. */
-export function scrub(text: string, target: RedisTarget): string {
-  const secrets = [target.password, target.password && encodeURIComponent(target.password)].filter((s): s is string => !!s && s.length > 0);
+export function scrub(text: string, address: RedisAddress): string {
+  const secrets = [address.password, address.password && encodeURIComponent(address.password)].filter((s): s is string => !!s && s.length > 0);
   let out = text;
   for (const secret of secrets) out = out.split(secret).join('***');
   return out;

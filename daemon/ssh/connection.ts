@@ -11,41 +11,17 @@
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { lostWhileOpening, MuxError } from '../errors';
-import type { ResolvedHost } from '../ssh/ssh-config';
-import { dial, type HostKeyWarning, type Tunneler } from '../ssh/dial';
-import type { Client, ClientChannel, PseudoTtyOptions, SFTPWrapper } from '../ssh/ssh2';
-
-export type ConnectionState = 'connecting' | 'ready' | 'draining' | 'closed';
-
-export interface SessionSpec {
-  /** 'sftp': an SFTP session for a file transfer, pooled between transfers. */
-  kind: 'exec' | 'shell' | 'subsystem' | 'sftp';
-  /** The command line (exec) or subsystem name. */
-  command: string;
-  env?: Record<string, string>;
-  pty?: PseudoTtyOptions;
-  /** exec: the command has no stdin, so its EOF goes with the request. */
-  closeStdin?: boolean;
-}
-
-/** How an open attempt ended, so the pool can decide: hand over, requeue, or fail. */
-export type OpenResult =
-  | { ok: true; channel: ClientChannel; sftp?: undefined }
-  | { ok: true; sftp: SFTPWrapper; channel?: undefined }
-  | { ok: false; retry: boolean; error: MuxError };
+import type { ResolvedHost } from './ssh-config';
+import { dial, type HostKeyWarning, type Tunneler } from './dial';
+import type { Client, ClientChannel, SFTPWrapper } from './ssh2';
+import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from './pooled-connection';
+import { LinkRtt, rememberLink } from './link-window';
+import { LinkWatch } from './liveness';
 
 /** An SFTP session nobody uses is closed after this long, freeing its slot. */
 const SFTP_IDLE_MS = 15_000;
 
-export interface ConnectionOwner {
-  onReady(conn: Connection): void;
-  onHandshakeFailed(conn: Connection, err: MuxError): void;
-  /** A slot freed, or the connection's limit changed: the queue may move. */
-  onCapacity(conn: Connection): void;
-  onClosed(conn: Connection, err?: Error): void;
-}
-
-export class Connection {
+export class Connection implements PooledConnection {
   state: ConnectionState = 'connecting';
   /** Sessions opening or open: until the server closes the channel (closed slots and the spare are counted apart). */
   sessions = 0;
@@ -72,6 +48,14 @@ export class Connection {
   private readonly endedSftp = new WeakSet<SFTPWrapper>();
   /** A session channel is opened ahead of need (the spare); not once the server refused one below maxSessions. */
   private spareWanted = true;
+  /** When the spare's open went out: its confirmation times a round trip. */
+  private spareOpenedAt = 0;
+  /** The link's round trip, timed on keepalives and opens: what channel windows are sized by. */
+  readonly link = new LinkRtt();
+  /** ServerAliveInterval x ServerAliveCountMax: gives the connection up when its link goes silent. */
+  private watch: LinkWatch | undefined;
+  /** Why the connection was given up, when it was (the link went silent): for the calls it carried. */
+  lostReason: string | undefined;
 
   constructor(
     readonly id: string,
@@ -119,8 +103,10 @@ export class Connection {
         // Reported through 'close'; an 'error' without a listener would crash the daemon.
       });
       client.once('close', () => this.closed(new MuxError(Code.CONNECTION_LOST,
-        `the connection ${this.id} to ${this.host.hostname}:${this.host.port} was lost`, 'running')));
+        this.lostReason ?? `the connection ${this.id} to ${this.host.hostname}:${this.host.port} was lost`, 'running')));
       this.state = 'ready';
+      this.watchLink(socket);
+      this.timeRoundTrip();
       this.armIdleTimer();
       this.owner.onReady(this);
     }, (err: MuxError) => {
@@ -145,6 +131,7 @@ export class Connection {
   private requestSession(client: Client, spec: SessionSpec, done: (result: OpenResult) => void): void {
     const opened = (err: Error | undefined, channel: ClientChannel): void => {
       if (!err) {
+        rememberLink(channel, this.link);
         channel.once('close', () => this.sessionClosed());
         done({ ok: true, channel });
         return;
@@ -194,7 +181,11 @@ export class Connection {
     if (this.state !== 'ready' || !this.spareWanted || client.spareSession !== 'none' || this.sessionsOpened === 0) return;
     if (this.held >= this.maxSessions) return;
     try {
-      client.openSpareSession(() => this.owner.onCapacity(this), (err, wasReady) => this.spareLost(err, wasReady));
+      this.spareOpenedAt = performance.now();
+      client.openSpareSession(() => {
+        this.link.sample(performance.now() - this.spareOpenedAt);
+        this.owner.onCapacity(this);
+      }, (err, wasReady) => this.spareLost(err, wasReady));
     } catch {
       // The socket is gone; 'close' ends the connection.
     }
@@ -224,16 +215,16 @@ export class Connection {
     clearTimeout(this.idleTimer);
     const closed = (): void => {
       this.tunnels--;
-      if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) this.destroy();
+      if (this.state === 'closing' && this.sessions === 0 && this.tunnels === 0) this.destroy();
       else this.armIdleTimer();
     };
     try {
       this.client!.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
         if (err) {
           closed();
-          return done(new MuxError(/refused/i.test(err.message) ? Code.REFUSED : Code.CONNECT_TIMEOUT,
-            `${this.host.hostname} could not reach ${host}:${port}: ${err.message}`, 'handshaking'));
+          return done(tunnelRefused(this.host.alias, host, port, err));
         }
+        rememberLink(channel, this.link);
         channel.once('close', closed);
         done(undefined, channel);
       });
@@ -286,7 +277,7 @@ export class Connection {
   /** No new sessions; close once the running ones end. */
   close(): void {
     if (this.state !== 'ready') return;
-    this.state = 'draining';
+    this.state = 'closing';
     while (this.idleSftp.length) this.closeIdleSftp();
     if (this.sessions === 0 && this.tunnels === 0) this.destroy();
   }
@@ -295,6 +286,7 @@ export class Connection {
   destroy(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.watch?.stop();
     clearTimeout(this.idleTimer);
     for (const entry of this.idleSftp) clearTimeout(entry.timer);
     this.idleSftp = [];
@@ -321,7 +313,7 @@ export class Connection {
     }
     // The channel opened but a request on it (env, pty, exec) failed. ssh2
     // does not hand us the channel to wait for its close, so the slot stays
-    // counted and the connection retires once its other sessions end.
+    // counted and the connection closes once its other sessions end.
     this.close();
     return { ok: false, retry: false, error: new MuxError(Code.CHANNEL_OPEN_FAILED,
       `${this.host.hostname} refused the session request: ${err.message}`, 'opening') };
@@ -342,13 +334,13 @@ export class Connection {
 
   /**
    * The server closed a session's channel: the session is over, but its slot
-   * is not reusable yet (reclaimIfFull). A draining connection with nothing
+   * is not reusable yet (reclaimIfFull). A closing connection with nothing
    * left closes now; closing needs no slot.
    */
   private sessionClosed(): void {
     this.sessions--;
     this.closedSlots++;
-    if (this.state === 'draining' && this.sessions === 0 && this.tunnels === 0) {
+    if (this.state === 'closing' && this.sessions === 0 && this.tunnels === 0) {
       this.destroy();
       return;
     }
@@ -373,14 +365,69 @@ export class Connection {
     if (this.held < this.maxSessions) return;
     this.reclaiming = this.closedSlots;
     this.closedSlots = 0;
+    const sentAt = performance.now();
     try {
       this.client!.ping(() => {
+        this.link.sample(performance.now() - sentAt);
         this.reclaiming = 0;
         if (this.state === 'closed') return;
         this.reclaimIfFull();
         this.openSpare();
         this.owner.onCapacity(this);
       });
+    } catch {
+      // The socket is gone; 'close' ends the connection.
+    }
+  }
+
+  /**
+   * Keepalives while the link is silent, as ssh's ServerAliveInterval and
+   * ServerAliveCountMax (0 counts as 1), and the connection given up once
+   * the silence reaches their product: the socket goes at once, since a
+   * silent link carries no goodbye either.
+   */
+  private watchLink(socket: Duplex): void {
+    const { serverAliveIntervalMs: interval, serverAliveCountMax } = this.host;
+    if (interval <= 0) return;
+    const countMax = Math.max(1, serverAliveCountMax);
+    this.watch = new LinkWatch({
+      intervalMs: interval, countMax,
+      ping: () => {
+        this.timeRoundTrip();
+        // Through a jump host: its own answer, by the deadline, tells which hop went silent.
+        this.via?.probe();
+      },
+      dead: (silentMs) => {
+        const where = `${this.host.hostname}:${this.host.port}${this.via ? ` through jump host ${this.via.name}` : ''}`;
+        // Through a jump host that still answers, the hop behind it is what went silent.
+        const carrier = this.via?.heardAgoMs();
+        const hop = this.via && carrier !== undefined && carrier < silentMs
+          ? `, while ${this.via.name} itself answered ${(carrier / 1000).toFixed(1)} s ago: the hop from ${this.via.name} to ${this.host.hostname} is cut`
+          : '';
+        this.lostReason = `the link to ${where} went silent: nothing arrived for ${(silentMs / 1000).toFixed(1)} s ` +
+          `(ServerAliveInterval ${interval / 1000} s x ServerAliveCountMax ${countMax})${hop}; the connection ${this.id} was given up`;
+        this.destroy();
+        socket.destroy();
+      },
+    });
+    socket.on('data', () => this.watch?.heard());
+  }
+
+  /** How long ago the server last sent anything, ms; undefined while not watched (not ready, or ServerAliveInterval 0). */
+  get heardAgoMs(): number | undefined {
+    return this.state === 'ready' ? this.watch?.silentMs : undefined;
+  }
+
+  /** A keepalive now, if ready: for a connection through this one that went silent (Tunneler.probe). */
+  probe(): void {
+    if (this.state === 'ready') this.timeRoundTrip();
+  }
+
+  /** One keepalive round trip, timed: the link's first measure, before any channel needs it. */
+  private timeRoundTrip(): void {
+    const sentAt = performance.now();
+    try {
+      this.client!.ping(() => this.link.sample(performance.now() - sentAt));
     } catch {
       // The socket is gone; 'close' ends the connection.
     }
@@ -394,11 +441,28 @@ export class Connection {
   }
 
   private closed(err: MuxError): void {
-    const wasClean = this.state === 'closed';
+    this.watch?.stop();
+    // Given up on a silent link: not a clean close, whatever state it was left in.
+    const wasClean = this.state === 'closed' && this.lostReason === undefined;
     this.state = 'closed';
     clearTimeout(this.idleTimer);
     this.owner.onClosed(this, wasClean ? undefined : err);
   }
+}
+
+/**
+ * The jump host `jump` is up but could not open TCP to host:port for us:
+ * refused (nothing listens there, as the jump host sees it), or another
+ * failure of its connect (unreachable, timed out, forwarding not allowed).
+ */
+function tunnelRefused(jump: string, host: string, port: number, err: Error): MuxError {
+  const why = err.message.replace(/^\(SSH\) Channel open failure: /, '');
+  if (/refused/i.test(why)) {
+    return new MuxError(Code.REFUSED, `jump host ${jump} is up, but its TCP connection to ${host}:${port} was refused (${why}): ` +
+      `nothing listens on port ${port} of ${host} as ${jump} sees it, or a firewall between them rejects it`, 'handshaking');
+  }
+  return new MuxError(Code.CONNECT_TIMEOUT, `jump host ${jump} is up, but could not open a TCP connection to ${host}:${port} (${why}): ` +
+    `check the route from ${jump} to ${host}, and that ${jump}'s sshd allows TCP forwarding`, 'handshaking');
 }
 
 /** A channel open refused as "administratively prohibited" (reason 2), sshd's answer past MaxSessions. */

@@ -1,5 +1,6 @@
-// A session call: a command, a shell or a subsystem in a pooled session
-// channel, or a TCP stream (ssh -W) through the host's pooled connection.
+// A call on one SSH channel: a command, a shell or a subsystem in a pooled
+// session channel, or a TCP stream (ssh -W, a direct-tcpip channel) through
+// the host's pooled connection.
 // It bridges the SSH channel and the door with flow control both ways, so a
 // slow reader slows the remote writer and memory stays bounded. Cancel
 // (explicit, deadline, the door's peer going away) ends the remote process
@@ -8,16 +9,17 @@ import type { ClientChannel } from '../ssh/ssh2';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { MuxError } from '../errors';
-import type { Connection, SessionSpec } from '../pool/connection';
+import type { PooledConnection, SessionSpec } from '../ssh/pooled-connection';
 import type { HostPool, PendingSession } from '../pool/host-pool';
 import { abandonChannel, SIGNALS, terminate } from '../ssh/channel';
-import { Call, STDERR, STDOUT, type CallOutcome, type ExitStatus, type OutputFd } from './call';
+import { sizeReceiveWindow } from '../ssh/link-window';
+import { Call, STDERR, STDOUT, type CallOutcome, type ExitStatus, type OutputFd, type TerminalSize } from './call';
 import { ParkedOutput } from './parked-output';
 
-export class SessionCall extends Call {
+export class ChannelCall extends Call {
   private pending: PendingSession | undefined;
   private channel: ClientChannel | undefined;
-  private connection: Connection | undefined;
+  private connection: PooledConnection | undefined;
   /** The HostName the pool connects to, for Started. */
   private hostname = '';
   private paused = false;
@@ -116,7 +118,7 @@ export class SessionCall extends Call {
     }
   }
 
-  override onResize(size: { cols: number; rows: number; width: number; height: number }): void {
+  override onResize(size: TerminalSize): void {
     if (!this.tunnel) this.channel?.setWindow(size.rows || 24, size.cols || 80, size.height || 0, size.width || 0);
   }
 
@@ -136,7 +138,7 @@ export class SessionCall extends Call {
 
   // ---- the channel ---------------------------------------------------------
 
-  private opened(channel: ClientChannel, connection: Connection | undefined, waitedMs: number, newConnection: boolean): void {
+  private opened(channel: ClientChannel, connection: PooledConnection | undefined, waitedMs: number, newConnection: boolean): void {
     if (this.ended || this.stopping) {
       if (this.tunnel) abandonChannel(channel);
       else terminate(channel, true);
@@ -183,6 +185,7 @@ export class SessionCall extends Call {
       this.parked?.releaseAll(STDOUT);
       closedOne();
     });
+    sizeReceiveWindow(channel);
 
     if (!this.sink.alive) {
       this.clientGone();
@@ -212,6 +215,7 @@ export class SessionCall extends Call {
       // Both together: ssh2 shares one window between stdout and stderr,
       // and a paused stderr alone would stall stdout too.
       this.paused = true;
+      this.sink.outputWaits?.();
       this.channel!.pause();
       this.channel!.stderr.pause();
     }
@@ -222,10 +226,10 @@ export class SessionCall extends Call {
     if (this.exit) return this.end({ exit: this.exit });
     if (this.tunnel) return this.end({ exit: { code: 0, signal: null } }); // the stream closed: done
     const lost = this.connection?.state === 'closed';
+    const how = this.connection?.lostReason ?? `the connection to ${this.request.host} was lost`;
     this.end({
       error: new MuxError(Code.CONNECTION_LOST, lost
-        ? `the connection to ${this.request.host} was lost while the command ran; it may or may not have finished ` +
-          '(not retried: a command is not assumed to be idempotent)'
+        ? `${how} while the command ran; it may or may not have finished (not retried: a command is not assumed to be idempotent)`
         : `${this.request.host} closed the session without an exit status`, 'running'),
     });
   }

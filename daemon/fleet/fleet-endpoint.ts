@@ -1,5 +1,6 @@
-// One target host:port as the fleet shares it: this daemon's gate to it
-// (gate.ts). Three records in Redis, per target:
+// One endpoint (host:port, as the pool's Endpoint keys it) as the fleet
+// shares it: this daemon's gate to it (pool/fleet-gate.ts). Three records in
+// Redis, per endpoint:
 //  - a semaphore of handshakes in flight (redis-semaphore): a permit is taken
 //    before each handshake and given back when it ends; it expires by itself
 //    after ConnectTimeout + 2 s, so a daemon that dies mid-handshake costs
@@ -18,21 +19,16 @@
 import { Semaphore } from 'redis-semaphore';
 import type { FleetLimits } from '../config';
 import type { Logger } from '../log';
-import type { Connection } from '../pool/connection';
-import type { HostPool } from '../pool/host-pool';
-import type { FleetGate, FleetPermit } from './gate';
+import type { FleetGate, FleetPermit, GatedPool } from '../pool/fleet-gate';
+import type { PooledConnection } from '../ssh/pooled-connection';
 import type { RedisLink } from './link';
-import {
-  connectionClosed, connectionHandshaking, connectionIdle, connectionLeaving, connectionSessions,
-  handBack, handshakeTimeoutMs, poolDemand, poolStillWaiting,
-} from './pool-adapter';
 import { fairShares, type Wanter } from './share';
 
 /** How often presence is written and read, leases renewed and shares balanced. */
 export const HEARTBEAT_MS = 1000;
 /** A daemon not heard from for this long is gone, whatever its record says. */
 const PRESENCE_STALE_MS = 3 * HEARTBEAT_MS;
-/** The presence hash of a target nobody wants any more disappears after this. */
+/** The presence hash of an endpoint nobody wants any more disappears after this. */
 const PRESENCE_KEY_TTL_MS = 60_000;
 /** A connection permit's lease, and how often it is renewed. */
 export const CONNECTION_LEASE_MS = 15_000;
@@ -44,7 +40,7 @@ const RETRY_MS = 100;
 /** A permit handed to no pool within this long goes back. */
 const UNCLAIMED_MS = 1000;
 /**
- * A daemon that starts wanting a target opens its first connection at
+ * A daemon that starts wanting an endpoint opens its first connection at
  * once, and more only once its presence has been visible for a heartbeat:
  * daemons that start together see each other before they divide the cap,
  * instead of the first taking more than its share and later handing it
@@ -62,17 +58,17 @@ const BUSY_HAND_BACK_AFTER_MS = 10_000;
 
 /** A connection permit, and while the handshake runs a handshake permit; neither when opened on local limits. */
 class Ticket implements FleetPermit {
-  conn: Connection | undefined;
+  conn: PooledConnection | undefined;
   connectionPermit: Semaphore | undefined;
   handshakePermit: Semaphore | undefined;
   grantedAt = Date.now();
   renewedAt = Date.now();
 
-  constructor(readonly id: string, private readonly target: FleetTarget) {}
+  constructor(readonly id: string, private readonly endpoint: FleetEndpoint) {}
 
-  bind(conn: Connection): void {
+  bind(conn: PooledConnection): void {
     this.conn = conn;
-    this.target.bound(this, conn);
+    this.endpoint.bound(this, conn);
   }
 }
 
@@ -84,11 +80,12 @@ interface Presence {
   at: number;
 }
 
-export interface FleetTargetStatus {
+/** One endpoint's figures; a FleetTarget in the wire's status (proto/sshmux.proto). */
+export interface FleetEndpointStatus {
   endpoint: string;
   maxConcurrentHandshakes: number;
   maxConnections: number;
-  /** In Redis: handshakes in flight and connections held by the whole fleet; daemons wanting the target. */
+  /** In Redis: handshakes in flight and connections held by the whole fleet; daemons wanting the endpoint. */
   fleetHandshakes: number;
   fleetConnections: number;
   daemons: number;
@@ -114,14 +111,14 @@ interface Snapshot {
   others: Array<Presence & { id: string; share: number }>;
 }
 
-export class FleetTarget implements FleetGate {
+export class FleetEndpoint implements FleetGate {
   readonly handshakeKey: string;
   readonly connectionKey: string;
   readonly presenceKey: string;
   handBacks = 0;
-  private readonly pools = new Set<HostPool>();
-  private readonly waiters = new Map<() => void, HostPool>();
-  private readonly byConn = new Map<Connection, Ticket>();
+  private readonly pools = new Set<GatedPool>();
+  private readonly waiters = new Map<() => void, GatedPool>();
+  private readonly byConn = new Map<PooledConnection, Ticket>();
   /** Granted, not yet taken by a pool. */
   private ready: Ticket[] = [];
   /** Holding a connection permit, waiting for a handshake permit. */
@@ -151,9 +148,9 @@ export class FleetTarget implements FleetGate {
 
   // ---- FleetGate ----------------------------------------------------------
 
-  take(pool: HostPool, wake: () => void): FleetPermit | undefined {
+  take(pool: GatedPool, wake: () => void): FleetPermit | undefined {
     this.pools.add(pool);
-    this.handshakeLeaseMs = Math.max(this.handshakeLeaseMs, handshakeTimeoutMs(pool) + HANDSHAKE_LEASE_MARGIN_MS);
+    this.handshakeLeaseMs = Math.max(this.handshakeLeaseMs, pool.handshakeTimeoutMs + HANDSHAKE_LEASE_MARGIN_MS);
     const granted = this.ready.shift();
     if (granted) return granted;
     // Without Redis, the local limits alone: the pool checked them.
@@ -167,12 +164,12 @@ export class FleetTarget implements FleetGate {
     this.waiters.delete(wake);
   }
 
-  handshakeEnded(conn: Connection): void {
+  handshakeEnded(conn: PooledConnection): void {
     const ticket = this.byConn.get(conn);
     if (ticket) this.giveBack(ticket, 'handshake');
   }
 
-  released(conn: Connection): void {
+  released(conn: PooledConnection): void {
     const ticket = this.byConn.get(conn);
     if (!ticket) return;
     this.byConn.delete(conn);
@@ -197,7 +194,7 @@ export class FleetTarget implements FleetGate {
   // ---- what the fleet calls -------------------------------------------------
 
   /** A permit was bound to its connection. */
-  bound(ticket: Ticket, conn: Connection): void {
+  bound(ticket: Ticket, conn: PooledConnection): void {
     this.byConn.set(conn, ticket);
   }
 
@@ -229,7 +226,7 @@ export class FleetTarget implements FleetGate {
     }
   }
 
-  status(): FleetTargetStatus {
+  status(): FleetEndpointStatus {
     const limits = this.limits();
     let handshakes = this.ready.length;
     let connections = 0;
@@ -270,7 +267,7 @@ export class FleetTarget implements FleetGate {
 
   // ---- acquiring ------------------------------------------------------------
 
-  /** Asks Redis for permits while pools wait; one request at a time per target. */
+  /** Asks Redis for permits while pools wait; one request at a time per endpoint. */
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
@@ -283,7 +280,7 @@ export class FleetTarget implements FleetGate {
       }
     } catch (err) {
       // A bug, not Redis (link.run catches those): the pools fall back to local permits below.
-      this.log.error({ target: this.endpoint, err: (err as Error).message }, 'fleet: permit loop failed');
+      this.log.error({ endpoint: this.endpoint, err: (err as Error).message }, 'fleet: permit loop failed');
     } finally {
       this.pumping = false;
     }
@@ -293,7 +290,7 @@ export class FleetTarget implements FleetGate {
 
   /** One attempt at a connection permit within this daemon's share, then a handshake permit. */
   private async acquire(): Promise<'granted' | 'wait' | 'failed'> {
-    // Fresh presence first: the share depends on who else wants this target right now.
+    // Fresh presence first: the share depends on who else wants this endpoint right now.
     if (!(await this.heartbeat())) return 'failed';
     const limits = this.limits();
     let ticket = this.pending;
@@ -328,16 +325,15 @@ export class FleetTarget implements FleetGate {
 
   /** Forgets the pools whose queue was served meanwhile; whether any still wait. */
   private stillWaiting(): boolean {
-    for (const [wake, pool] of this.waiters) if (!poolStillWaiting(pool)) this.waiters.delete(wake);
+    for (const [wake, pool] of this.waiters) if (!pool.waitingForConnection) this.waiters.delete(wake);
     return this.waiters.size > 0;
   }
 
-  /** Connections this daemon's pools could use now. */
+  /** Connections this daemon's pools could use now (forgetting, as it goes, the waiters whose pool was served). */
   private demand(): number {
     this.stillWaiting();
-    const waiting = new Set(this.waiters.values());
     let n = 0;
-    for (const pool of this.pools) n += poolDemand(pool, waiting.has(pool));
+    for (const pool of this.pools) n += pool.wantedConnections();
     return n;
   }
 
@@ -420,7 +416,7 @@ export class FleetTarget implements FleetGate {
         t.renewedAt = now;
       } else {
         t.connectionPermit = undefined;
-        this.log.debug({ target: this.endpoint, permit: t.id }, 'fleet: a connection permit expired; counting the connection again');
+        this.log.debug({ endpoint: this.endpoint, permit: t.id }, 'fleet: a connection permit expired; counting the connection again');
       }
     }
   }
@@ -449,7 +445,7 @@ export class FleetTarget implements FleetGate {
   /**
    * Above its share while another daemon is short of its own: hand
    * connections back once the shortage has lasted, idle ones first, busy
-   * ones (they drain: no new sessions, closed when theirs end) only after a
+   * ones (they close: no new sessions, closed when theirs end) only after a
    * longer while.
    */
   private balance(): void {
@@ -487,10 +483,11 @@ export class FleetTarget implements FleetGate {
     }
   }
 
-  private handBack(conn: Connection, why: string): void {
+  private handBack(conn: PooledConnection, why: string): void {
     this.handBacks++;
-    this.log.info({ target: this.endpoint, connection: conn.id, sessions: connectionSessions(conn), why }, 'fleet: handing a connection back');
-    handBack(conn);
+    this.log.info({ endpoint: this.endpoint, connection: conn.id, sessions: connectionSessions(conn), why }, 'fleet: handing a connection back');
+    // No new sessions; it closes once its running ones end (at once if idle), and the pool's onClosed releases its permits.
+    conn.close();
   }
 
   /** Permits of connections that closed unseen (while connecting), and granted permits nobody took. */
@@ -513,7 +510,7 @@ export class FleetTarget implements FleetGate {
       void this.release(t, 'all');
     }
     for (const pool of this.pools) {
-      if (pool.connections.length === 0 && pool.queue.length === 0 && ![...this.waiters.values()].includes(pool)) this.pools.delete(pool);
+      if (pool.empty && ![...this.waiters.values()].includes(pool)) this.pools.delete(pool);
     }
   }
 
@@ -558,4 +555,28 @@ function parsePresence(text: string): Presence | undefined {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+// What the fleet reads of a connection: its state and load, through PooledConnection.
+
+function connectionClosed(conn: PooledConnection): boolean {
+  return conn.state === 'closed';
+}
+
+function connectionHandshaking(conn: PooledConnection): boolean {
+  return conn.state === 'connecting';
+}
+
+/** Already on its way out: closing, or closed. */
+function connectionLeaving(conn: PooledConnection): boolean {
+  return conn.state === 'closing' || conn.state === 'closed';
+}
+
+/** Ready, with no session and no tunnel: handing it back costs nobody anything. */
+function connectionIdle(conn: PooledConnection): boolean {
+  return conn.state === 'ready' && conn.sessions === 0 && conn.tunnels === 0;
+}
+
+function connectionSessions(conn: PooledConnection): number {
+  return conn.sessions + conn.tunnels;
 }
