@@ -17,6 +17,13 @@
 import * as net from 'node:net';
 import type { Client } from './ssh2';
 
+/**
+ * Emitted by the socket (with the byte count) for each read lent to ssh2:
+ * such bytes never pass through the stream, so 'data' does not fire for
+ * them, and what watches the link for silence listens for this too.
+ */
+export const LENT_READ = 'sshmux-lent-read';
+
 /** The most one read takes: a few SSH packets of 32 KiB. */
 export const READ_BUFFER_SIZE = 64 * 1024;
 const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
@@ -38,6 +45,7 @@ export function connectBorrowing(opts: { host: string; port: number }): Borrowin
         const bytes = Buffer.from(buf.buffer, buf.byteOffset, n);
         if (client && socket.readableLength === 0) {
           client.readBorrowed(bytes);
+          socket.emit(LENT_READ, n);
           return true;
         }
         // Returning false stops reading until the stream is read again.
