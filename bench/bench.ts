@@ -8,10 +8,8 @@
 // with TCP_NODELAY (the floor: no daemon, no hop).
 //
 // Also the CPU the daemon spends per unit of work against what a bare ssh2
-// client spends on the same work: per warm exec and per GiB of output, with
-// the daemon's CPU from /proc and the client's from process.cpuUsage, in
-// batches that alternate between the two so that a machine whose speed
-// drifts weighs on both alike.
+// client spends on the same work, cold and warm, each side a process of its
+// own (bench/cpu.ts; `npm run bench:cpu` runs that section alone).
 //
 // Prints a table, writes JSON (bench/results/<date>.json, and stdout with
 // --json) and an SVG chart beside it.
@@ -25,6 +23,7 @@ import { Client } from 'ssh2';
 import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { ssh2NativeCrypto } from '../daemon/ssh/ssh2';
+import { cpuCost, cpuSeconds, cpuTable, parseDaemonFlags } from './cpu';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { renderChart } from './chart';
 
@@ -272,149 +271,6 @@ async function throughput(opts: Options): Promise<{ bytes: number; mib_s: Record
   }
 }
 
-/** [min, max] of a list, rounded. */
-type Range = [number, number];
-
-interface CpuCost {
-  /** Repetitions of each measure (the ranges are over them). */
-  repetitions: number;
-  per_exec: {
-    execs_per_batch: number; daemon_ms: Range; ssh2_ms: Range; ratio: Range; ratio_total: number;
-    /** CPU per exec while warming up, per chunk: how far from the steady state a fresh daemon starts. */
-    warmup: { after_execs: number; daemon_ms: number; ssh2_ms: number }[];
-  };
-  exec_p50: { sdk_ms: number; ssh2_ms: number; ratio: number };
-  per_gib: { mib_per_batch: number; daemon_s: Range; ssh2_s: Range; ratio: Range; ratio_total: number };
-  stream_mib_s: { sdk: Range; ssh2: Range; ratio: Range };
-  daemon_peak_rss_mib: number;
-}
-
-/**
- * CPU per unit of work, side by side: `true` execs and `head -c` output
- * through the SDK (the daemon's CPU, from /proc) against the same straight
- * over one ssh2 connection with TCP_NODELAY (this process's CPU). Both are
- * warmed up first, so that the figures are the steady state of a
- * long-running daemon rather than its JIT compiling: a fresh daemon spends
- * 3-4x its steady CPU on its first execs and gets cheaper for about 8,000
- * (a bare client for about 5,000), so each side makes 10,000 first, in
- * alternating chunks whose CPU is kept as the warm-up curve.
- * Sides alternate (every 50 execs, every stream); each repetition gives one
- * ratio, and the ranges are over the repetitions. Exec latency is measured
- * in the same batches: the p50 of every SDK exec against that of every bare one.
- */
-/** The CPU section's exec batches switch side every this many execs. */
-const EXECS_PER_TURN = 50;
-
-async function cpuCost(opts: Options): Promise<CpuCost> {
-  const t = await testbed();
-  const shared = await connectSsh2(t, true);
-  const repetitions = opts.quick ? 4 : 10;
-  const warm = opts.quick ? 2000 : 10_000;
-  const warmChunk = opts.quick ? 500 : 1000;
-  const execs = opts.quick ? 300 : 500;
-  const mib = opts.quick ? 64 : 256;
-  try {
-    const exec = { daemon: [] as number[], ssh2: [] as number[], sdkTimes: [] as number[], ssh2Times: [] as number[] };
-    // The SDK side is exec(), what a program that runs commands calls (and what the issue measured).
-    const once = async (system: System): Promise<Outcome> => {
-      if (system !== 'sshmux-sdk') return runOnce(system, t, 'true', shared);
-      const r = await t.mux.exec(t.alias, 'true');
-      return r.code === 0 ? 'ok' : `exit ${r.code ?? r.signal}`;
-    };
-    const batch = async (system: System, n: number, times?: number[]): Promise<void> => {
-      for (let i = 0; i < n; i++) {
-        const start = performance.now();
-        const r = await once(system);
-        if (r !== 'ok') throw new Error(`${system}: ${r}`);
-        times?.push(performance.now() - start);
-      }
-    };
-    /** n execs through the daemon, then n bare: the CPU each side spent on them, in ms. */
-    const turn = async (n: number, sdkTimes?: number[], ssh2Times?: number[]): Promise<{ daemonMs: number; clientMs: number }> => {
-      const d0 = cpuSeconds(t.daemon.pid);
-      await batch('sshmux-sdk', n, sdkTimes);
-      const daemonMs = (cpuSeconds(t.daemon.pid) - d0) * 1000;
-      const c0 = process.cpuUsage();
-      await batch('ssh2-shared-nodelay', n, ssh2Times);
-      return { daemonMs, clientMs: cpuMs(process.cpuUsage(c0)) };
-    };
-    const warmup: CpuCost['per_exec']['warmup'] = [];
-    for (let done = 0; done < warm; done += warmChunk) {
-      const { daemonMs, clientMs } = await turn(warmChunk);
-      warmup.push({ after_execs: done + warmChunk, daemon_ms: round3(daemonMs / warmChunk), ssh2_ms: round3(clientMs / warmChunk) });
-    }
-    // Each repetition alternates the two sides every 50 execs, so that a
-    // change in the machine's speed (other tenants of a VM's host) lands on
-    // both alike; its CPU is summed per side.
-    for (let k = 0; k < repetitions; k++) {
-      let daemonMs = 0;
-      let clientMs = 0;
-      for (let done = 0; done < execs; done += EXECS_PER_TURN) {
-        const spent = await turn(EXECS_PER_TURN, exec.sdkTimes, exec.ssh2Times);
-        daemonMs += spent.daemonMs;
-        clientMs += spent.clientMs;
-      }
-      exec.daemon.push(daemonMs / execs);
-      exec.ssh2.push(clientMs / execs);
-    }
-    const bytes = mib * 1024 * 1024;
-    const command = `head -c ${bytes} /dev/zero`;
-    const gib = { daemon: [] as number[], ssh2: [] as number[], sdkRate: [] as number[], ssh2Rate: [] as number[] };
-    const stream = async (system: System): Promise<number> => {
-      let got = 0;
-      const start = performance.now();
-      const r = await runOnce(system, t, command, shared, (n) => (got += n));
-      if (r !== 'ok' || got !== bytes) throw new Error(`${system}: ${r}, ${got} of ${bytes} bytes`);
-      return mib / ((performance.now() - start) / 1000);
-    };
-    // A fresh daemon (and SDK) spends up to 3x its steady CPU per byte on
-    // the first 128 MiB it streams and reaches the steady state only after
-    // about 1 GiB (not GC: one full collection; not deopts: 29), so each side
-    // streams 4 batches before any is measured.
-    for (let k = 0; k < 4; k++) {
-      await stream('sshmux-sdk');
-      await stream('ssh2-shared-nodelay');
-    }
-    for (let k = 0; k < repetitions; k++) {
-      const d0 = cpuSeconds(t.daemon.pid);
-      gib.sdkRate.push(await stream('sshmux-sdk'));
-      gib.daemon.push((cpuSeconds(t.daemon.pid) - d0) * 1024 / mib);
-      const c0 = process.cpuUsage();
-      gib.ssh2Rate.push(await stream('ssh2-shared-nodelay'));
-      gib.ssh2.push(cpuMs(process.cpuUsage(c0)) / 1000 * 1024 / mib);
-    }
-    const ratios = (a: number[], b: number[]): number[] => a.map((x, i) => x / b[i]);
-    const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
-    const p50 = (a: number[]): number => quantile([...a].sort((x, y) => x - y), 0.5);
-    return {
-      repetitions,
-      per_exec: { execs_per_batch: execs, daemon_ms: range(exec.daemon, 3), ssh2_ms: range(exec.ssh2, 3),
-        ratio: range(ratios(exec.daemon, exec.ssh2)), ratio_total: round(sum(exec.daemon) / sum(exec.ssh2)), warmup },
-      exec_p50: { sdk_ms: round(p50(exec.sdkTimes)), ssh2_ms: round(p50(exec.ssh2Times)), ratio: round(p50(exec.sdkTimes) / p50(exec.ssh2Times)) },
-      per_gib: { mib_per_batch: mib, daemon_s: range(gib.daemon), ssh2_s: range(gib.ssh2),
-        ratio: range(ratios(gib.daemon, gib.ssh2)), ratio_total: round(sum(gib.daemon) / sum(gib.ssh2)) },
-      stream_mib_s: { sdk: range(gib.sdkRate, 0), ssh2: range(gib.ssh2Rate, 0), ratio: range(ratios(gib.sdkRate, gib.ssh2Rate)) },
-      daemon_peak_rss_mib: round(t.daemon.peakRssMiB()),
-    };
-  } finally {
-    shared.end();
-    await release(t);
-  }
-}
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
-
-function cpuMs(usage: NodeJS.CpuUsage): number {
-  return (usage.user + usage.system) / 1000;
-}
-
-function range(values: number[], digits = 2): Range {
-  const f = 10 ** digits;
-  return [Math.round(Math.min(...values) * f) / f, Math.round(Math.max(...values) * f) / f];
-}
-
 async function daemonCost(opts: Options): Promise<Record<string, number>> {
   const connections = opts.quick ? 20 : 100;
   const sessions = opts.quick ? 200 : 1000;
@@ -457,25 +313,6 @@ async function daemonCost(opts: Options): Promise<Record<string, number>> {
 
 // ---- output ------------------------------------------------------------------------
 
-/**
- * A process's CPU time: the sum of its threads' run time from
- * /proc/PID/task/TID/schedstat (nanoseconds; /proc/PID/stat counts in
- * ticks of 10 ms, too coarse for a batch of execs), else from /proc/PID/stat.
- */
-function cpuSeconds(pid: number): number {
-  try {
-    let ns = 0;
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    }
-    if (ns > 0) return ns / 1e9;
-  } catch {
-    // no schedstat (or a thread ended while read): fall back to ticks
-  }
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
-}
-
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
@@ -495,7 +332,8 @@ function table(head: string[], rows: string[][]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
+    'daemon-flags': { type: 'string' }, 'cross-check': { type: 'string' } } });
   const opts: Options = { quick: !!values.quick };
   const started = Date.now();
   process.stderr.write(`sshmux bench${opts.quick ? ' (quick)' : ''}: latency ...\n`);
@@ -508,7 +346,8 @@ async function main(): Promise<void> {
   process.stderr.write('daemon cost ...\n');
   const daemon = await daemonCost(opts);
   process.stderr.write('CPU per exec and per GiB ...\n');
-  const cpu = await cpuCost(opts);
+  const cpu = await cpuCost({ quick: opts.quick, daemonFlags: parseDaemonFlags(values['daemon-flags']), crossCheck: values['cross-check'],
+    progress: (line) => process.stderr.write(`${line}\n`) });
   await cleanupAll();
 
   const result = {
@@ -542,17 +381,7 @@ async function main(): Promise<void> {
   console.log(`\nStream throughput (${tp.bytes / 2 ** 20} MiB of stdout)`);
   console.log(table(['system', 'MiB/s'], Object.entries(tp.mib_s).map(([k, v]) => [k, String(v)])));
   console.log(`daemon peak RSS while streaming: ${tp.daemon_peak_rss_mib} MiB`);
-  const fmt = (r: Range, unit = ''): string => `${r[0]}–${r[1]}${unit}`;
-  console.log(`\nCPU per unit of work: the daemon against a bare ssh2 client, batches alternating, ${cpu.repetitions} repetitions (ranges)`);
-  console.log(table(['measure', 'sshmux daemon', 'bare ssh2 client', 'ratio', 'ratio of totals'], [
-    [`CPU per warm exec (${cpu.per_exec.execs_per_batch} per batch)`, fmt(cpu.per_exec.daemon_ms, ' ms'), fmt(cpu.per_exec.ssh2_ms, ' ms'), `${fmt(cpu.per_exec.ratio)}x`, `${cpu.per_exec.ratio_total}x`],
-    [`CPU per GiB of stdout (${cpu.per_gib.mib_per_batch} MiB per batch)`, fmt(cpu.per_gib.daemon_s, ' s'), fmt(cpu.per_gib.ssh2_s, ' s'), `${fmt(cpu.per_gib.ratio)}x`, `${cpu.per_gib.ratio_total}x`],
-    ['stream throughput (SDK / bare)', fmt(cpu.stream_mib_s.sdk, ' MiB/s'), fmt(cpu.stream_mib_s.ssh2, ' MiB/s'), `${fmt(cpu.stream_mib_s.ratio)}x`, ''],
-    ['exec p50, same batches (SDK / bare)', `${cpu.exec_p50.sdk_ms} ms`, `${cpu.exec_p50.ssh2_ms} ms`, `${cpu.exec_p50.ratio}x`, ''],
-  ]));
-  const curve = cpu.per_exec.warmup.filter((_, i, all) => i % 2 === 0 || i === all.length - 1);
-  console.log(`CPU per exec while warming up (daemon / bare, ms): ${curve.map((w) => `${w.after_execs}: ${w.daemon_ms} / ${w.ssh2_ms}`).join(', ')}`);
-  console.log(`daemon peak RSS in these runs: ${cpu.daemon_peak_rss_mib} MiB`);
+  console.log(`\n${cpuTable(cpu)}`);
   console.log('\nDaemon cost');
   console.log(table(['measure', 'value'], Object.entries(daemon).map(([k, v]) => [k, String(v)])));
 

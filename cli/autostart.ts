@@ -8,7 +8,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SshMux, SshMuxError } from '../client-sdk';
 import { defaultSocketPath, mayAutostart } from '../proto/socket-path';
-import { DAEMON_V8_FLAGS } from '../daemon/v8-flags';
 
 const DAEMON_MAIN = path.join(__dirname, '..', 'daemon', 'main.js');
 /** An autostarted daemon exits after this long with no clients and no connections. */
@@ -104,7 +103,7 @@ async function answers(socket: string): Promise<boolean> {
 async function spawnDaemon(socket: string, dir: string, deadline: number): Promise<void> {
   const logPath = path.join(dir, 'sshmuxd.log');
   const log = fs.openSync(logPath, 'a', 0o600);
-  const child = spawn(process.execPath, [...DAEMON_V8_FLAGS, DAEMON_MAIN, '--socket', socket, '--exit-when-idle', String(AUTOSTART_IDLE_S)], {
+  const child = spawn(process.execPath, [DAEMON_MAIN, '--socket', socket, '--exit-when-idle', String(AUTOSTART_IDLE_S)], {
     detached: true,
     stdio: ['ignore', log, log],
   });

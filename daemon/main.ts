@@ -1,11 +1,10 @@
-#!/usr/bin/env -S node --initial-old-space-size=64
+#!/usr/bin/env node
 // sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [--http ADDR] [--gateway ADDR]
 import { parseArgs } from 'node:util';
 import { defaultSocketPath } from '../proto/socket-path';
 import { Daemon, VERSION } from './daemon';
 import { createLogger } from './log';
 import { activatedSocketFd, Notifier } from './systemd';
-import { missingV8Flags } from './v8-flags';
 import { ssh2NativeCrypto } from './ssh/ssh2';
 
 const USAGE = `usage: sshmuxd [--socket PATH] [-F SSH_CONFIG] [--config FILE] [--log-level LEVEL]
@@ -83,10 +82,6 @@ async function main(): Promise<void> {
   }
   const log = createLogger(args['log-level']);
   const notifier = new Notifier(log);
-  const missing = missingV8Flags();
-  if (missing.length) {
-    log.info({ flags: missing }, 'started without these node flags: streaming output costs up to twice the CPU (see daemon/v8-flags.ts)');
-  }
   if (!ssh2NativeCrypto()) {
     log.info('ssh2\'s native crypto binding is not built: SSH ciphers run in JavaScript, at more CPU per byte and per exec (README, design notes: "ssh2\'s C++ crypto binding"; npm ci builds it where a compiler is)');
   }

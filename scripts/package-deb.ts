@@ -6,8 +6,8 @@
 // the production node_modules installed by `npm ci` with that Node (so ssh2 is
 // patched and its crypto binding built for it, as in a checkout), then pruned
 // of the dev dependencies. /usr/bin/sshmuxd, sshmux and sshmuxctl are links to
-// the scripts, whose #! lines name that Node (and, for the daemon, its V8
-// flags). Nothing is fetched but from the npm registry (npm's cache first).
+// the scripts, whose #! lines name that Node. Nothing is fetched but from
+// the npm registry (npm's cache first).
 // Needs dpkg-deb, dpkg-shlibdeps (dpkg-dev), strip (binutils), and what
 // ssh2's binding builds with (g++, make, python3): scripts/system-deps.sh.
 // SSHMUX_DEB_COMPRESSION=fast: gzip -1 instead of xz (for the package test).
@@ -17,7 +17,6 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { DAEMON_V8_FLAGS } from '../daemon/v8-flags';
 
 /** Where the package keeps what sshmux runs. */
 export const PREFIX = '/usr/lib/sshmux';
@@ -147,11 +146,9 @@ function copyDist(from: string, to: string): void {
   }
 }
 
-/** A first line naming the package's Node, with the daemon's V8 flags for the daemon. */
-export function shebang(command: string): string {
-  const args = command === 'sshmuxd' ? DAEMON_V8_FLAGS : [];
-  // Linux passes everything after the interpreter as one argument: more than one flag needs env -S.
-  return args.length > 1 ? `#!/usr/bin/env -S ${NODE} ${args.join(' ')}` : `#!${[NODE, ...args].join(' ')}`;
+/** A first line naming the package's Node (no command needs a node flag). */
+export function shebang(): string {
+  return `#!${NODE}`;
 }
 
 function roff(text: string): string {
@@ -365,7 +362,7 @@ function main(): void {
     const file = at(`${PREFIX}/${script}`);
     const lines = fs.readFileSync(file, 'utf8').split('\n');
     if (!lines[0].startsWith('#!')) fail(`${script} has no #! line`);
-    lines[0] = shebang(command);
+    lines[0] = shebang();
     write(file, lines.join('\n'), 0o755);
     fs.mkdirSync(at('/usr/bin'), { recursive: true });
     fs.symlinkSync(path.relative('/usr/bin', `${PREFIX}/${script}`), at(`/usr/bin/${command}`));

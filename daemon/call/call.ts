@@ -85,6 +85,12 @@ export interface CallSink<Outcome = CallOutcome> {
   started(info: StartedInfo): void;
   /** Output, within the window the door granted. */
   data(fd: OutputFd, chunk: Buffer): void;
+  /**
+   * data() takes what it needs of `chunk` before it returns (copies it, or
+   * drops it): then output may be lent, a view into memory the next read
+   * from sshd reuses (ssh2 patch 017), which spares a Buffer per chunk.
+   */
+  readonly copiesData?: boolean;
   /** `bytes` of stdin reached the remote side: the door may send as much again. */
   stdinWritten(bytes: number): void;
   /** Output has used the whole window the door granted and waits for more (a door whose reader keeps up may grant a larger one). */

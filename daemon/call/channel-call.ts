@@ -13,7 +13,8 @@ import type { PooledConnection, SessionSpec } from '../ssh/pooled-connection';
 import type { HostPool, PendingSession } from '../pool/host-pool';
 import { abandonChannel, SIGNALS, terminate } from '../ssh/channel';
 import { sizeReceiveWindow } from '../ssh/link-window';
-import { Call, STDERR, STDOUT, type ExitStatus, type OutputFd, type TerminalSize } from './call';
+import { Call, STDERR, STDOUT, type CallOutcome, type ExitStatus, type OutputFd, type TerminalSize } from './call';
+import { ParkedOutput } from './parked-output';
 
 export class ChannelCall extends Call {
   private pending: PendingSession | undefined;
@@ -25,6 +26,8 @@ export class ChannelCall extends Call {
   /** Stdin that arrived before the channel opened. */
   private stdinQueue: Buffer[] = [];
   private exit: ExitStatus | undefined;
+  /** Output kept while the client's window is closed, when the sink copies what it is given. */
+  private parked: ParkedOutput | undefined;
   /** A TCP stream (ssh -W), not a session: no exit status, no signals. */
   private tunnel = false;
   private cancelTunnel: (() => void) | undefined;
@@ -145,6 +148,13 @@ export class ChannelCall extends Call {
     this.connection = connection;
     this.sink.started({ connection: connection?.id ?? 'tunnel', waitedMs, newConnection, warnings: connection?.warningsFor(newConnection), hostname: this.hostname });
 
+    // forward() hands output to the sink at once or drops it: a sink that
+    // copies it before returning can be lent it (see CallSink.copiesData),
+    // and what waits for the client's window is kept in reused blocks.
+    if (this.sink.copiesData) {
+      channel.lendData = true;
+      channel.keepData = (data, isStderr) => this.keep(channel, data, isStderr ? STDERR : STDOUT);
+    }
     channel.on('data', (d: Buffer) => this.forward(STDOUT, d));
     channel.stderr.on('data', (d: Buffer) => this.forward(STDERR, d));
     channel.on('exit', (code: number | null, signal?: string, dumped?: boolean, desc?: string) => {
@@ -170,7 +180,11 @@ export class ChannelCall extends Call {
     };
     channel.once('end', outputEnded);
     if (!this.tunnel) channel.stderr.once('end', outputEnded);
-    channel.once('close', closedOne);
+    channel.once('close', () => {
+      // Stdout emits nothing after the channel's close (its end comes first, or it was destroyed).
+      this.parked?.releaseAll(STDOUT);
+      closedOne();
+    });
     sizeReceiveWindow(channel);
 
     if (!this.sink.alive) {
@@ -182,9 +196,20 @@ export class ChannelCall extends Call {
     if (!this.request.stdin || this.stdinEof) channel.end();
   }
 
+  /** A copy of lent output to keep while the client's window is closed (ssh2 asks: the channel is paused). */
+  private keep(channel: ClientChannel, data: Buffer, fd: OutputFd): Buffer {
+    if (!this.parked) {
+      this.parked = new ParkedOutput();
+      // The channel's close may come while stderr still holds output; stderr closes after its own end.
+      channel.stderr.once('close', () => this.parked!.releaseAll(STDERR));
+    }
+    return this.parked.keep(data, fd);
+  }
+
   private forward(fd: OutputFd, data: Buffer): void {
-    if (this.ended || !this.sink.alive) return;
+    if (this.ended || !this.sink.alive) return this.parked?.taken(fd, data);
     this.sink.data(fd, data);
+    this.parked?.taken(fd, data);
     this.outputWindow -= data.length;
     if (this.outputWindow <= 0 && !this.paused) {
       // Both together: ssh2 shares one window between stdout and stderr,
@@ -210,6 +235,12 @@ export class ChannelCall extends Call {
   }
 
   // ---- ending --------------------------------------------------------------
+
+  protected override end(outcome: CallOutcome): void {
+    super.end(outcome);
+    // Ended: forward() drops whatever the channel still emits.
+    this.parked?.releaseAll();
+  }
 
   protected stop(reason: MuxError): void {
     if (this.ended || this.stopping) return;

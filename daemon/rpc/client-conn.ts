@@ -5,11 +5,11 @@
 // notice.
 import type * as net from 'node:net';
 import { MAX_RECEIVE_WINDOW } from '../../proto/receive-window';
-import { Code, DATA_CHUNK, dataFrameHeader, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
-import { STDIN_WINDOW, type CallContext, type CallKind, type CallSink, type CallRequest, type DoorCall } from '../call/call';
+import { Code, DATA_CHUNK, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
+import { STDIN_WINDOW, type CallContext, type CallKind, type CallSink, type CallRequest, type DoorCall, type StartedInfo } from '../call/call';
 import { FileTransfer } from '../call/transfer';
 import { ChannelCall } from '../call/channel-call';
-import { coalesceWrites } from '../coalesce-writes';
+import { FrameWriter } from './frame-writer';
 import type { Jobs } from '../jobs/jobs';
 import { JobCall, type JobOutcome } from './job-call';
 import { LogTally } from '../log';
@@ -40,6 +40,8 @@ export interface ClientContext extends Omit<CallContext, 'outputWindow' | 'stdin
 export class ClientConn {
   alive = true;
   private readonly decoder = new FrameDecoder(MAX_FRAME);
+  /** Every frame to this client goes through it, in order, once per turn. */
+  private readonly out: FrameWriter;
   private readonly calls = new Map<number, DoorCall>();
   private greetedYet = false;
   private goneReported = false;
@@ -55,7 +57,7 @@ export class ClientConn {
     private readonly onGone: (c: ClientConn) => void,
   ) {
     this.helloTimer = setTimeout(() => setImmediate(() => this.helloOverdue()), HELLO_TIMEOUT_MS).unref();
-    coalesceWrites(socket);
+    this.out = new FrameWriter(socket);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', () => {
       // 'close' follows; a client resetting its socket is routine.
@@ -77,16 +79,17 @@ export class ClientConn {
   }
 
   send(frame: IFrame): void {
-    if (this.alive) this.socket.write(encodeFrame(frame));
+    if (this.alive) this.out.frame(encodeFrame(frame));
   }
 
-  /** Output on the hot path: header and payload written apart (one writev with the turn's other frames), the payload never copied. */
+  /**
+   * Output on the hot path: `data` may be lent (ssh2 patch 017, valid only
+   * until this returns); the writer copies it into its frame at once.
+   */
   private sendData(stream: number, fd: number, data: Buffer): void {
     if (!this.alive) return;
     for (let off = 0; off < data.length; off += DATA_CHUNK) {
-      const piece = off === 0 && data.length <= DATA_CHUNK ? data : data.subarray(off, off + DATA_CHUNK);
-      this.socket.write(dataFrameHeader(stream, fd, piece.length));
-      this.socket.write(piece);
+      this.out.data(stream, fd, off === 0 && data.length <= DATA_CHUNK ? data : data.subarray(off, off + DATA_CHUNK));
     }
   }
 
@@ -105,7 +108,7 @@ export class ClientConn {
   closeWith(code: Code, message: string): void {
     if (!this.alive) return;
     this.alive = false;
-    sayAndClose(this.socket, code, message);
+    sayAndClose(this.socket, code, message, (last) => this.out.end(last));
     this.gone();
   }
 
@@ -126,7 +129,7 @@ export class ClientConn {
         clearTimeout(timer);
         resolve();
       });
-      this.socket.end();
+      this.out.end();
     });
   }
 
@@ -194,7 +197,7 @@ export class ClientConn {
       this.send({ stream: 0, error: { code: Code.VERSION_MISMATCH,
         message: `client speaks protocol ${hello.version}, sshmuxd ${this.ctx.version} speaks ${PROTOCOL_VERSION}; use matching versions of sshmux and sshmuxd` } });
       this.alive = false;
-      this.socket.end();
+      this.out.end();
       return this.gone();
     }
     const window = hello.window ?? 0;
@@ -255,34 +258,46 @@ export class ClientConn {
   private sinkFor(stream: number, deferStarted: boolean): CallSink<JobOutcome> {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const conn = this;
-    let heldStarted: IFrame | undefined;
+    let heldStarted: StartedInfo | undefined;
     const sendStarted = (): void => {
       if (!heldStarted) return;
-      this.send(heldStarted);
+      const started = heldStarted;
       heldStarted = undefined;
+      if (!this.alive) return;
+      const { stdinCredit, ...info } = started;
+      // A download's size and the host-key warnings are rare: protobufjs encodes them.
+      if (info.size || info.warnings?.length) this.send({ stream, started: { ...info, window: stdinCredit } });
+      else this.out.started(stream, { connection: info.connection, waitedMs: info.waitedMs, newConnection: info.newConnection, window: stdinCredit ?? 0, hostname: info.hostname ?? '' });
     };
     return {
       get alive() {
         return conn.alive;
       },
-      started: ({ stdinCredit, ...info }) => {
-        heldStarted = { stream, started: { ...info, window: stdinCredit } };
+      copiesData: true, // sendData() copies into the FrameWriter's block
+      started: (info) => {
+        heldStarted = info;
         if (!deferStarted) sendStarted();
       },
       data: (fd, chunk) => {
         sendStarted();
         this.sendData(stream, fd, chunk);
       },
-      stdinWritten: (bytes) => this.send({ stream, window: { bytes } }),
+      stdinWritten: (bytes) => {
+        if (this.alive) this.out.window(stream, bytes);
+      },
       outputWaits: () => this.sayOutputWaits(stream),
       eof: () => {
         sendStarted();
-        this.send({ stream, eof: {} });
+        if (this.alive) this.out.eof(stream);
       },
       end: (outcome) => {
         this.calls.delete(stream);
         sendStarted();
-        this.send({ stream, ...terminalFrame(outcome) });
+        if (!this.alive) return;
+        // An exit status without a signal, the usual end, is encoded in place.
+        const exit = outcome.exit;
+        if (exit && !exit.signal && !outcome.error) this.out.exit(stream, exit.code ?? 0);
+        else this.send({ stream, ...terminalFrame(outcome) });
       },
       protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
     };
@@ -361,11 +376,13 @@ export function errorBody(err: MuxError): v1.IError {
  * it sees the end. Whatever it still sends is read and dropped meanwhile,
  * so its own writes do not fail before it has read ours; after LINGER_MS,
  * or at once when MAX_LINGERING sockets already wait, the socket goes.
+ * `end` sends the frame last and ends the socket (a client's FrameWriter:
+ * after the frames it holds).
  */
-export function sayAndClose(socket: net.Socket, code: Code, message: string): void {
+export function sayAndClose(socket: net.Socket, code: Code, message: string, end = (last: Buffer): void => void socket.end(last)): void {
   if (socket.destroyed) return;
   socket.resume();
-  socket.end(encodeFrame({ stream: 0, error: { code, message } }));
+  end(encodeFrame({ stream: 0, error: { code, message } }));
   if (lingering >= MAX_LINGERING) {
     socket.once('finish', () => socket.destroy());
     return;

@@ -17,6 +17,7 @@ import type { Client, ClientChannel, SFTPWrapper } from './ssh2';
 import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, SessionSpec } from './pooled-connection';
 import { LinkRtt, rememberLink } from './link-window';
 import { LinkWatch } from './liveness';
+import { LENT_READ } from './read-buffer';
 
 /** An SFTP session nobody uses is closed after this long, freeing its slot. */
 const SFTP_IDLE_MS = 15_000;
@@ -410,7 +411,9 @@ export class Connection implements PooledConnection {
         socket.destroy();
       },
     });
-    socket.on('data', () => this.watch?.heard());
+    const heard = (): void => this.watch?.heard();
+    socket.on('data', heard);
+    socket.on(LENT_READ, heard);
   }
 
   /** How long ago the server last sent anything, ms; undefined while not watched (not ready, or ServerAliveInterval 0). */

@@ -3,10 +3,10 @@
 // memory pressure accepts TCP and then never sends its banner). Each
 // failure is classified, because the pool treats them differently: a
 // throttled server is retried with backoff, a bad host key never is.
-import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Code } from '../../proto';
 import { coalesceWrites } from '../coalesce-writes';
+import { connectBorrowing } from './read-buffer';
 import { MuxError } from '../errors';
 import type { ResolvedHost } from './ssh-config';
 import { credentialsFor, describeCertificate, type AuthMethod, type Credentials } from './auth';
@@ -146,8 +146,11 @@ export async function dial(host: ResolvedHost, via?: Tunneler): Promise<Dialed> 
       cancelTunnel = t.cancel;
       t.stream.then(start, (err: MuxError) => fail(err));
     } else {
-      const tcp = net.connect({ host: host.hostname, port: host.port });
+      const borrowing = connectBorrowing({ host: host.hostname, port: host.port });
+      const tcp = borrowing.socket;
       socket = tcp;
+      // Once logged in, reads go to ssh2 from one reused buffer (see read-buffer.ts).
+      client.once('ready', () => borrowing.lendTo(client));
       tcp.once('error', (err: NodeJS.ErrnoException) => {
         if (stage === 'tcp') fail(socketError(host, err));
       });

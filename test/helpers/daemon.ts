@@ -9,7 +9,6 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { cleanupAll } from './sshd';
-import { DAEMON_V8_FLAGS } from '../../daemon/v8-flags';
 
 const MAIN = path.join(__dirname, '..', '..', 'daemon', 'main.js');
 
@@ -36,6 +35,10 @@ export interface DaemonOptions {
   socket?: string;
   /** Run under this open-file limit (soft and hard, so Node cannot raise it). */
   openFileLimit?: number;
+  /** Node flags before the script (sshmuxd needs none: the benches compare some). */
+  nodeFlags?: readonly string[];
+  /** Another build's daemon/main.js (the benches compare builds). */
+  main?: string;
 }
 
 const running = new Set<ChildProcess>();
@@ -55,7 +58,7 @@ process.once('exit', () => {
 
 export async function startDaemon(opts: DaemonOptions): Promise<DaemonProc> {
   const socket = opts.socket ?? path.join(opts.dir, 'sshmuxd.sock');
-  const args = [...DAEMON_V8_FLAGS, MAIN, '--socket', socket, '-F', opts.sshConfigPath, ...(opts.args ?? [])];
+  const args = [...(opts.nodeFlags ?? []), opts.main ?? MAIN, '--socket', socket, '-F', opts.sshConfigPath, ...(opts.args ?? [])];
   if (opts.config) {
     const configPath = path.join(opts.dir, `sshmuxd-${Date.now()}-${Math.random().toString(16).slice(2)}.json`);
     fs.writeFileSync(configPath, JSON.stringify(opts.config));

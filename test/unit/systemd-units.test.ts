@@ -22,8 +22,8 @@ const SYSTEM_UNITS = ['sshmuxd.service', 'sshmuxd.socket'];
 const USER_UNITS = ['user/sshmuxd.service', 'user/sshmuxd.socket'];
 /**
  * What every unit's ExecStart starts with: the daemon as the Debian package
- * installs it, a link to its script, whose #! line gives node the daemon's
- * V8 flags (test/system/deb-package.test.ts checks the installed one).
+ * installs it, a link to its script, whose #! line names the package's Node
+ * (test/system/deb-package.test.ts checks the installed one).
  */
 const DAEMON = ['/usr/bin/sshmuxd'];
 const DAEMON_SCRIPT = path.join(ROOT, COMMANDS.sshmuxd);

@@ -50,7 +50,7 @@ interface Kit {
    * before it connects; `extra.server` adds to the server's config, and
    * `extra.greeting` is written on the client's socket before ssh2 speaks.
    */
-  connect(onConnection: (conn: Connection, info: ClientInfo) => void, config?: Partial<ConnectConfig>,
+  connect(onConnection: (conn: Connection, info: ClientInfo) => void, config?: Partial<ConnectConfig> | ((port: number) => Partial<ConnectConfig>),
     authenticate?: (ctx: AuthContext) => void, onClient?: (c: ClientType) => void, hostKeys?: string[],
     extra?: { server?: Partial<ServerConfig>; greeting?: string }): Promise<Pair>;
   /** Resolves when `until` is true, checking on every turn of the event loop; rejects with `what` after the deadline. */
@@ -134,23 +134,35 @@ const CAPABILITIES: Capability[] = [
         stream.write('out');
         stream.eof(); // end() would close the channel too
       }));
-      const ch = await kit.exec(client, 'true', { closeStdin: true });
       let lateEnds = 0;
-      const end = ch.end;
-      ch.end = function (this: ClientChannel, ...args: unknown[]) {
-        if (this.writableFinished) lateEnds++;
-        return (end as (...a: unknown[]) => ClientChannel).apply(this, args);
-      } as ClientChannel['end'];
-      ch.end();
-      ch.resume();
-      await kit.within('the server\'s EOF never ended the channel\'s output', new Promise((resolve) => ch.once('end', resolve)));
+      // Watched from exec's callback, before the server's EOF (sent at once) is read: later, on a
+      // loaded machine, ssh2 may already have ended the channel on it, and our own end() would
+      // count as late.
+      const ch = await kit.within('the exec whose EOF came at once was never answered', new Promise<ClientChannel>((resolve, reject) => {
+        client.exec('true', { closeStdin: true }, (err, channel) => {
+          if (err) return reject(err);
+          const end = channel.end;
+          channel.end = function (this: ClientChannel, ...args: unknown[]) {
+            if (this.writableFinished) lateEnds++;
+            return (end as (...a: unknown[]) => ClientChannel).apply(this, args);
+          } as ClientChannel['end'];
+          channel.end();
+          channel.resume();
+          resolve(channel);
+        });
+      }));
+      await kit.within('the server\'s EOF never ended the channel\'s output', new Promise((resolve) => (ch.readableEnded ? resolve(undefined) : ch.once('end', resolve))));
       // Node destroys the channel on a later turn.
       await new Promise((resolve) => setTimeout(resolve, 20));
       if (lateEnds > 0) throw new Error('destroy() ends a channel whose writable side had already finished');
       if (countLines(serverLog, CLOSE_READ) > 0) throw new Error('destroy() closes a channel both sides have ended, a write of its own');
+      const serverSideClosed = new Promise((resolve) => server!.once('close', resolve));
       server!.exit(0);
       server!.close();
       await kit.within('the channel never closed', new Promise((resolve) => ch.once('close', resolve)));
+      // Our CLOSE is then the reply to the server's, sent once.
+      await kit.within('our CLOSE never reached the server', serverSideClosed);
+      if (countLines(serverLog, CLOSE_READ) !== 1) throw new Error('our CLOSE reached the server more than once');
     },
   },
   {
@@ -232,6 +244,95 @@ const CAPABILITIES: Capability[] = [
       // Both sides pad every packet (a request and a reply each way), at most 255 bytes each, from blocks of 4 KiB.
       const drawn = fills() - before;
       if (drawn > Math.ceil((4 * PINGS * 255) / 4096)) throw new Error(`${drawn} padding blocks drawn for ${4 * PINGS} packets`);
+    },
+  },
+  {
+    name: 'borrowed-reads', patch: '017',
+    async check(kit) {
+      const SIZE = 384 * 1024;
+      // The reads land in one buffer, once the client is ready in sizes that
+      // cut packets, lengths and MACs at every place (ssh2 itself stalls on
+      // a handshake read a few bytes at a time); after each read is handled
+      // the buffer is scribbled over, so anything kept of it without a copy shows.
+      const backing = Buffer.alloc(70_000);
+      const sizes = [1, 3, 17, 100, 1000, 4093, 16384 + 13, 35_000, 65_536];
+      let nextSize = 0;
+      let client!: ClientType;
+      let borrowing = false;
+      let socket!: net.Socket;
+      const readInto = (): Buffer => (borrowing ? backing.subarray(0, sizes[nextSize++ % sizes.length]) : backing.subarray(0, 65_536));
+      let rekeyed = false;
+      let execs = 0;
+      const { client: c } = await kit.connect((conn) => {
+        conn.on('session', (accept) => {
+          accept().on('exec', (acceptExec) => {
+            const stream = acceptExec();
+            stream.resume();
+            // Mid-stream (of the first), a rekey: its packets arrive under borrowed reads too.
+            writePattern(stream, SIZE, execs++ > 0 ? () => {} : () => conn.rekey(() => (rekeyed = true)));
+          });
+        });
+      }, (port) => ({
+        sock: socket = net.connect({
+          port, host: '127.0.0.1',
+          onread: {
+            buffer: readInto,
+            callback: (n: number, buf: Uint8Array): boolean => {
+              const bytes = Buffer.from(buf.buffer, buf.byteOffset, n);
+              if (!borrowing) return socket.push(Buffer.from(bytes));
+              client.readBorrowed(bytes);
+              backing.fill(0xee);
+              return true;
+            },
+          },
+        }),
+      }));
+      client = c;
+      if (typeof client.readBorrowed !== 'function') throw new Error('Client has no readBorrowed()');
+      borrowing = true;
+      // Lent: copied at once by its listener, paused now and then so some is
+      // kept (keepData). Set up in exec's callback, before any of its data is read.
+      const kept = new WeakSet<Buffer>();
+      let lentAsIs = 0;
+      let keptSeen = 0;
+      const got = { out: [] as Buffer[], err: [] as Buffer[] };
+      const lent = await kit.within('the exec was never answered', new Promise<ClientChannel>((resolve, reject) => {
+        client.exec('pattern', { closeStdin: true }, (err, ch) => {
+          if (err) return reject(err);
+          ch.lendData = true;
+          ch.keepData = (data) => {
+            const copy = Buffer.from(data);
+            kept.add(copy);
+            return copy;
+          };
+          const take = (into: Buffer[]) => (d: Buffer): void => {
+            if (kept.has(d)) keptSeen++;
+            else lentAsIs++;
+            into.push(Buffer.from(d));
+            if (into.length % 5 === 0) {
+              ch.pause();
+              setImmediate(() => ch.resume());
+            }
+          };
+          ch.on('data', take(got.out));
+          ch.stderr.on('data', take(got.err));
+          resolve(ch);
+        });
+      }));
+      const closed = [new Promise((resolve) => lent.once('close', resolve))];
+      // Not lent: it keeps what it gets, which must be copies.
+      const held = await kit.exec(client, 'pattern', { closeStdin: true });
+      closed.push(new Promise((resolve) => held.once('close', resolve)));
+      const heldGot = { out: [] as Buffer[], err: [] as Buffer[] };
+      held.on('data', (d: Buffer) => heldGot.out.push(d));
+      held.stderr.on('data', (d: Buffer) => heldGot.err.push(d));
+      await kit.within('the streams never ended', Promise.all(closed));
+      const expected = pattern(SIZE);
+      for (const [what, chunks] of [['lent stdout', got.out], ['lent stderr', got.err], ['kept stdout', heldGot.out], ['kept stderr', heldGot.err]] as const) {
+        if (!Buffer.concat(chunks).equals(expected)) throw new Error(`the ${what} arrived altered: a view of reused memory was kept`);
+      }
+      if (!rekeyed) throw new Error('the rekey under borrowed reads did not complete');
+      if (lentAsIs === 0 || keptSeen === 0) throw new Error(`channel data was lent ${lentAsIs} times and kept through keepData ${keptSeen} times: expected both`);
     },
   },
   {
@@ -378,6 +479,38 @@ function certificateLogin(kit: Kit): Promise<CertificateCheckResult> {
 
 const CERT = 'ssh-ed25519-cert-v01@openssh.com';
 
+/** The bytes the borrowed-reads check streams: a position-dependent pattern. */
+function pattern(size: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i++) out[i] = (i * 7 + (i >> 11)) & 0xff;
+  return out;
+}
+
+/** Writes pattern(size) to stdout and stderr in chunks of changing size, calls `midway` half-way, then exits 0. */
+function writePattern(stream: ServerChannel, size: number, midway: () => void): void {
+  const bytes = pattern(size);
+  const chunks = [1, 1000, 32_768, 5000, 70_000, 33];
+  let at = 0;
+  let k = 0;
+  let half = false;
+  const more = (): void => {
+    while (at < size) {
+      const n = Math.min(chunks[k++ % chunks.length], size - at);
+      const piece = bytes.subarray(at, at + n);
+      at += n;
+      stream.stderr.write(piece);
+      if (!half && at >= size / 2) {
+        half = true;
+        midway();
+      }
+      if (!stream.write(piece)) return void stream.once('drain', more);
+    }
+    stream.exit(0);
+    stream.end();
+  };
+  more();
+}
+
 /** ssh2's debug lines for a channel open and a close read from the peer. */
 const OPEN_READ = 'Inbound: CHANNEL_OPEN (';
 const CLOSE_READ = 'Inbound: CHANNEL_CLOSE';
@@ -473,7 +606,7 @@ function makeKit(ssh2: Ssh2Module, hostKey: string, timeoutMs: number, closers: 
         poll();
       })).finally(() => (gaveUp = true));
     },
-    connect(onConnection: (conn: Connection, info: ClientInfo) => void, config: Partial<ConnectConfig> = {},
+    connect(onConnection: (conn: Connection, info: ClientInfo) => void, config: Partial<ConnectConfig> | ((port: number) => Partial<ConnectConfig>) = {},
       authenticate: (ctx: AuthContext) => void = (ctx) => ctx.accept(), onClient?: (c: ClientType) => void,
       hostKeys: string[] = [hostKey], extra: { server?: Partial<ServerConfig>; greeting?: string } = {}): Promise<Pair> {
       const serverLog: string[] = [];
@@ -504,7 +637,8 @@ function makeKit(ssh2: Ssh2Module, hostKey: string, timeoutMs: number, closers: 
           client.once('error', reject);
           const connect = (sock?: net.Socket): void => {
             client.connect({
-              host: '127.0.0.1', port, username: 'sshmux-check', hostVerifier: () => true, debug: (line: string) => clientLog.push(line), sock, ...config,
+              host: '127.0.0.1', port, username: 'sshmux-check', hostVerifier: () => true, debug: (line: string) => clientLog.push(line), sock,
+              ...(typeof config === 'function' ? config(port) : config),
             });
           };
           if (extra.greeting === undefined) return connect();

@@ -20,6 +20,22 @@ declare module 'ssh2' {
     openSpareSession(onReady: () => void, onLost: (err: Error & { reason?: unknown }, wasReady: boolean) => void): boolean;
     /** The spare's state: sent and unconfirmed, confirmed, or none (patch 015). */
     readonly spareSession: 'none' | 'opening' | 'ready';
+    /**
+     * Bytes from the connection's socket in memory the caller uses again once
+     * this returns, instead of the socket's 'data': ssh2 copies what it keeps,
+     * and lends channel data to channels that ask for it (patch 017).
+     */
+    readBorrowed(chunk: Buffer): void;
+  }
+  interface ClientChannel {
+    /**
+     * This channel's (and its stderr's) 'data' listeners take what they need
+     * before they return: under readBorrowed(), data that would go straight
+     * to them is lent as it is, a view valid only until they return (patch 017).
+     */
+    lendData?: boolean;
+    /** Under readBorrowed(), how data that must be kept (a paused stream) is copied; default a new Buffer (patch 017). */
+    keepData?: (data: Buffer, isStderr: boolean) => Buffer;
   }
   interface ExecOptions {
     /** The command has no stdin: its EOF goes out right behind the exec request, in the same write (patch 013). */
