@@ -6,7 +6,7 @@
 // remote writer and memory stays bounded. Stdin is sent within the
 // daemon's grant. The result is reported only after every byte of output
 // has been written, so exiting on it loses nothing.
-import { output } from './stdio';
+import { input, output } from './stdio';
 import { DATA_CHUNK } from '../proto/framing';
 import type { sshmux } from '../proto/gen/sshmux';
 import { DaemonCall, type CallHandler, type Frame } from './daemon-call';
@@ -179,7 +179,7 @@ class Session implements CallHandler {
   private attachStdin(): void {
     if (this.stdinAttached) return;
     this.stdinAttached = true;
-    const stdin = process.stdin;
+    const stdin = input();
     this.on(stdin, 'data', (chunk: Buffer) => this.sendStdin(chunk));
     this.on(stdin, 'end', () => this.endStdin());
     // A stdin that cannot be read (EIO on a lost terminal) ends like EOF.

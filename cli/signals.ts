@@ -23,9 +23,11 @@ export function statusAfterSignal(sig: EndingSignal, runsSession: boolean, diag:
  * (with stdin at /dev/null, nothing at all). The handlers stay once it has
  * resolved, so a second signal cannot cut the clean-up short.
  */
-export function untilSignalled(): Promise<EndingSignal> {
+export function untilSignalled(done?: Promise<unknown>): Promise<EndingSignal> {
   return new Promise((resolve) => {
     const keepAlive = setInterval(() => {}, 2 ** 31 - 1);
+    // Once the work is done, nothing holds the process up waiting for a signal (it ends by its event loop emptying).
+    void done?.finally(() => clearInterval(keepAlive));
     let first = true;
     for (const sig of ENDING_SIGNALS) {
       process.on(sig, () => {

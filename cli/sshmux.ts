@@ -13,7 +13,7 @@ import { signalReady, takeReadyFd, runInBackground } from './background';
 import { Diagnostics } from './diagnostics';
 import { EXIT_FAILURE, runSession, windowSize } from './session';
 import { statusAfterSignal, untilSignalled } from './signals';
-import { exitFlushed, output } from './stdio';
+import { exitFlushed, input, output } from './stdio';
 import { parseCommandLine, ptyDecision, USAGE, UsageError, type Invocation } from './ssh-args';
 import type { LocalForward, SshMux } from '../client-sdk';
 
@@ -82,15 +82,19 @@ async function session(inv: Invocation, socketPath: string, diag: Diagnostics, r
 async function forward(inv: Invocation, diag: Diagnostics, ready: () => void): Promise<number> {
   const { connectOrStart } = require('./autostart') as typeof import('./autostart');
   const mux = await connectOrStart('sshmux');
-  const runsSession = inv.sessionType !== 'none';
-  if (!inv.forward && !inv.localForwards.length) return standBy(mux, inv, diag, ready);
-  const forwards = await forwardPorts(mux, inv, diag);
-  ready();
-  if (inv.forward) return forwardStdio(mux, inv, inv.forward, diag);
-  // Forward until told to stop, as ssh -N does.
-  const sig = await untilSignalled();
-  await Promise.all(forwards.map((f) => f.close()));
-  return statusAfterSignal(sig, runsSession, diag);
+  try {
+    const runsSession = inv.sessionType !== 'none';
+    if (!inv.forward && !inv.localForwards.length) return await standBy(mux, inv, diag, ready);
+    const forwards = await forwardPorts(mux, inv, diag);
+    ready();
+    if (inv.forward) return await forwardStdio(mux, inv, inv.forward, diag);
+    // Forward until told to stop, as ssh -N does.
+    const sig = await untilSignalled();
+    await Promise.all(forwards.map((f) => f.close()));
+    return statusAfterSignal(sig, runsSession, diag);
+  } finally {
+    mux.close();
+  }
 }
 
 /**
@@ -120,15 +124,16 @@ async function standBy(mux: SshMux, inv: Invocation, diag: Diagnostics, ready: (
 function forwardStdio(mux: SshMux, inv: Invocation, to: { host: string; port: number }, diag: Diagnostics): Promise<number> {
   return new Promise((resolve) => {
     const stream = mux.openTcp(inv.destination, to.host, to.port, { options: inv.options });
-    process.stdin.pipe(stream);
+    input().pipe(stream);
     // The stream closes once the far side has closed and every byte was read, so every byte was handed to stdout.
     stream.pipe(output(1), { end: false });
     stream.once('error', (err) => {
       diag.error(err.message);
       resolve(EXIT_FAILURE);
     });
-    stream.once('close', () => resolve(0));
-    untilSignalled().then((sig) => {
+    const closed = new Promise<void>((resolved) => stream.once('close', resolved));
+    void closed.then(() => resolve(0));
+    untilSignalled(closed).then((sig) => {
       stream.destroy();
       resolve(statusAfterSignal(sig, false, diag));
     });
@@ -204,12 +209,13 @@ function stdinIsDevNull(): boolean {
 
 /** Puts the local terminal in raw mode; the returned function restores it, on every exit path. */
 function rawMode(): () => void {
-  process.stdin.setRawMode(true);
+  input().setRawMode(true);
   let restored = false;
   const restore = (): void => {
     if (restored) return;
     restored = true;
-    process.stdin.setRawMode(false);
+    // Once the exit has closed stdin, Node itself restores the terminal as the process ends.
+    if (!process.stdin.destroyed) process.stdin.setRawMode(false);
   };
   process.once('exit', restore);
   return restore;

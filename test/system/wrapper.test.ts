@@ -62,6 +62,48 @@ test('exit status, stderr apart from stdout, 3 MB of random bytes through cat un
   assert.match(unknown.stderr.toString(), /^sshmux: could not resolve hostname no-such-host\.invalid/);
 });
 
+test('sshmux ends by letting its event loop empty, never through process.exit() (which can deadlock Node at exit, nodejs/node#54918): a status, output, stdin piped and left open, a terminal, an unknown host, -W, -N and -L ended by SIGTERM', async () => {
+  const probe = path.join(tempDir(), 'exits');
+  const PRELOAD = path.join(__dirname, '..', 'helpers', 'exit-probe.js');
+  const started = performance.now();
+  const runProbed = (args: string[], input?: string) => spawnSync(process.execPath, ['--require', PRELOAD, SSHMUX, ...args],
+    { input, env: { ...env, SSHMUX_EXIT_PROBE: probe }, timeout: 30_000, maxBuffer: 64 << 20 });
+  assert.equal(runProbed(['t', 'echo out; exit 3']).status, 3);
+  assert.equal(runProbed(['t', 'head -c 5000000 /dev/zero']).stdout.length, 5_000_000);
+  assert.equal(runProbed(['t', 'cat'], 'piped').stdout.toString(), 'piped');
+  assert.equal(runProbed(['no-such-host.invalid', 'true']).status, 255);
+  // stdin a pipe nobody closes: ssh exits once the command has, without waiting for EOF.
+  const open = spawn(process.execPath, ['--require', PRELOAD, SSHMUX, 't', 'echo done'], { env: { ...env, SSHMUX_EXIT_PROBE: probe }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const [code] = await Promise.race([
+    new Promise<[number | null]>((resolve) => open.once('exit', (c) => resolve([c]))),
+    new Promise<[string]>((resolve) => setTimeout(resolve, 20_000, ['still running after 20 s'])),
+  ]);
+  open.kill('SIGKILL');
+  assert.equal(code, 0);
+  const http = spawnSync(process.execPath, ['--require', PRELOAD, SSHMUX, '-W', `127.0.0.1:${sshd.port}`, 't'],
+    { input: 'SSH-2.0-probe\r\n', env: { ...env, SSHMUX_EXIT_PROBE: probe }, timeout: 30_000 });
+  assert.match(http.stdout.toString(), /^SSH-2\.0-/);
+  const term = underTerminal([process.execPath, '--require', PRELOAD, SSHMUX, '-t', 't', 'tty'], 'never', 15, { ...env, SSHMUX_EXIT_PROBE: probe });
+  assert.match(term, /^0 restored .*\/dev\/pts\/\d+/s, term);
+  // -N, and -N -L, stand by until SIGTERM, then end with ssh's status (0), on their own too.
+  for (const args of [['-N', 't'], ['-N', '-L', `0:127.0.0.1:${sshd.port}`, 't']]) {
+    const standing = spawn(process.execPath, ['--require', PRELOAD, SSHMUX, '-v', ...args], { env: { ...env, SSHMUX_EXIT_PROBE: probe }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let said = '';
+    standing.stderr.on('data', (d: Buffer) => (said += d));
+    assert.ok(await waitFor(() => /connected|listening/.test(said), 20_000), `sshmux ${args.join(' ')} never stood by: ${said}`);
+    standing.kill('SIGTERM');
+    const [status] = await Promise.race([
+      new Promise<[number | null]>((resolve) => standing.once('exit', (c) => resolve([c]))),
+      new Promise<[string]>((resolve) => setTimeout(resolve, 20_000, ['still running 20 s after SIGTERM'])),
+    ]);
+    standing.kill('SIGKILL');
+    assert.equal(status, 0, `sshmux ${args.join(' ')}`);
+  }
+  assert.equal(fs.existsSync(probe) ? fs.readFileSync(probe, 'utf8') : '', '', 'an exit went through process.exit()');
+  // Each ended at once: none waited out the 2 s fallback.
+  assert.ok(performance.now() - started < 20_000);
+});
+
 test('a slow reader gets every byte of stdout and stderr before sshmux exits with the remote status (5 runs)', async () => {
   const file = path.join(remoteDir, 'eight-mib');
   const data = randomBytes(8 << 20);
