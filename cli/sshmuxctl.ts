@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { SshMux, SshMuxError, type ControlAction, type Status } from '../client-sdk';
 import { checkJobArgs, JOB_USAGE, runJobCommand } from './job-command';
 import { controlDir, dialerPath, doorIdentity, NEEDS_GATEWAY, sshConfigBlock } from './ssh-config-block';
+import { exitWhenIdle } from './stdio';
 
 const USAGE = `usage: sshmuxctl [--socket PATH] [--json] COMMAND
 
@@ -338,7 +339,7 @@ function round1(x: number): number {
   return Math.round(x * 10) / 10;
 }
 
-main().then((code) => process.exit(code), (err) => {
+main().then(exitWhenIdle, (err) => {
   process.stderr.write(`sshmuxctl: ${err instanceof SshMuxError ? `${err.message} (${err.code})` : (err as Error).stack}\n`);
-  process.exit(1);
+  return exitWhenIdle(1);
 });

@@ -33,9 +33,14 @@ export function output(fd: 1 | 2): NodeJS.WriteStream {
 /** Exits with `code` once everything written to stdout and stderr has reached the OS (or their reader has gone). */
 export async function exitFlushed(code: number): Promise<never> {
   await Promise.all([...used].map(flushed));
-  process.exitCode = code;
   // A terminal or pipe still being read would keep the process alive: ssh does not wait for stdin's EOF either.
   if (stdinUsed) process.stdin.destroy();
+  return exitWhenIdle(code);
+}
+
+/** Ends the process with `code` once its event loop is empty (see above), or after EXIT_FALLBACK_MS through process.exit(). */
+export function exitWhenIdle(code: number): Promise<never> {
+  process.exitCode = code;
   setTimeout(() => process.exit(code), EXIT_FALLBACK_MS).unref();
   return new Promise<never>(() => {});
 }
