@@ -26,6 +26,7 @@ import { ssh2NativeCrypto } from '../daemon/ssh/ssh2';
 import { cpuCost, cpuSeconds, cpuTable, parseDaemonFlags } from './cpu';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { renderChart } from './chart';
+import { table } from './table';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 const SYSTEMS = ['sshmux-sdk', 'sshmux-wrapper', 'ssh-fresh', 'ssh-controlmaster', 'ssh2-new-connection', 'ssh2-shared-nodelay'] as const;
@@ -323,12 +324,6 @@ function round(x: number): number {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
 async function main(): Promise<void> {

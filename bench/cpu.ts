@@ -28,6 +28,7 @@ import { parseArgs } from 'node:util';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { WorkerConfig, WorkerKind, WorkerReply, WorkerRequest } from './cpu-worker';
+import { table } from './table';
 
 const WORKER = path.join(__dirname, 'cpu-worker.js');
 const ROOT = path.join(__dirname, '..', '..');
@@ -483,12 +484,6 @@ function round(x: number, digits: number): number {
 
 function range(values: number[], digits: number): Range {
   return [round(Math.min(...values), digits), round(Math.max(...values), digits)];
-}
-
-export function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
 export function parseDaemonFlags(value: string | undefined): string[] {

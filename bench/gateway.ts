@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
+import { table } from './table';
 
 const PYTHON = '/usr/bin/python3';
 const CLIENTS = path.join(__dirname, '..', '..', 'test', 'helpers', 'ssh_clients.py');
@@ -152,9 +153,7 @@ function printTable(rows: Row[]): void {
   const body = rows.map((r) => [r.scenario, r.system, String(r.n), String(r.ok), r.failed ? `${r.failed} (${r.failures.join('; ')})` : '0',
     `${r.wall_s} s`, r.p50_ms === undefined ? '' : `${r.p50_ms} ms`, r.p90_ms === undefined ? '' : `${r.p90_ms} ms`,
     r.cpu_ms_per_exec === undefined ? '' : `${r.cpu_ms_per_exec} ms`, String(r.sshd_logins), String(r.maxstartups_drops)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
-  process.stdout.write(`${[line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n')}\n`);
+  process.stdout.write(`${table(head, body)}\n`);
 }
 
 main().catch((err) => {

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
+import { table } from './table';
 
 interface Row {
   system: string;
@@ -62,10 +63,8 @@ async function main(): Promise<void> {
   const head = ['system', 'n', 'ok', 'wall s', 'all submitted s', 'ideal s', 'max sessions held', 'sessions opened', 'logins', 'daemon CPU ms/cmd', 'client CPU ms/cmd', 'daemon peak RSS MiB'];
   const cells = rows.map((r) => [r.system, r.n, r.ok, r.wall_s, r.submitted_s ?? '-', r.ideal_s, r.max_sessions_held, r.sessions_opened, r.logins,
     r.daemon_cpu_ms_per_command, r.client_cpu_ms_per_command, r.daemon_peak_rss_mib].map(String));
-  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]): string => c.map((x, i) => x.padEnd(widths[i])).join('  ').trimEnd();
   console.log(`\n${n} commands of \`sleep ${sleepS}\` on one host (MaxSessions 10, 8 connections)`);
-  console.log([line(head), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n'));
+  console.log(table(head, cells));
   const outFile = path.join(__dirname, '..', '..', 'bench', 'results', `jobs-${result.date.slice(0, 19).replace(/:/g, '')}.json`);
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
   fs.writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);

@@ -28,6 +28,7 @@ import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { startLongLink, type LongLink } from '../test/helpers/long-link';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { ClientResult, ClientTask } from './link-client';
+import { table } from './table';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 const CLIENT = path.join(__dirname, 'link-client.js');
@@ -367,12 +368,6 @@ function round(x: number): number {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
 /** The OpenSSH row each sshmux row is compared with. */

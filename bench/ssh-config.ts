@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
+import { table } from './table';
 
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
 /** The clients' environment: SHLVL=1, see above. */
@@ -190,9 +191,7 @@ function printTable(rows: Row[]): void {
   const head = ['scenario', 'system', 'n', 'ok', 'failed', 'Session open refused', 'sshd logins', 'MaxStartups drops', 'wall'];
   const body = rows.map((r) => [r.scenario, r.system, String(r.n), String(r.ok), r.failed ? `${r.failed} (${r.failures.join('; ')})` : '0',
     String(r.session_open_refused), String(r.sshd_logins), String(r.maxstartups_drops), `${r.wall_s} s`]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
-  process.stdout.write(`${[line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n')}\n`);
+  process.stdout.write(`${table(head, body)}\n`);
 }
 
 main().catch((err) => {
