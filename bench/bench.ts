@@ -27,6 +27,7 @@ import { cpuCost, cpuSeconds, cpuTable, parseDaemonFlags } from './cpu';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { renderChart } from './chart';
 import { table } from './table';
+import { quantile, round } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 const SYSTEMS = ['sshmux-sdk', 'sshmux-wrapper', 'ssh-fresh', 'ssh-controlmaster', 'ssh2-new-connection', 'ssh2-shared-nodelay'] as const;
@@ -313,14 +314,6 @@ async function daemonCost(opts: Options): Promise<Record<string, number>> {
 }
 
 // ---- output ------------------------------------------------------------------------
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
-function round(x: number): number {
-  return Math.round(x * 100) / 100;
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -29,6 +29,7 @@ import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { WorkerConfig, WorkerKind, WorkerReply, WorkerRequest } from './cpu-worker';
 import { table } from './table';
+import { quantile } from './stats';
 
 const WORKER = path.join(__dirname, 'cpu-worker.js');
 const ROOT = path.join(__dirname, '..', '..');
@@ -471,10 +472,6 @@ export function cpuTable(r: CpuResult): string {
   ];
   if (r.cross_check) lines.push(`cross-check, the scripts in ${String(r.cross_check.dir)}: ${JSON.stringify({ ...r.cross_check, dir: undefined })}`);
   return lines.join('\n');
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 function round(x: number, digits: number): number {

@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { table } from './table';
+import { round } from './stats';
 
 const PYTHON = '/usr/bin/python3';
 const CLIENTS = path.join(__dirname, '..', '..', 'test', 'helpers', 'ssh_clients.py');
@@ -135,10 +136,6 @@ function summarize(failures: string[]): string[] {
 
 function pct(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : 0;
-}
-
-function round(x: number): number {
-  return Math.round(x * 100) / 100;
 }
 
 function machine(): string {

@@ -11,6 +11,7 @@ import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { table } from './table';
+import { round } from './stats';
 
 interface Row {
   system: string;
@@ -132,10 +133,6 @@ function sessionsStarted(sshd: Sshd): number {
 function cpuSeconds(pid: number): number {
   const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
-}
-
-function round(x: number): number {
-  return Math.round(x * 100) / 100;
 }
 
 main().catch((err) => {

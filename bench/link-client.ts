@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { Client, type ClientChannel } from 'ssh2';
 import { SshMux } from '../client-sdk';
+import { timed } from './stats';
 
 export interface ClientTask {
   system: 'sdk' | 'ssh2';
@@ -148,16 +149,6 @@ async function measured(run: () => Promise<ClientResult>): Promise<ClientResult>
   const r = await run();
   const cpu = process.cpuUsage(cpu0);
   return { ...r, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
-}
-
-async function timed(runs: number, once: () => Promise<void>): Promise<number[]> {
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await once();
-    times.push(performance.now() - t0);
-  }
-  return times;
 }
 
 /** Writes `bytes` zero bytes, honouring backpressure. */

@@ -29,6 +29,7 @@ import { startLongLink, type LongLink } from '../test/helpers/long-link';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { ClientResult, ClientTask } from './link-client';
 import { table } from './table';
+import { quantile, round, timed } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 const CLIENT = path.join(__dirname, 'link-client.js');
@@ -193,25 +194,15 @@ async function latency(site: Site, opts: Options, rows: Row[]): Promise<{ sdkRou
   const sdkRoundTrips = site.link ? round(site.link.counters().flights.up / (inProcessRuns + 3)) : undefined;
   push('sshmux SDK', sdk.times!);
   site.link?.resetCounters();
-  push('sshmux command', await timesOf(processRuns, () => runProcess(process.execPath, [SSHMUX, ALIAS, 'true'], muxEnv(site))));
+  push('sshmux command', await timed(processRuns, () => runProcess(process.execPath, [SSHMUX, ALIAS, 'true'], muxEnv(site))));
   // Answers from the server per command: its round trips on the wire.
   const commandRoundTrips = site.link ? round(site.link.counters().flights.down / processRuns) : undefined;
   push('bare ssh2', (await runClient(ssh2Task(site, { task: 'latency', runs: inProcessRuns }))).times!);
   const ssh = ['-F', site.sshConfig, '-o', 'BatchMode=yes'];
-  push('ssh, ControlMaster', await timesOf(processRuns, () => runProcess('ssh', [...ssh, '-o', `ControlPath=${site.control}`, ALIAS, 'true'])));
-  push('ssh, fresh', await timesOf(Math.ceil(processRuns / 2), () => runProcess('ssh', [...ssh, '-o', 'ControlPath=none', ALIAS, 'true'])));
-  const node = await timesOf(processRuns, () => runProcess(process.execPath, ['-e', '0']));
+  push('ssh, ControlMaster', await timed(processRuns, () => runProcess('ssh', [...ssh, '-o', `ControlPath=${site.control}`, ALIAS, 'true'])));
+  push('ssh, fresh', await timed(Math.ceil(processRuns / 2), () => runProcess('ssh', [...ssh, '-o', 'ControlPath=none', ALIAS, 'true'])));
+  const node = await timed(processRuns, () => runProcess(process.execPath, ['-e', '0']));
   return { sdkRoundTrips, commandRoundTrips, nodeStartupMs: round(quantile(node.sort((a, b) => a - b), 0.5)) };
-}
-
-async function timesOf(runs: number, once: () => Promise<unknown>): Promise<number[]> {
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await once();
-    times.push(performance.now() - t0);
-  }
-  return times;
 }
 
 // ---- streams and files -------------------------------------------------------------
@@ -356,14 +347,6 @@ function cpuSeconds(pid: number): number {
   } catch {
     return 0;
   }
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
-function round(x: number): number {
-  return Math.round(x * 100) / 100;
 }
 
 function sleep(ms: number): Promise<void> {

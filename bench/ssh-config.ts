@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { table } from './table';
+import { round } from './stats';
 
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
 /** The clients' environment: SHLVL=1, see above. */
@@ -174,10 +175,6 @@ function summarize(failures: string[]): string[] {
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   return [...counts].map(([k, v]) => `${v}× ${k}`);
-}
-
-function round(x: number): number {
-  return Math.round(x * 100) / 100;
 }
 
 function machine(): string {

@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
+import { quantile } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 const SDK = path.join(__dirname, '..', 'client-sdk');
@@ -136,10 +137,6 @@ async function waitForControl(ssh: string[], control: string | undefined): Promi
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('the ControlMaster did not come up');
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 function round(x: number): number {

@@ -10,6 +10,7 @@ import { Client } from 'ssh2';
 import { SshMux } from '../client-sdk';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
+import { round } from './stats';
 
 interface Row { system: string; direction: 'upload' | 'download'; mib: number; seconds: number; mib_per_s: number; intact: boolean }
 
@@ -95,10 +96,6 @@ function ssh2Connect(port: number, username: string, keyPath: string): Promise<C
 
 function sha(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
-
-function round(n: number): number {
-  return Math.round(n * 100) / 100;
 }
 
 main().catch((err) => {

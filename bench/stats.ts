@@ -1,0 +1,23 @@
+// Small measures the benches share: quantiles of sorted samples, rounding
+// for the tables, and timing a step run after run.
+
+/** The q-quantile of ascending samples (nearest rank, no interpolation). */
+export function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+/** To two decimals, as the tables print. */
+export function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+/** `once` run `runs` times in a row: each run's wall time, ms. */
+export async function timed(runs: number, once: () => Promise<unknown>): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await once();
+    times.push(performance.now() - t0);
+  }
+  return times;
+}
