@@ -10,6 +10,7 @@
 // copied. Memory stays bounded: a turn keeps only what it produced from
 // what it read, and the stream's own backpressure applies as before.
 import type { Writable } from 'node:stream';
+import { atTurnEnd } from './turn-end';
 
 /** Below this many bytes a turn's pieces are joined into one buffer. */
 const JOIN_BELOW = 16 * 1024;
@@ -62,7 +63,7 @@ export function coalesceWrites(stream: Writable): void {
     heldBytes += chunk.length;
     if (!scheduled) {
       scheduled = true;
-      setImmediate(flush);
+      atTurnEnd(flush);
     }
     const roomLeft = stream.writableLength + heldBytes < stream.writableHighWaterMark;
     if (!roomLeft) owesDrain = true;

@@ -16,6 +16,7 @@ import { MuxError, toMuxError, type Phase } from '../errors';
 import type { Logger } from '../log';
 import type { Agent } from '../pool/agent';
 import type { HostPool } from '../pool/host-pool';
+import { deadline, type Deadline } from '../deadlines';
 
 export type CallKind = 'exec' | 'shell' | 'subsystem' | 'tcpip' | 'upload' | 'download';
 
@@ -161,7 +162,7 @@ export abstract class Call implements DoorCall {
   protected outputWindow: number;
   protected stdinCredit: number;
   protected stdinEof = false;
-  private deadlineTimer: NodeJS.Timeout | undefined;
+  private deadlineTimer: Deadline | undefined;
   private readonly createdAt = Date.now();
 
   constructor(
@@ -264,10 +265,10 @@ export abstract class Call implements DoorCall {
   }
 
   protected armDeadline(ms: number): void {
-    if (ms > 0) this.deadlineTimer = setTimeout(() => this.deadline(ms), ms);
+    if (ms > 0) this.deadlineTimer = deadline(() => this.deadlinePassed(ms), ms);
   }
 
-  private deadline(ms: number): void {
+  private deadlinePassed(ms: number): void {
     if (!this.running) return; // the pool's wait timer reports where a waiting request was
     this.stop(new MuxError(Code.DEADLINE_EXCEEDED,
       `${this.what} on ${this.request.host} ran past its deadline of ${ms / 1000} s${this.request.kind === 'exec' || this.request.kind === 'shell' || this.request.kind === 'subsystem' ? '; it was sent TERM' : ''}`,
@@ -283,7 +284,7 @@ export abstract class Call implements DoorCall {
   protected end(outcome: CallOutcome): void {
     if (this.ended) return;
     this.ended = true;
-    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer?.cancel();
     this.ctx.metrics.countRequest(this.request.host, outcome.error ? outcome.error.codeName : 'OK');
     if (this.request.kind === 'exec') this.ctx.metrics.observeExec((Date.now() - this.createdAt) / 1000);
     this.sink.end(outcome);

@@ -1,6 +1,8 @@
 // Time for the pool's timers. Passed in (the system clock by default) so
 // that unit tests drive scheduling, backoff and the breaker with a fake
 // clock in microseconds instead of waiting for real seconds.
+import { deadline, type Deadline } from '../deadlines';
+
 export interface Clock {
   now(): number;
   /** Pool timers never keep the process alive by themselves. */
@@ -10,6 +12,6 @@ export interface Clock {
 
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (timer) => clearTimeout(timer as NodeJS.Timeout | undefined),
+  setTimeout: (fn, ms) => deadline(fn, ms),
+  clearTimeout: (timer) => (timer as Deadline | undefined)?.cancel(),
 };

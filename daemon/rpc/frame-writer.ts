@@ -25,6 +25,7 @@ import {
   writeDataFrameHeader, writeEofFrame, writeExitFrame, writeStartedFrame, writeWindowFrame, type HotStarted,
 } from '../../proto/framing';
 import { BLOCK_SIZE, takeBlock, type Block } from '../blocks';
+import { atTurnEnd } from '../turn-end';
 
 /** Frames above this size that were encoded into a buffer of their own are written from it, not copied. */
 const COPY_BELOW = 4096;
@@ -44,6 +45,9 @@ export class FrameWriter {
   /** Where space() put the frame in the buffer it returned. */
   private at = 0;
   private readonly flushSoon = (): void => this.flush();
+  /** Blocks whose bytes the socket has not yet taken, in the order written. */
+  private readonly inFlight: Block[] = [];
+  private readonly onWritten = (): void => this.written(this.inFlight.shift()!);
 
   constructor(private readonly socket: Socket) {}
 
@@ -151,7 +155,7 @@ export class FrameWriter {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(this.flushSoon);
+    atTurnEnd(this.flushSoon);
   }
 
   private flush(): void {
@@ -180,7 +184,9 @@ export class FrameWriter {
       return;
     }
     // Called once the kernel has the bytes, or with an error once the socket is gone: either way they are not read again.
-    this.socket.write(piece.bytes, () => this.written(block));
+    // A socket calls its writes' callbacks in order: one callback for all, the blocks in a queue.
+    this.inFlight.push(block);
+    this.socket.write(piece.bytes, this.onWritten);
   }
 
   private written(block: Block): void {

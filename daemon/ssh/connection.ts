@@ -18,6 +18,7 @@ import type { ConnectionOwner, ConnectionState, OpenResult, PooledConnection, Se
 import { LinkRtt, rememberLink } from './link-window';
 import { LinkWatch } from './liveness';
 import { LENT_READ } from './read-buffer';
+import { deadline, type Deadline } from '../deadlines';
 
 /** An SFTP session nobody uses is closed after this long, freeing its slot. */
 const SFTP_IDLE_MS = 15_000;
@@ -35,7 +36,7 @@ export class Connection implements PooledConnection {
   private socket: Duplex | undefined;
   /** Forwarding channels (to hosts behind this one): they hold the connection open but take no session slot. */
   tunnels = 0;
-  private idleTimer: NodeJS.Timeout | undefined;
+  private idleTimer: Deadline | undefined;
   /**
    * Slots whose channel the server closed, not reusable until a round trip
    * proves sshd freed them (reclaimIfFull); the ones in `reclaiming` are
@@ -123,7 +124,7 @@ export class Connection implements PooledConnection {
     const onSpare = client.spareSession === 'ready';
     this.sessions++;
     this.sessionsOpened++;
-    clearTimeout(this.idleTimer);
+    this.idleTimer?.cancel();
     if (!onSpare) this.reclaimIfFull();
     this.requestSession(client, spec, done);
     this.openSpare();
@@ -133,7 +134,7 @@ export class Connection implements PooledConnection {
     const opened = (err: Error | undefined, channel: ClientChannel): void => {
       if (!err) {
         rememberLink(channel, this.link);
-        channel.once('close', () => this.sessionClosed());
+        channel.on('close', () => this.sessionClosed()); // emitted once
         done({ ok: true, channel });
         return;
       }
@@ -183,20 +184,23 @@ export class Connection implements PooledConnection {
     if (this.held >= this.maxSessions) return;
     try {
       this.spareOpenedAt = performance.now();
-      client.openSpareSession(() => {
-        this.link.sample(performance.now() - this.spareOpenedAt);
-        this.owner.onCapacity(this);
-      }, (err, wasReady) => this.spareLost(err, wasReady));
+      client.openSpareSession(this.spareReady, this.spareLost);
     } catch {
       // The socket is gone; 'close' ends the connection.
     }
   }
 
+  /** The spare opened (made once: a spare opens for every session). */
+  private readonly spareReady = (): void => {
+    this.link.sample(performance.now() - this.spareOpenedAt);
+    this.owner.onCapacity(this);
+  };
+
   /**
    * The server refused the spare, or closed it: a refusal is sshd's
    * MaxSessions, lower than assumed; a closed spare's slot is a closed slot.
    */
-  private spareLost(err: Error & { reason?: unknown }, wasReady: boolean): void {
+  private readonly spareLost = (err: Error & { reason?: unknown }, wasReady: boolean): void => {
     if (this.state !== 'ready') return;
     if (wasReady) {
       this.closedSlots++;
@@ -205,7 +209,7 @@ export class Connection implements PooledConnection {
       this.spareWanted = false;
     }
     this.owner.onCapacity(this);
-  }
+  };
 
   /**
    * Opens a direct-tcpip channel to host:port (a connection to a host behind
@@ -213,7 +217,7 @@ export class Connection implements PooledConnection {
    */
   openTunnel(host: string, port: number, done: (err: MuxError | undefined, stream?: Duplex) => void): void {
     this.tunnels++;
-    clearTimeout(this.idleTimer);
+    this.idleTimer?.cancel();
     const closed = (): void => {
       this.tunnels--;
       if (this.state === 'closing' && this.sessions === 0 && this.tunnels === 0) this.destroy();
@@ -288,7 +292,7 @@ export class Connection implements PooledConnection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.watch?.stop();
-    clearTimeout(this.idleTimer);
+    this.idleTimer?.cancel();
     for (const entry of this.idleSftp) clearTimeout(entry.timer);
     this.idleSftp = [];
     this.client?.end();
@@ -438,9 +442,8 @@ export class Connection implements PooledConnection {
 
   private armIdleTimer(): void {
     if (this.state !== 'ready' || this.sessions > 0 || this.tunnels > 0 || this.idleTimeoutMs === 0) return;
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.destroy(), this.idleTimeoutMs);
-    this.idleTimer.unref();
+    this.idleTimer?.cancel();
+    this.idleTimer = deadline(() => this.destroy(), this.idleTimeoutMs);
   }
 
   private closed(err: MuxError): void {
@@ -448,7 +451,7 @@ export class Connection implements PooledConnection {
     // Given up on a silent link: not a clean close, whatever state it was left in.
     const wasClean = this.state === 'closed' && this.lostReason === undefined;
     this.state = 'closed';
-    clearTimeout(this.idleTimer);
+    this.idleTimer?.cancel();
     this.owner.onClosed(this, wasClean ? undefined : err);
   }
 }
