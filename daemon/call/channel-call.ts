@@ -178,9 +178,10 @@ export class ChannelCall extends Call {
       if (!this.ended && this.sink.alive) this.sink.eof();
       closedOne();
     };
-    channel.once('end', outputEnded);
-    if (!this.tunnel) channel.stderr.once('end', outputEnded);
-    channel.once('close', () => {
+    // A stream emits 'end' and 'close' once: on() spares once()'s wrapper, on every exec.
+    channel.on('end', outputEnded);
+    if (!this.tunnel) channel.stderr.on('end', outputEnded);
+    channel.on('close', () => {
       // Stdout emits nothing after the channel's close (its end comes first, or it was destroyed).
       this.parked?.releaseAll(STDOUT);
       closedOne();

@@ -29,6 +29,13 @@ const REACHABILITY_TIMEOUT_MS = 2000;
 
 export class Agent {
   private readonly pools = new Map<string, HostPool>();
+  /**
+   * The pool each name asked for without options went to: a warm exec's
+   * lookup, instead of resolving its name again (the profile put that at a
+   * few percent of the daemon's CPU per exec). Forgotten whenever a pool
+   * leaves `pools` or the configuration changes.
+   */
+  private readonly plainNames = new Map<string, HostPool>();
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly clientResolvers = new Map<string, { mtimeMs: number; resolver: SshConfigResolver }>();
   /** Pools a reload or drainHost drained, until their last sessions end: still counted, still stopped with the daemon. */
@@ -58,7 +65,15 @@ export class Agent {
   /** The pool for `alias` with `options`, created on first use; throws MuxError(BAD_REQUEST) for a bad host or option. */
   pool(alias: string, options: Record<string, string>): HostPool {
     if (this.closed) throw MuxError.shuttingDown();
-    return this.poolFor(this.route(this.lookup(alias, options)));
+    const plain = isEmpty(options);
+    const known = plain ? this.plainNames.get(alias) : undefined;
+    if (known) return known;
+    const pool = this.poolFor(this.route(this.lookup(alias, options)));
+    if (plain) {
+      if (this.plainNames.size >= PLAIN_NAMES_MAX) this.plainNames.clear();
+      this.plainNames.set(alias, pool);
+    }
+    return pool;
   }
 
   /**
@@ -170,6 +185,7 @@ export class Agent {
     const previous = this.resolver;
     this.resolver = resolver;
     this.config = config;
+    this.plainNames.clear();
     const drained = new Set<HostPool>();
     for (const [key, pool] of this.pools) {
       const origin = this.origins.get(pool);
@@ -226,6 +242,7 @@ export class Agent {
     for (const [key, pool] of [...this.pools]) {
       if (pool.name !== alias && key !== resolvedKey) continue;
       this.pools.delete(key);
+      this.plainNames.clear();
       this.draining.add(pool);
       const origin = this.origins.get(pool)!;
       const waiting = pool.drain();
@@ -353,7 +370,10 @@ export class Agent {
   private sweep(): void {
     const now = Date.now();
     for (const [key, pool] of this.pools) {
-      if (pool.empty && now - pool.lastUsed > POOL_LINGER_MS) this.pools.delete(key);
+      if (pool.empty && now - pool.lastUsed > POOL_LINGER_MS) {
+        this.pools.delete(key);
+        this.plainNames.clear();
+      }
     }
     for (const pool of this.draining) if (pool.connections.length === 0) this.draining.delete(pool);
   }
@@ -383,6 +403,14 @@ interface Route {
 const poolKeys = new WeakMap<ResolvedHost, string>();
 
 /** Pools are per resolved destination: everything that shapes the connection, not the name it was asked by. */
+/** Names remembered by Agent.pool(): more are forgotten all at once (a client naming many hosts costs lookups, not memory). */
+const PLAIN_NAMES_MAX = 4096;
+
+function isEmpty(options: Record<string, string>): boolean {
+  for (const _ in options) return false;
+  return true;
+}
+
 function poolKey(host: ResolvedHost): string {
   let key = poolKeys.get(host);
   if (key === undefined) {

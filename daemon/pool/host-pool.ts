@@ -173,8 +173,14 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
     } else {
       // pending.pool, not this: a reload may move the request to another pool.
       pending.timer = this.clock.setTimeout(() => pending.pool.expire(pending), waitMs);
-      this.queue.push(pending);
-      this.dispatch();
+      // Nobody ahead of it and a slot free (a warm exec): straight to the connection.
+      const conn = this.queue.length === 0 && !this.dispatching && spec.kind !== 'sftp' ? this.leastLoaded() : undefined;
+      if (conn) {
+        this.open(conn, pending);
+      } else {
+        this.queue.push(pending);
+        this.dispatch();
+      }
     }
     return pending;
   }
@@ -314,7 +320,8 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
 
   /** Hands queued work to connections with free slots, and opens connections for what is left. */
   private dispatch(): void {
-    if (this.dispatching) return;
+    // Nothing waits (a spare opened, a slot came back between requests): nothing to hand out or open.
+    if (this.dispatching || (this.queue.length === 0 && this.readyWaiters.length === 0 && this.tunnelWaiters.length === 0)) return;
     this.dispatching = true;
     try {
       while (this.queue.length > 0) {
@@ -491,7 +498,8 @@ export class HostPool implements ConnectionOwner, Tunneler, GatedPool {
   private handOver(pending: PendingSession, session: Omit<OpenedSession, 'waitedMs'>): void {
     pending.state = 'done';
     this.clock.clearTimeout(pending.timer);
-    pending.handler.onOpen({ ...session, waitedMs: this.clock.now() - pending.createdAt });
+    pending.handler.onOpen({ channel: session.channel, sftp: session.sftp, connection: session.connection, newConnection: session.newConnection,
+      waitedMs: this.clock.now() - pending.createdAt });
   }
 
   private expire(pending: PendingSession): void {

@@ -6,7 +6,7 @@
 import type * as net from 'node:net';
 import { MAX_RECEIVE_WINDOW } from '../../proto/receive-window';
 import { Code, DATA_CHUNK, encodeFrame, FrameDecoder, FrameError, MAX_FRAME, PROTOCOL_VERSION, v1, type IFrame } from '../../proto';
-import { STDIN_WINDOW, type CallContext, type CallKind, type CallSink, type CallRequest, type DoorCall, type StartedInfo } from '../call/call';
+import { STDIN_WINDOW, type CallContext, type CallKind, type CallSink, type CallRequest, type DoorCall, type OutputFd, type StartedInfo } from '../call/call';
 import { FileTransfer } from '../call/transfer';
 import { ChannelCall } from '../call/channel-call';
 import { FrameWriter } from './frame-writer';
@@ -42,7 +42,7 @@ export class ClientConn {
   private readonly decoder = new FrameDecoder(MAX_FRAME);
   /** Every frame to this client goes through it, in order, once per turn. */
   private readonly out: FrameWriter;
-  private readonly calls = new Map<number, DoorCall>();
+  readonly calls = new Map<number, DoorCall>();
   private greetedYet = false;
   private goneReported = false;
   private clientWindow = 0;
@@ -86,7 +86,7 @@ export class ClientConn {
    * Output on the hot path: `data` may be lent (ssh2 patch 017, valid only
    * until this returns); the writer copies it into its frame at once.
    */
-  private sendData(stream: number, fd: number, data: Buffer): void {
+  sendData(stream: number, fd: number, data: Buffer): void {
     if (!this.alive) return;
     for (let off = 0; off < data.length; off += DATA_CHUNK) {
       this.out.data(stream, fd, off === 0 && data.length <= DATA_CHUNK ? data : data.subarray(off, off + DATA_CHUNK));
@@ -234,7 +234,7 @@ export class ClientConn {
       return;
     }
     if (frame.body === 'jobRequest') {
-      const job = new JobCall(this.sinkFor(stream, false), frame.jobRequest as v1.JobRequest, { jobs: this.ctx.jobs, outputWindow: this.clientWindow });
+      const job = new JobCall(new StreamSink(this, this.out, stream, false), frame.jobRequest as v1.JobRequest, { jobs: this.ctx.jobs, outputWindow: this.clientWindow });
       this.calls.set(stream, job);
       job.start();
       return;
@@ -243,64 +243,10 @@ export class ClientConn {
     if (!request) return this.send({ stream, error: errorBody(new MuxError(Code.BAD_REQUEST, `unknown session kind ${frame.session!.kind}`)) });
     const ctx: CallContext = { agent: this.ctx.agent, log: this.ctx.log, metrics: this.ctx.metrics, outputWindow: this.clientWindow, stdinCredit: STDIN_WINDOW };
     const session = frame.session!;
-    const sink = this.sinkFor(stream, !!session.deferStarted && !session.stdin);
+    const sink = new StreamSink(this, this.out, stream, !!session.deferStarted && !session.stdin);
     const call = request.kind === 'upload' || request.kind === 'download' ? new FileTransfer(sink, request, ctx) : new ChannelCall(sink, request, ctx);
     this.calls.set(stream, call);
     call.start();
-  }
-
-  /**
-   * A call's results as frames on its stream (a job call's too). `deferStarted`:
-   * Started waits for the next frame and goes out in the same write, which
-   * spares a short command's caller a write and a wake-up of its own (see
-   * SessionRequest).
-   */
-  private sinkFor(stream: number, deferStarted: boolean): CallSink<JobOutcome> {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const conn = this;
-    let heldStarted: StartedInfo | undefined;
-    const sendStarted = (): void => {
-      if (!heldStarted) return;
-      const started = heldStarted;
-      heldStarted = undefined;
-      if (!this.alive) return;
-      const { stdinCredit, ...info } = started;
-      // A download's size and the host-key warnings are rare: protobufjs encodes them.
-      if (info.size || info.warnings?.length) this.send({ stream, started: { ...info, window: stdinCredit } });
-      else this.out.started(stream, { connection: info.connection, waitedMs: info.waitedMs, newConnection: info.newConnection, window: stdinCredit ?? 0, hostname: info.hostname ?? '' });
-    };
-    return {
-      get alive() {
-        return conn.alive;
-      },
-      copiesData: true, // sendData() copies into the FrameWriter's block
-      started: (info) => {
-        heldStarted = info;
-        if (!deferStarted) sendStarted();
-      },
-      data: (fd, chunk) => {
-        sendStarted();
-        this.sendData(stream, fd, chunk);
-      },
-      stdinWritten: (bytes) => {
-        if (this.alive) this.out.window(stream, bytes);
-      },
-      outputWaits: () => this.sayOutputWaits(stream),
-      eof: () => {
-        sendStarted();
-        if (this.alive) this.out.eof(stream);
-      },
-      end: (outcome) => {
-        this.calls.delete(stream);
-        sendStarted();
-        if (!this.alive) return;
-        // An exit status without a signal, the usual end, is encoded in place.
-        const exit = outcome.exit;
-        if (exit && !exit.signal && !outcome.error) this.out.exit(stream, exit.code ?? 0);
-        else this.send({ stream, ...terminalFrame(outcome) });
-      },
-      protocolError: (message) => this.protocolError(`stream ${stream}: ${message}`),
-    };
   }
 
   /**
@@ -311,7 +257,7 @@ export class ClientConn {
    * here means the client is slow to read, which a larger window would only
    * pile up in this daemon.
    */
-  private sayOutputWaits(stream: number): void {
+  sayOutputWaits(stream: number): void {
     setImmediate(() => {
       if (this.alive && this.socket.writableLength === 0) this.send({ stream, window: { bytes: 0, outputWaits: true } });
     });
@@ -333,6 +279,81 @@ export class ClientConn {
       this.goneReported = true;
       this.onGone(this);
     }
+  }
+}
+
+/**
+ * A call's results as frames on its stream (a job call's too): one object
+ * per call, its methods shared (a warm exec's profile showed the closures
+ * a call's sink was built from). `deferStarted`: Started waits for the next
+ * frame and goes out in the same write, which spares a short command's
+ * caller a write and a wake-up of its own (see SessionRequest).
+ */
+class StreamSink implements CallSink<JobOutcome> {
+  readonly copiesData = true; // sendData() copies into the FrameWriter's block
+  private heldStarted: StartedInfo | undefined;
+
+  constructor(
+    private readonly conn: ClientConn,
+    private readonly out: FrameWriter,
+    private readonly stream: number,
+    private readonly deferStarted: boolean,
+  ) {}
+
+  get alive(): boolean {
+    return this.conn.alive;
+  }
+
+  started(info: StartedInfo): void {
+    this.heldStarted = info;
+    if (!this.deferStarted) this.sendStarted();
+  }
+
+  data(fd: OutputFd, chunk: Buffer): void {
+    this.sendStarted();
+    this.conn.sendData(this.stream, fd, chunk);
+  }
+
+  stdinWritten(bytes: number): void {
+    if (this.conn.alive) this.out.window(this.stream, bytes);
+  }
+
+  outputWaits(): void {
+    this.conn.sayOutputWaits(this.stream);
+  }
+
+  eof(): void {
+    this.sendStarted();
+    if (this.conn.alive) this.out.eof(this.stream);
+  }
+
+  end(outcome: JobOutcome): void {
+    this.conn.calls.delete(this.stream);
+    this.sendStarted();
+    if (!this.conn.alive) return;
+    // An exit status without a signal, the usual end, is encoded in place.
+    const exit = outcome.exit;
+    if (exit && !exit.signal && !outcome.error) this.out.exit(this.stream, exit.code ?? 0);
+    else this.conn.send({ stream: this.stream, ...terminalFrame(outcome) });
+  }
+
+  protocolError(message: string): void {
+    this.conn.protocolError(`stream ${this.stream}: ${message}`);
+  }
+
+  private sendStarted(): void {
+    const started = this.heldStarted;
+    if (!started) return;
+    this.heldStarted = undefined;
+    if (!this.conn.alive) return;
+    // A download's size and the host-key warnings are rare: protobufjs encodes them.
+    if (started.size || started.warnings?.length) {
+      const { stdinCredit, ...info } = started;
+      this.conn.send({ stream: this.stream, started: { ...info, window: stdinCredit } });
+      return;
+    }
+    this.out.started(this.stream, { connection: started.connection, waitedMs: started.waitedMs, newConnection: started.newConnection,
+      window: started.stdinCredit ?? 0, hostname: started.hostname ?? '' });
   }
 }
 

@@ -43,16 +43,18 @@ const STEP = 64 << 10;
 /** One connection's round trip, from timed request-reply exchanges (keepalives, channel opens). */
 export class LinkRtt {
   private readonly samples: number[] = [];
+  private least: number | undefined;
 
   sample(ms: number): void {
     if (!(ms >= 0)) return;
     this.samples.push(ms);
     if (this.samples.length > RTT_SAMPLES) this.samples.shift();
+    this.least = Math.min(...this.samples);
   }
 
-  /** The least recent round trip, ms; undefined until one was measured. */
+  /** The least recent round trip, ms; undefined until one was measured. Read for every channel, so kept, not computed. */
   get ms(): number | undefined {
-    return this.samples.length ? Math.min(...this.samples) : undefined;
+    return this.least;
   }
 }
 
@@ -209,15 +211,19 @@ export function setWindowFor(channel: ReceivingChannel, inFlight: number): void 
   setReceiveWindow(channel, size, grantAt(size));
 }
 
-/** The link each channel rides (set where it is opened), for whoever reads it. */
-const links = new WeakMap<object, LinkRtt>();
+/**
+ * The link each channel rides (set where it is opened), for whoever reads
+ * it: a property of our own on the channel, under a symbol, rather than a
+ * WeakMap entry, which cost every exec an ephemeron for the collector.
+ */
+const LINK = Symbol('sshmux.link');
 
 export function rememberLink(channel: object, link: LinkRtt): void {
-  links.set(channel, link);
+  (channel as { [LINK]?: LinkRtt })[LINK] = link;
 }
 
 export function linkOf(channel: object): LinkRtt | undefined {
-  return links.get(channel);
+  return (channel as { [LINK]?: LinkRtt })[LINK];
 }
 
 /**
