@@ -402,7 +402,6 @@ interface Route {
 /** poolKey's answers for the resolver's memoized hosts, which come back as the same objects. */
 const poolKeys = new WeakMap<ResolvedHost, string>();
 
-/** Pools are per resolved destination: everything that shapes the connection, not the name it was asked by. */
 /** Names remembered by Agent.pool(): more are forgotten all at once (a client naming many hosts costs lookups, not memory). */
 const PLAIN_NAMES_MAX = 4096;
 
@@ -411,6 +410,7 @@ function isEmpty(options: Record<string, string>): boolean {
   return true;
 }
 
+/** Pools are per resolved destination: everything that shapes the connection, not the name it was asked by. */
 function poolKey(host: ResolvedHost): string {
   let key = poolKeys.get(host);
   if (key === undefined) {
