@@ -66,8 +66,11 @@ test('spawn streams and kill() delivers a signal to the remote process', async (
   const marker = `sleep 3${Math.floor(Math.random() * 1e6)}`;
   const proc = mux.spawn('t', `echo ready; exec ${marker}`, { stdin: false });
   await new Promise<void>((resolve) => proc.stdout.once('data', () => resolve()));
-  assert.equal(remoteProcesses(marker).length, 1);
-  proc.kill('INT');
+  // "ready" can arrive while the shell is exec'ing the command, when /proc shows neither command line
+  // for a moment (a Node 24 run, 2026-12-07, found it there): wait until it shows.
+  const shown = await waitFor(() => remoteProcesses(marker).length === 1, 3000);
+  proc.kill('INT'); // before asserting: a command left running would hold its slot into the next test
+  assert.ok(shown, 'the remote command never showed');
   const r = await proc.exited;
   assert.equal(r.signal, 'INT');
   assert.ok(await waitFor(() => remoteProcesses(marker).length === 0, 3000));
