@@ -73,10 +73,8 @@ class DeadlineList {
       // Node's timers round to the ms: what falls due within it is due.
       const now = performance.now() + 1;
       while (this.head && this.head.due <= now) {
-        const entry = this.head;
-        const fn = entry.fn!;
-        entry.fn = undefined;
-        this.unlink(entry);
+        const fn = this.head.fn!;
+        this.head.cancel();
         fn();
       }
     } finally {

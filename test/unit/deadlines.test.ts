@@ -9,14 +9,13 @@ import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { deadline } from '../../daemon/deadlines';
 import { atTurnEnd } from '../../daemon/turn-end';
+import { waitFor } from '../helpers/daemon';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Waits until `done()` (polling), at most 5 s: a loaded machine runs timers late, never early. */
+/** Waits until `done()`, at most 5 s: a loaded machine runs timers late, never early. */
 async function until(done: () => boolean): Promise<void> {
-  const limit = Date.now() + 5000;
-  while (!done() && Date.now() < limit) await sleep(5);
-  assert.ok(done(), 'not within 5 s');
+  assert.ok(await waitFor(done, 5000, 5), 'not within 5 s');
 }
 
 test('deadlines fire once each, never early, in the order they fall due, across durations and starts', async () => {
