@@ -128,6 +128,7 @@ export class Connection implements PooledConnection {
     if (!onSpare) this.reclaimIfFull();
     this.requestSession(client, spec, done);
     this.openSpare();
+    this.reclaimIfFull(true);
   }
 
   private requestSession(client: Client, spec: SessionSpec, done: (result: OpenResult) => void): void {
@@ -361,13 +362,17 @@ export class Connection implements PooledConnection {
    * one round trip covers every close before it. While the connection is
    * below its limit counting closed slots as held, sshd cannot refuse an
    * open even if it still counts them all, so the round trip is made only
-   * once sessions and closed slots reach the limit: for sequential execs,
-   * one round trip per maxSessions - 2 sessions (the running one and the
-   * spare hold two) instead of one per session.
+   * when sessions and closed slots reach the limit, or at an open (atOpen)
+   * that leaves them one close short of it. The second is the usual one:
+   * the keepalive goes in the open's write and sshd answers it with the
+   * open, where at the close it would be a write of its own and a wake for
+   * its answer. For sequential execs, one round trip per maxSessions - 3
+   * sessions (the running one, the spare and the close to come), none of
+   * them alone.
    */
-  private reclaimIfFull(): void {
+  private reclaimIfFull(atOpen = false): void {
     if (this.reclaiming > 0 || this.closedSlots === 0 || this.state === 'closed') return;
-    if (this.held < this.maxSessions) return;
+    if (this.held + (atOpen ? 1 : 0) < this.maxSessions) return;
     this.reclaiming = this.closedSlots;
     this.closedSlots = 0;
     const sentAt = performance.now();
