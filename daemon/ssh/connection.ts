@@ -50,8 +50,12 @@ export class Connection implements PooledConnection {
   private readonly endedSftp = new WeakSet<SFTPWrapper>();
   /** A session channel is opened ahead of need (the spare); not once the server refused one below maxSessions. */
   private spareWanted = true;
-  /** When the spare's open went out: its confirmation times a round trip. */
-  private spareOpenedAt = 0;
+  /**
+   * When the spare's open went out, if its confirmation times a round trip:
+   * not when it went with a session's request, since sshd answers both once
+   * it has started the command (a fork, milliseconds on a busy machine).
+   */
+  private spareOpenedAt: number | undefined;
   /** The link's round trip, timed on keepalives and opens: what channel windows are sized by. */
   readonly link = new LinkRtt();
   /** ServerAliveInterval x ServerAliveCountMax: gives the connection up when its link goes silent. */
@@ -127,7 +131,7 @@ export class Connection implements PooledConnection {
     this.idleTimer?.cancel();
     if (!onSpare) this.reclaimIfFull();
     this.requestSession(client, spec, done);
-    this.openSpare();
+    this.openSpare(false);
     this.reclaimIfFull(true);
   }
 
@@ -179,12 +183,12 @@ export class Connection implements PooledConnection {
   }
 
   /** Opens the next spare when a slot is free for it: none while the connection is unused or full. */
-  private openSpare(): void {
+  private openSpare(timed: boolean): void {
     const client = this.client!;
     if (this.state !== 'ready' || !this.spareWanted || client.spareSession !== 'none' || this.sessionsOpened === 0) return;
     if (this.held >= this.maxSessions) return;
     try {
-      this.spareOpenedAt = performance.now();
+      this.spareOpenedAt = timed ? performance.now() : undefined;
       client.openSpareSession(this.spareReady, this.spareLost);
     } catch {
       // The socket is gone; 'close' ends the connection.
@@ -193,7 +197,7 @@ export class Connection implements PooledConnection {
 
   /** The spare opened (made once: a spare opens for every session). */
   private readonly spareReady = (): void => {
-    this.link.sample(performance.now() - this.spareOpenedAt);
+    if (this.spareOpenedAt !== undefined) this.link.sample(performance.now() - this.spareOpenedAt);
     this.owner.onCapacity(this);
   };
 
@@ -375,14 +379,15 @@ export class Connection implements PooledConnection {
     if (this.held + (atOpen ? 1 : 0) < this.maxSessions) return;
     this.reclaiming = this.closedSlots;
     this.closedSlots = 0;
-    const sentAt = performance.now();
+    // At an open, sshd answers once it has started the command: no round trip to time.
+    const sentAt = atOpen ? undefined : performance.now();
     try {
       this.client!.ping(() => {
-        this.link.sample(performance.now() - sentAt);
+        if (sentAt !== undefined) this.link.sample(performance.now() - sentAt);
         this.reclaiming = 0;
         if (this.state === 'closed') return;
         this.reclaimIfFull();
-        this.openSpare();
+        this.openSpare(true);
         this.owner.onCapacity(this);
       });
     } catch {

@@ -21,6 +21,12 @@ export interface SessionServerOptions {
   maxSessions: number;
   /** Close a session nobody started within this long, as sshd never does to a spare. */
   closeUnusedAfterMs?: number;
+  /**
+   * Take this long to start each exec: nothing is answered meanwhile (the
+   * exec, nor what came after it in the same read), as sshd forks the
+   * command before it reads on.
+   */
+  execDelayMs?: number;
 }
 
 export interface SessionServer {
@@ -114,6 +120,11 @@ export async function startSessionServer(options: SessionServerOptions): Promise
         }
         session.on('exec', (acceptExec) => {
           started = true;
+          if (s.options.execDelayMs) {
+            // Everything it answers from here (this exec, what came after it in the read) waits.
+            socket.cork();
+            setTimeout(() => socket.uncork(), s.options.execDelayMs);
+          }
           const channel = acceptExec();
           channel.resume();
           if (holding) {

@@ -128,6 +128,14 @@ test('at MaxSessions 10, 22 sequential sessions make a round trip every 7, each 
   assert.equal(s.keepalivesAlone() - aloneBefore, 0, 'a round trip went in a write of its own instead of an open\'s');
 });
 
+test('a round trip is timed only on what sshd answers at once: execs that take 30 ms to start leave the link\'s round trip at the keepalive\'s', async (t) => {
+  // The spare's open goes with each exec, and the server answers it only once the command started,
+  // as sshd does. Timed, it would make a loopback link look 30 ms long, and size every channel's window for that.
+  const { conn } = await connected(t, { maxSessions: 10, execDelayMs: 30 }, 10);
+  for (let i = 0; i < 12; i++) await runOne(conn);
+  assert.ok(conn.link.ms! < 15, `the link's round trip measured ${conn.link.ms!.toFixed(1)} ms`);
+});
+
 test('the held close: our reply to the server\'s close reaches it on its own once nothing follows, and every slot is freed', async (t) => {
   const { s, conn } = await connected(t, { maxSessions: 10 }, 10);
   for (let i = 0; i < 3; i++) await runOne(conn);
