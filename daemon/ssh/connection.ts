@@ -50,12 +50,8 @@ export class Connection implements PooledConnection {
   private readonly endedSftp = new WeakSet<SFTPWrapper>();
   /** A session channel is opened ahead of need (the spare); not once the server refused one below maxSessions. */
   private spareWanted = true;
-  /**
-   * When the spare's open went out, if its confirmation times a round trip:
-   * not when it went with a session's request, since sshd answers both once
-   * it has started the command (a fork, milliseconds on a busy machine).
-   */
-  private spareOpenedAt: number | undefined;
+  /** When the spare's open went out: its confirmation times a round trip. */
+  private spareOpenedAt = 0;
   /** The link's round trip, timed on keepalives and opens: what channel windows are sized by. */
   readonly link = new LinkRtt();
   /** ServerAliveInterval x ServerAliveCountMax: gives the connection up when its link goes silent. */
@@ -131,8 +127,7 @@ export class Connection implements PooledConnection {
     this.idleTimer?.cancel();
     if (!onSpare) this.reclaimIfFull();
     this.requestSession(client, spec, done);
-    this.openSpare(false);
-    this.reclaimIfFull(true);
+    this.openSpare();
   }
 
   private requestSession(client: Client, spec: SessionSpec, done: (result: OpenResult) => void): void {
@@ -183,12 +178,12 @@ export class Connection implements PooledConnection {
   }
 
   /** Opens the next spare when a slot is free for it: none while the connection is unused or full. */
-  private openSpare(timed: boolean): void {
+  private openSpare(): void {
     const client = this.client!;
     if (this.state !== 'ready' || !this.spareWanted || client.spareSession !== 'none' || this.sessionsOpened === 0) return;
     if (this.held >= this.maxSessions) return;
     try {
-      this.spareOpenedAt = timed ? performance.now() : undefined;
+      this.spareOpenedAt = performance.now();
       client.openSpareSession(this.spareReady, this.spareLost);
     } catch {
       // The socket is gone; 'close' ends the connection.
@@ -197,7 +192,7 @@ export class Connection implements PooledConnection {
 
   /** The spare opened (made once: a spare opens for every session). */
   private readonly spareReady = (): void => {
-    if (this.spareOpenedAt !== undefined) this.link.sample(performance.now() - this.spareOpenedAt);
+    this.link.sample(performance.now() - this.spareOpenedAt);
     this.owner.onCapacity(this);
   };
 
@@ -366,28 +361,23 @@ export class Connection implements PooledConnection {
    * one round trip covers every close before it. While the connection is
    * below its limit counting closed slots as held, sshd cannot refuse an
    * open even if it still counts them all, so the round trip is made only
-   * when sessions and closed slots reach the limit, or at an open (atOpen)
-   * that leaves them one close short of it. The second is the usual one:
-   * the keepalive goes in the open's write and sshd answers it with the
-   * open, where at the close it would be a write of its own and a wake for
-   * its answer. For sequential execs, one round trip per maxSessions - 3
-   * sessions (the running one, the spare and the close to come), none of
-   * them alone.
+   * once sessions and closed slots reach the limit: for sequential execs,
+   * one round trip per maxSessions - 2 sessions (the running one and the
+   * spare hold two) instead of one per session.
    */
-  private reclaimIfFull(atOpen = false): void {
+  private reclaimIfFull(): void {
     if (this.reclaiming > 0 || this.closedSlots === 0 || this.state === 'closed') return;
-    if (this.held + (atOpen ? 1 : 0) < this.maxSessions) return;
+    if (this.held < this.maxSessions) return;
     this.reclaiming = this.closedSlots;
     this.closedSlots = 0;
-    // At an open, sshd answers once it has started the command: no round trip to time.
-    const sentAt = atOpen ? undefined : performance.now();
+    const sentAt = performance.now();
     try {
       this.client!.ping(() => {
-        if (sentAt !== undefined) this.link.sample(performance.now() - sentAt);
+        this.link.sample(performance.now() - sentAt);
         this.reclaiming = 0;
         if (this.state === 'closed') return;
         this.reclaimIfFull();
-        this.openSpare(true);
+        this.openSpare();
         this.owner.onCapacity(this);
       });
     } catch {

@@ -21,12 +21,6 @@ export interface SessionServerOptions {
   maxSessions: number;
   /** Close a session nobody started within this long, as sshd never does to a spare. */
   closeUnusedAfterMs?: number;
-  /**
-   * Take this long to start each exec: nothing is answered meanwhile (the
-   * exec, nor what came after it in the same read), as sshd forks the
-   * command before it reads on.
-   */
-  execDelayMs?: number;
 }
 
 export interface SessionServer {
@@ -42,8 +36,6 @@ export interface SessionServer {
   refused(): number;
   /** Keepalive requests received (global requests). */
   keepalives(): number;
-  /** Of those, the ones read before any channel open or request of their read: a write of the client's for the keepalive alone (a keepalive goes after what it shares a write with). */
-  keepalivesAlone(): number;
   /** CHANNEL_CLOSEs received from the client. */
   closesReceived(): number;
   /** Unused sessions the server closed. */
@@ -65,7 +57,6 @@ export async function startSessionServer(options: SessionServerOptions): Promise
   let opens = 0;
   let refused = 0;
   let keepalives = 0;
-  let keepalivesAlone = 0;
   let closesReceived = 0;
   let unusedClosed = 0;
   let peak = 0;
@@ -81,17 +72,10 @@ export async function startSessionServer(options: SessionServerOptions): Promise
     const count = { counted: 0 };
     counts.add(count);
     socket.once('close', () => counts.delete(count));
-    // Channel opens and requests in the read being parsed: ssh2 parses a read in its 'data' listener, after this one.
-    let channelPacketsInRead = 0;
-    socket.on('data', () => (channelPacketsInRead = 0));
     const server = new Server({
       hostKeys: [hostKey.private],
       debug: (line: string) => {
-        if (line.includes('Inbound: CHANNEL_OPEN (') || line.includes('Inbound: CHANNEL_REQUEST (')) channelPacketsInRead++;
-        if (line.includes('Inbound: GLOBAL_REQUEST')) {
-          keepalives++;
-          if (channelPacketsInRead === 0) keepalivesAlone++;
-        }
+        if (line.includes('Inbound: GLOBAL_REQUEST')) keepalives++;
         if (!line.includes('Inbound: CHANNEL_CLOSE')) return;
         closesReceived++;
         // sshd frees the session in its main loop, after the read that carried our close.
@@ -120,11 +104,6 @@ export async function startSessionServer(options: SessionServerOptions): Promise
         }
         session.on('exec', (acceptExec) => {
           started = true;
-          if (s.options.execDelayMs) {
-            // Everything it answers from here (this exec, what came after it in the read) waits.
-            socket.cork();
-            setTimeout(() => socket.uncork(), s.options.execDelayMs);
-          }
           const channel = acceptExec();
           channel.resume();
           if (holding) {
@@ -157,7 +136,6 @@ export async function startSessionServer(options: SessionServerOptions): Promise
     opens: () => opens,
     refused: () => refused,
     keepalives: () => keepalives,
-    keepalivesAlone: () => keepalivesAlone,
     closesReceived: () => closesReceived,
     unusedClosed: () => unusedClosed,
     held: () => held,

@@ -79,9 +79,10 @@ test('a warm exec is one write to sshd: exec and EOF on the spare channel, the n
       const r = await mux.exec('t', 'cat; echo done', { timeoutMs: 10_000 });
       assert.deepEqual([r.code, r.stdout.toString()], [0, 'done\n']);
     }
-    // Every write to sshd, sorted: an exec's (with, once per maxSessions - 3 sessions, the keepalive
-    // that reclaims closed slots); a small one on its own; or a close reply whose hold ran out because
-    // the next exec came later than 100 ms (a loaded machine), which the exec then did not carry.
+    // Every write to sshd, sorted: an exec's; a small one on its own: once per maxSessions - 2
+    // sessions the connection is full of closed slots, and a keepalive reclaims them, and the open
+    // it held back goes when it is answered; or a close reply whose hold ran out because the next
+    // exec came later than 100 ms (a loaded machine), which the exec then did not carry.
     let execs = 0;
     let alone = 0;
     let heldTooLong = 0;
@@ -94,9 +95,8 @@ test('a warm exec is one write to sshd: exec and EOF on the spare channel, the n
     }
     const detail = `${execs} exec writes, ${alone} single packets, ${heldTooLong} held closes sent alone, for ${n} execs`;
     assert.equal(execs, n, detail);
-    // Without the spare each exec's open goes alone (90 more), without the held close each close (90 more);
-    // a keepalive made at the close rather than in an exec's write goes alone, and the open it holds back too (26 more).
-    assert.equal(alone, 0, detail);
+    // Without the spare each exec's open goes alone (90 more), without the held close each close (90 more).
+    assert.ok(alone <= 2 * Math.ceil(n / 8), detail);
   } finally {
     relay.close();
   }

@@ -3,7 +3,7 @@
 // does (helpers/session-server.ts: a slot is freed after the read that
 // carried our close, so a slot reused too early is refused): the spare
 // session, the held close, the keepalive round trip that reclaims closed
-// slots near the limit (in an open's write), a lower MaxSessions learned from a refused spare
+// slots only at the limit, a lower MaxSessions learned from a refused spare
 // or session, a spare the server closes; and HostPool over real connections.
 // Milliseconds each; test/system/hot-path.test.ts and scheduling.test.ts
 // show the same against sshd itself.
@@ -102,9 +102,8 @@ test('the spare: once used, a connection keeps one session open ahead of need; e
   assert.equal(conn.sessions, 0);
 });
 
-test('a closed slot waits for a keepalive round trip, made one close short of the limit in an open\'s write: 20 sequential sessions at MaxSessions 4, none refused, no keepalive alone', async (t) => {
+test('a closed slot waits for a keepalive round trip, made only at the limit: 20 sequential sessions at MaxSessions 4 make about one per 3, none refused', async (t) => {
   const { s, conn, reclaims } = await connected(t, { maxSessions: 4 }, 4);
-  const aloneBefore = s.keepalivesAlone(); // the link's timing
   await runOne(conn);
   // The session's slot, closed by the server, is held (sshd may still count it) but on its way back.
   assert.equal(conn.reclaimableSlots, 1);
@@ -112,28 +111,9 @@ test('a closed slot waits for a keepalive round trip, made one close short of th
   for (let i = 0; i < 19; i++) await runOne(conn);
   assert.equal(s.refused(), 0, 'a closed slot was reused before the server had freed it');
   assert.ok(s.peak() <= 4, `the server counted ${s.peak()} sessions at once`);
-  // The running session and the spare leave room for two closed slots: a round trip at about every open but the first.
-  assert.ok(reclaims() >= 5 && reclaims() <= 19, `${reclaims()} round trips for 20 sequential sessions`);
-  assert.equal(s.keepalivesAlone() - aloneBefore, 0, 'a round trip went in a write of its own instead of an open\'s');
+  // Closed slots and the spare reach 4 about every 3 sessions: a round trip then, far fewer than one per session.
+  assert.ok(reclaims() >= 5 && reclaims() <= 10, `${reclaims()} round trips for 20 sequential sessions`);
   assert.equal(conn.maxSessions, 4);
-});
-
-test('at MaxSessions 10, 22 sequential sessions make a round trip every 7, each in an open\'s write', async (t) => {
-  const { s, conn, reclaims } = await connected(t, { maxSessions: 10 }, 10);
-  const aloneBefore = s.keepalivesAlone();
-  for (let i = 0; i < 22; i++) await runOne(conn);
-  assert.equal(s.refused(), 0);
-  // At the 8th, 15th and 22nd open: every maxSessions - 3 (the running session, the spare and the close to come).
-  assert.equal(reclaims(), 3, `${reclaims()} round trips for 22 sequential sessions`);
-  assert.equal(s.keepalivesAlone() - aloneBefore, 0, 'a round trip went in a write of its own instead of an open\'s');
-});
-
-test('a round trip is timed only on what sshd answers at once: execs that take 30 ms to start leave the link\'s round trip at the keepalive\'s', async (t) => {
-  // The spare's open goes with each exec, and the server answers it only once the command started,
-  // as sshd does. Timed, it would make a loopback link look 30 ms long, and size every channel's window for that.
-  const { conn } = await connected(t, { maxSessions: 10, execDelayMs: 30 }, 10);
-  for (let i = 0; i < 12; i++) await runOne(conn);
-  assert.ok(conn.link.ms! < 15, `the link's round trip measured ${conn.link.ms!.toFixed(1)} ms`);
 });
 
 test('the held close: our reply to the server\'s close reaches it on its own once nothing follows, and every slot is freed', async (t) => {
