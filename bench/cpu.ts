@@ -38,6 +38,8 @@ import { quantile } from './stats';
 const WORKER = path.join(__dirname, 'cpu-worker.js');
 const ROOT = path.join(__dirname, '..', '..');
 const MiB = 1024 * 1024;
+/** Execs each side before the warm measures: V8 has settled by then (above). */
+const WARM_EXECS = 30_000;
 
 export interface CpuOptions {
   quick: boolean;
@@ -313,7 +315,7 @@ export async function cpuCost(opts: CpuOptions): Promise<CpuResult> {
   const coldRepetitions = q ? 1 : 3;
   const coldExecs = 2000;
   const coldBatch = 100;
-  const warmExecs = q ? 2000 : 30_000;
+  const warmExecs = q ? 2000 : WARM_EXECS;
   const warmChunk = q ? 500 : 2500;
   const repetitions = q ? 4 : 10;
   const execs = q ? 300 : 500;
@@ -409,7 +411,7 @@ export async function cpuCost(opts: CpuOptions): Promise<CpuResult> {
 
 /**
  * The shared scripts against fresh daemons of this session: per exec cold
- * (50 execs first, then 2,000) and warm (WARM=30000 as the bench's warm, then 3,000), per GiB
+ * (50 execs first, then 2,000) and warm (WARM as the bench's warm-up, then 3,000), per GiB
  * twice on one daemon (its first GiB, then its second).
  */
 async function crossCheck(world: World, opts: CpuOptions, say: (line: string) => void): Promise<Record<string, unknown>> {
@@ -430,7 +432,7 @@ async function crossCheck(world: World, opts: CpuOptions, say: (line: string) =>
     }
   };
   await run('exec_cold', 'cpu-per-exec.mjs', ['2000']);
-  await run('exec_warm', 'cpu-per-exec.mjs', ['3000'], { WARM: '30000' });
+  await run('exec_warm', 'cpu-per-exec.mjs', ['3000'], { WARM: String(WARM_EXECS) });
   // The same daemon twice: its first GiB (cold), then its second.
   await run('gib_first_then_second', 'cpu-per-gib.mjs', ['', '']);
   return out;
