@@ -214,7 +214,7 @@ export class Agent {
     const moved: Array<[PendingSession, PoolOrigin]> = [];
     for (const [key, pool] of [...this.pools]) {
       if (!drained.has(pool)) continue;
-      this.pools.delete(key);
+      this.forget(key);
       this.draining.add(pool);
       const origin = this.origins.get(pool)!;
       for (const pending of pool.drain()) moved.push([pending, origin]);
@@ -241,8 +241,7 @@ export class Agent {
     let n = 0;
     for (const [key, pool] of [...this.pools]) {
       if (pool.name !== alias && key !== resolvedKey) continue;
-      this.pools.delete(key);
-      this.plainNames.clear();
+      this.forget(key);
       this.draining.add(pool);
       const origin = this.origins.get(pool)!;
       const waiting = pool.drain();
@@ -367,13 +366,16 @@ export class Agent {
     }
   }
 
+  /** Takes a pool out of `pools`, and with it every name remembered as leading to a pool. */
+  private forget(key: string): void {
+    this.pools.delete(key);
+    this.plainNames.clear();
+  }
+
   private sweep(): void {
     const now = Date.now();
     for (const [key, pool] of this.pools) {
-      if (pool.empty && now - pool.lastUsed > POOL_LINGER_MS) {
-        this.pools.delete(key);
-        this.plainNames.clear();
-      }
+      if (pool.empty && now - pool.lastUsed > POOL_LINGER_MS) this.forget(key);
     }
     for (const pool of this.draining) if (pool.connections.length === 0) this.draining.delete(pool);
   }
