@@ -148,20 +148,33 @@ export class ChannelCall extends Call {
     this.connection = connection;
     this.sink.started({ connection: connection?.id ?? 'tunnel', waitedMs, newConnection, warnings: connection?.warningsFor(newConnection), hostname: this.hostname });
 
+    // The channel may outlive this call in V8's old space, and keep alive
+    // whatever it still refers to: an object there, live or not, holds what
+    // it refers to through every young collection until the next full one.
+    // So once the channel is done (closedOne) it is left with nothing of
+    // this call: the listeners below are removed, and keepData with them.
+    // keepData is declared before it is assigned: a function literal
+    // assigned straight to a property is itself allocated in old space (V8's
+    // parser marks it "pretenure"). docs/hot-path.md, "What the young
+    // collector kept".
     // forward() hands output to the sink at once or drops it: a sink that
     // copies it before returning can be lent it (see CallSink.copiesData),
     // and what waits for the client's window is kept in reused blocks.
+    const keepData = (data: Buffer, isStderr: boolean): Buffer => this.keep(channel, data, isStderr ? STDERR : STDOUT);
     if (this.sink.copiesData) {
       channel.lendData = true;
-      channel.keepData = (data, isStderr) => this.keep(channel, data, isStderr ? STDERR : STDOUT);
+      channel.keepData = keepData;
     }
-    channel.on('data', (d: Buffer) => this.forward(STDOUT, d));
-    channel.stderr.on('data', (d: Buffer) => this.forward(STDERR, d));
-    channel.on('exit', (code: number | null, signal?: string, dumped?: boolean, desc?: string) => {
+    const onStdout = (d: Buffer): void => this.forward(STDOUT, d);
+    const onStderr = (d: Buffer): void => this.forward(STDERR, d);
+    const onExit = (code: number | null, signal?: string, dumped?: boolean, desc?: string): void => {
       this.exit = code !== null && code !== undefined
         ? { code, signal: null }
         : { code: null, signal: (signal ?? '').replace(/^SIG/, ''), coreDumped: !!dumped, message: desc ?? '' };
-    });
+    };
+    channel.on('data', onStdout);
+    channel.stderr.on('data', onStderr);
+    channel.on('exit', onExit);
     // The remote's EOF (stdout and stderr both ended) goes to the door at
     // once: a TCP stream's reader is waiting for it, and the channel may stay
     // open long after (sshd closes it once our side has sent EOF too). The
@@ -171,21 +184,31 @@ export class ChannelCall extends Call {
     let outputs = this.tunnel ? 1 : 2;
     let open = 2;
     const closedOne = (): void => {
-      if (--open === 0) this.channelDone();
+      if (--open > 0) return;
+      // Done: nothing more comes that this call listens for.
+      channel.keepData = undefined;
+      channel.off('data', onStdout);
+      channel.stderr.off('data', onStderr);
+      channel.off('exit', onExit);
+      channel.off('end', outputEnded);
+      if (!this.tunnel) channel.stderr.off('end', outputEnded);
+      channel.off('close', onClose);
+      this.channelDone();
     };
     const outputEnded = (): void => {
       if (--outputs > 0) return;
       if (!this.ended && this.sink.alive) this.sink.eof();
       closedOne();
     };
-    // A stream emits 'end' and 'close' once: on() spares once()'s wrapper, on every exec.
-    channel.on('end', outputEnded);
-    if (!this.tunnel) channel.stderr.on('end', outputEnded);
-    channel.on('close', () => {
+    const onClose = (): void => {
       // Stdout emits nothing after the channel's close (its end comes first, or it was destroyed).
       this.parked?.releaseAll(STDOUT);
       closedOne();
-    });
+    };
+    // A stream emits 'end' and 'close' once: on() spares once()'s wrapper, on every exec.
+    channel.on('end', outputEnded);
+    if (!this.tunnel) channel.stderr.on('end', outputEnded);
+    channel.on('close', onClose);
     sizeReceiveWindow(channel);
 
     if (!this.sink.alive) {

@@ -134,7 +134,10 @@ export class Connection implements PooledConnection {
     const opened = (err: Error | undefined, channel: ClientChannel): void => {
       if (!err) {
         rememberLink(channel, this.link);
-        channel.on('close', () => this.sessionClosed()); // emitted once
+        // One listener for every session (emitted once per channel): a closure
+        // made here would reach this request's objects (`done`, and through
+        // it the call) for as long as the channel lives (ChannelCall.opened).
+        channel.on('close', this.sessionClosed);
         done({ ok: true, channel });
         return;
       }
@@ -342,7 +345,7 @@ export class Connection implements PooledConnection {
    * is not reusable yet (reclaimIfFull). A closing connection with nothing
    * left closes now; closing needs no slot.
    */
-  private sessionClosed(): void {
+  private readonly sessionClosed = (): void => {
     this.sessions--;
     this.closedSlots++;
     if (this.state === 'closing' && this.sessions === 0 && this.tunnels === 0) {
@@ -351,7 +354,7 @@ export class Connection implements PooledConnection {
     }
     this.armIdleTimer();
     this.reclaimIfFull();
-  }
+  };
 
   /**
    * sshd frees a session in its main loop after it sees our CHANNEL_CLOSE,
