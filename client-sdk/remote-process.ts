@@ -33,10 +33,49 @@ export interface StartedInfo {
 }
 
 
+/** Where stdin's bytes and its end go while the call runs. */
+interface StdinTarget {
+  write(chunk: Buffer, cb: (err?: Error | null) => void): void;
+  end(): void;
+}
+
+/**
+ * A call's stdin, which refers to its call only until the call ends
+ * (detach). A Writable can outlive its use in V8's old space, where Node
+ * makes its write callback, and keep what it refers to through every young
+ * collection until a full one; so it lets go of the finished call, which is
+ * then collected young (docs/hot-path.md, "What the young collector kept").
+ * Written after that, it takes the bytes and drops them: the remote is gone.
+ */
+class Stdin extends Writable {
+  constructor(private target: StdinTarget | undefined) {
+    super({ highWaterMark: 64 * 1024 });
+    // A stdin write after exit must not throw at the user.
+    this.on('error', ignoreError);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.target) this.target.write(chunk, cb);
+    else cb();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.target?.end();
+    cb();
+  }
+
+  detach(): void {
+    this.target = undefined;
+  }
+}
+
+function ignoreError(): void {}
+
 export class RemoteProcess extends EventEmitter implements StreamHandler {
   readonly stdout: Readable;
   readonly stderr: Readable;
   readonly stdin: Writable;
+  private readonly input: Stdin;
   /** Resolves with the exit status as soon as it arrives (output may still be unread); rejects with SshMuxError. */
   readonly exited: Promise<ExitResult>;
   /**
@@ -73,16 +112,13 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
     const read = (): void => process.nextTick(() => this.grant());
     this.stdout = new Readable({ read, highWaterMark: 64 * 1024 });
     this.stderr = new Readable({ read, highWaterMark: 64 * 1024 });
-    this.stdin = new Writable({
-      highWaterMark: 64 * 1024,
-      write: (chunk: Buffer, _enc, cb) => this.writeStdin(chunk, 0, cb),
-      final: (cb) => {
+    this.input = new Stdin({
+      write: (chunk, cb) => this.writeStdin(chunk, 0, cb),
+      end: () => {
         if (!this.withoutStdin) this.send({ eof: {} });
-        cb();
       },
     });
-    // A stdin write after exit must not throw at the user: the remote is gone.
-    this.stdin.on('error', () => {});
+    this.stdin = this.input;
     this.exited = new Promise<ExitResult>((resolve, reject) => {
       this.resolveExit = resolve;
       this.rejectExit = reject;
@@ -238,6 +274,7 @@ export class RemoteProcess extends EventEmitter implements StreamHandler {
     this.done = true;
     this.transport?.release(this.stream);
     this.waitingForCredit?.();
+    this.input.detach();
     this.endOutput();
     if (result instanceof SshMuxError) {
       this.rejectExit(result);

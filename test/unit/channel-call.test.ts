@@ -19,13 +19,8 @@ import { Connection } from '../../daemon/ssh/connection';
 import type { ClientChannel } from '../../daemon/ssh/ssh2';
 import { ChannelCall } from '../../daemon/call/channel-call';
 import { STDIN_WINDOW, type CallOutcome, type CallSink, type OutputFd } from '../../daemon/call/call';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { collectGarbage } from '../helpers/collect-garbage';
 import { startSessionServer } from '../helpers/session-server';
-
-// A full collection on demand (the flag must be set before the context is made).
-setFlagsFromString('--expose-gc');
-const collectGarbage = runInNewContext('gc') as () => void;
 
 const WAIT_MS = 5000;
 
@@ -99,7 +94,6 @@ test('a finished exec leaves nothing of itself on its channel: with the channels
   assert.equal(channels.length, 3);
   for (const [i, channel] of channels.entries()) assert.equal(channel.keepData, undefined, `channel ${i} still has the call's keepData`);
   // Held here, the channels stay; the calls must not stay with them.
-  await new Promise((resolve) => setImmediate(resolve));
-  collectGarbage();
+  await collectGarbage();
   assert.deepEqual(calls.map((c) => c.deref() === undefined), [true, true, true], 'a channel still refers to a finished call');
 });
