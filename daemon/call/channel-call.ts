@@ -160,8 +160,8 @@ export class ChannelCall extends Call {
     // forward() hands output to the sink at once or drops it: a sink that
     // copies it before returning can be lent it (see CallSink.copiesData),
     // and what waits for the client's window is kept in reused blocks.
-    const keepData = (data: Buffer, isStderr: boolean): Buffer => this.keep(channel, data, isStderr ? STDERR : STDOUT);
     if (this.sink.copiesData) {
+      const keepData = (data: Buffer, isStderr: boolean): Buffer => this.keep(channel, data, isStderr ? STDERR : STDOUT);
       channel.lendData = true;
       channel.keepData = keepData;
     }
