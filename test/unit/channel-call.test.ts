@@ -11,16 +11,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { DEFAULT_LIMITS } from '../../daemon/config';
-import { Endpoint } from '../../daemon/pool/endpoint';
-import { HostPool } from '../../daemon/pool/host-pool';
 import type { Agent } from '../../daemon/pool/agent';
-import { Connection } from '../../daemon/ssh/connection';
 import type { ClientChannel } from '../../daemon/ssh/ssh2';
 import { ChannelCall } from '../../daemon/call/channel-call';
 import { STDIN_WINDOW, type CallOutcome, type CallSink, type OutputFd } from '../../daemon/call/call';
 import { collectGarbage } from '../helpers/collect-garbage';
 import { startSessionServer } from '../helpers/session-server';
+import { realPool } from '../helpers/session-pool';
 
 const WAIT_MS = 5000;
 
@@ -57,11 +54,8 @@ class RecordingSink implements CallSink {
 test('a finished exec leaves nothing of itself on its channel: with the channels still held, the calls are collected', async (t) => {
   const s = await startSessionServer({ maxSessions: 10 });
   t.after(() => s.close());
-  const limits = { ...DEFAULT_LIMITS, idleTimeoutMs: 0, maxConnections: 1 };
-  const endpoint = new Endpoint(`${s.host.hostname}:${s.host.port}`, { maxConcurrentHandshakes: limits.maxConcurrentHandshakes });
+  const pool = realPool(t, s, { maxConnections: 1 });
   const log = pino({ level: 'silent' });
-  const pool = new HostPool('inproc', s.host, limits, endpoint, log, undefined, { newConnection: (...args) => new Connection(...args) });
-  t.after(() => pool.destroy());
 
   // Each session's channel, as the pool hands it to the call.
   const channels: ClientChannel[] = [];

@@ -9,16 +9,14 @@
 // show the same against sshd itself.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
 import { Code } from '../../proto';
-import { DEFAULT_LIMITS, type Limits } from '../../daemon/config';
 import type { MuxError } from '../../daemon/errors';
-import { Endpoint } from '../../daemon/pool/endpoint';
-import { HostPool } from '../../daemon/pool/host-pool';
+import type { HostPool } from '../../daemon/pool/host-pool';
 import type { ConnectionOwner, OpenResult, PooledConnection } from '../../daemon/ssh/pooled-connection';
 import { Connection } from '../../daemon/ssh/connection';
 import type { ClientChannel } from '../../daemon/ssh/ssh2';
-import { startSessionServer, type SessionServer, type SessionServerOptions } from '../helpers/session-server';
+import { startSessionServer, type SessionServerOptions } from '../helpers/session-server';
+import { realPool } from '../helpers/session-pool';
 
 /** Every wait in this file has a deadline. */
 const WAIT_MS = 5000;
@@ -173,16 +171,6 @@ test('a spare the server closes unused: the close is answered, its slot waits fo
 });
 
 // ---- HostPool over real connections ----------------------------------------------
-
-function realPool(t: { after(fn: () => void): void }, s: SessionServer, limits: Partial<Limits>): HostPool {
-  const l = { ...DEFAULT_LIMITS, idleTimeoutMs: 0, ...limits };
-  const endpoint = new Endpoint(`${s.host.hostname}:${s.host.port}`, { maxConcurrentHandshakes: l.maxConcurrentHandshakes });
-  const pool = new HostPool('inproc', s.host, l, endpoint, pino({ level: 'silent' }), undefined, {
-    newConnection: (...args) => new Connection(...args),
-  });
-  t.after(() => pool.destroy());
-  return pool;
-}
 
 function exec(pool: HostPool, command: string): Promise<string> {
   return new Promise((resolve) => {
