@@ -191,6 +191,8 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
+  // Interrupted, exit through 'exit', whose handlers (test/helpers) stop the daemons and sshd started here.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   main().catch((err) => {
     console.error(`bench:ab failed: ${(err as Error).stack ?? err}`);
     cleanupAll().finally(() => process.exit(1));
