@@ -1,4 +1,4 @@
-// npm run bench:ab -- --daemon-main OTHER/dist/daemon/main.js [--rounds N] [--batch N] [--warm N] [--quick]:
+// npm run bench:ab -- --daemon-main OTHER/dist/daemon/main.js [--rounds N] [--batch N] [--warm N] [--quick] [--json] [--out FILE]:
 // this build's daemon against another build's, CPU per warm exec, side by
 // side: a before and after of one change, where bench:cpu's ratio to a bare
 // client moves by more from run to run (1.29-1.52x on one build) than most
@@ -110,8 +110,8 @@ export async function abCost(opts: AbOptions): Promise<AbResult> {
     batch: opts.batch,
     warmup_execs: opts.warm,
     load_average: { start: loadStart, end: os.loadavg().map((x) => Math.round(x * 100) / 100) },
-    this: describe(mine),
-    other: describe(other),
+    this: summarize(mine),
+    other: summarize(other),
     ratio: {
       geometric_mean: round3(Math.exp(mean)),
       low: round3(Math.exp(mean - 2 * se)),
@@ -121,7 +121,7 @@ export async function abCost(opts: AbOptions): Promise<AbResult> {
   };
 }
 
-function describe(side: Side): AbSide {
+function summarize(side: Side): AbSide {
   const sorted = [...side.perExec].sort((a, b) => a - b);
   const r1 = (x: number): number => Math.round(x * 10) / 10;
   return {
