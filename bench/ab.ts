@@ -19,8 +19,8 @@ import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
-import { cpuSeconds } from './cpu';
-import { quantile } from './stats';
+import { cpuSeconds, loadAverage } from './cpu';
+import { quantile, round } from './stats';
 import { table } from './table';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -63,7 +63,7 @@ interface Side {
 
 export async function abCost(opts: AbOptions): Promise<AbResult> {
   const say = opts.progress ?? (() => {});
-  const loadStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  const loadStart = loadAverage();
   const sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100', loginGraceTime: 60 });
   const dir = tempDir();
   const { sshConfigPath } = writeClientConfig(dir, [{ alias: 'bench', sshd }]);
@@ -85,13 +85,13 @@ export async function abCost(opts: AbOptions): Promise<AbResult> {
       for (const side of sides) await run(side, Math.min(chunk, opts.warm - done));
       if ((done + chunk) % 5000 === 0) say(`warm-up: ${done + chunk} of ${opts.warm} execs each side`);
     }
-    for (let round = 0; round < opts.rounds; round++) {
-      for (const side of round % 2 ? [...sides].reverse() : sides) {
+    for (let n = 0; n < opts.rounds; n++) {
+      for (const side of n % 2 ? [...sides].reverse() : sides) {
         const before = cpuSeconds(side.daemon.pid);
         await run(side, opts.batch);
         side.perExec.push(((cpuSeconds(side.daemon.pid) - before) * 1e6) / opts.batch);
       }
-      if ((round + 1) % 20 === 0) say(`round ${round + 1} of ${opts.rounds}`);
+      if ((n + 1) % 20 === 0) say(`round ${n + 1} of ${opts.rounds}`);
     }
   } finally {
     for (const side of sides) {
@@ -109,34 +109,29 @@ export async function abCost(opts: AbOptions): Promise<AbResult> {
     rounds: opts.rounds,
     batch: opts.batch,
     warmup_execs: opts.warm,
-    load_average: { start: loadStart, end: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+    load_average: { start: loadStart, end: loadAverage() },
     this: summarize(mine),
     other: summarize(other),
     ratio: {
-      geometric_mean: round3(Math.exp(mean)),
-      low: round3(Math.exp(mean - 2 * se)),
-      high: round3(Math.exp(mean + 2 * se)),
-      median: round3(quantile(logs.map(Math.exp).sort((a, b) => a - b), 0.5)),
+      geometric_mean: round(Math.exp(mean), 3),
+      low: round(Math.exp(mean - 2 * se), 3),
+      high: round(Math.exp(mean + 2 * se), 3),
+      median: round(quantile(logs.map(Math.exp).sort((a, b) => a - b), 0.5), 3),
     },
   };
 }
 
 function summarize(side: Side): AbSide {
   const sorted = [...side.perExec].sort((a, b) => a - b);
-  const r1 = (x: number): number => Math.round(x * 10) / 10;
   return {
     main: side.main,
     us_per_exec: {
-      median: r1(quantile(sorted, 0.5)),
-      mean: r1(sorted.reduce((a, b) => a + b, 0) / sorted.length),
-      min: r1(sorted[0]),
-      max: r1(sorted[sorted.length - 1]),
+      median: round(quantile(sorted, 0.5), 1),
+      mean: round(sorted.reduce((a, b) => a + b, 0) / sorted.length, 1),
+      min: round(sorted[0], 1),
+      max: round(sorted[sorted.length - 1], 1),
     },
   };
-}
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
 
 export function abTable(r: AbResult): string {

@@ -33,7 +33,7 @@ import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { WorkerConfig, WorkerKind, WorkerReply, WorkerRequest } from './cpu-worker';
 import { table } from './table';
-import { quantile } from './stats';
+import { quantile, round } from './stats';
 
 const WORKER = path.join(__dirname, 'cpu-worker.js');
 const ROOT = path.join(__dirname, '..', '..');
@@ -156,8 +156,9 @@ function sshdTreeSeconds(listener: number): number {
   return total / 100;
 }
 
-function loadAverage(): number[] {
-  return os.loadavg().map((x) => Math.round(x * 100) / 100);
+/** The load averages, to two decimals. */
+export function loadAverage(): number[] {
+  return os.loadavg().map((x) => round(x));
 }
 
 // ---- the three processes -----------------------------------------------------
@@ -478,11 +479,6 @@ export function cpuTable(r: CpuResult): string {
   ];
   if (r.cross_check) lines.push(`cross-check, the scripts in ${String(r.cross_check.dir)}: ${JSON.stringify({ ...r.cross_check, dir: undefined })}`);
   return lines.join('\n');
-}
-
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
 }
 
 function range(values: number[], digits: number): Range {

@@ -6,9 +6,10 @@ export function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-/** To two decimals, as the tables print. */
-export function round(x: number): number {
-  return Math.round(x * 100) / 100;
+/** To `digits` decimals (two, as the tables print). */
+export function round(x: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
 }
 
 /** `once` run `runs` times in a row: each run's wall time, ms. */
