@@ -13,17 +13,16 @@
 // result is the geometric mean of the rounds' ratios, with a 95 % interval
 // (two standard errors of the mean log ratio).
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { cpuSeconds, loadAverage } from './cpu';
+import { machine, writeResult } from './results';
 import { quantile, round } from './stats';
 import { table } from './table';
 
-const ROOT = path.join(__dirname, '..', '..');
 const THIS_MAIN = path.join(__dirname, '..', 'daemon', 'main.js');
 
 export interface AbOptions {
@@ -173,14 +172,12 @@ async function main(): Promise<void> {
   await cleanupAll();
   const result = {
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', node: process.version, kernel: os.release() },
+    machine: machine(),
     quick,
     ab,
   };
   console.log(abTable(ab));
-  const outFile = values.out ?? path.join(ROOT, 'bench', 'results', `ab-${result.date.slice(0, 19).replace(/:/g, '')}${quick ? '-quick' : ''}.json`);
-  fs.mkdirSync(path.dirname(outFile), { recursive: true });
-  fs.writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  const outFile = writeResult(result, { prefix: 'ab-', quick, out: values.out });
   console.log(`\nwrote ${outFile}`);
   if (values.json) console.log(JSON.stringify(result));
 }

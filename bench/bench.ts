@@ -16,7 +16,6 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client } from 'ssh2';
@@ -27,6 +26,7 @@ import { cpuCost, cpuSeconds, cpuTable, parseDaemonFlags } from './cpu';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { renderChart } from './chart';
 import { table } from './table';
+import { machine, writeResult } from './results';
 import { quantile, round } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
@@ -340,7 +340,7 @@ async function main(): Promise<void> {
 
   const result = {
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() },
+    machine: machine(),
     // Daemon and bare client load the same ssh2; its crypto binding moves both sides' CPU figures.
     ssh2_crypto: ssh2NativeCrypto() ? 'native binding' : 'JavaScript (binding not built)',
     quick: opts.quick,
@@ -373,9 +373,7 @@ async function main(): Promise<void> {
   console.log('\nDaemon cost');
   console.log(table(['measure', 'value'], Object.entries(daemon).map(([k, v]) => [k, String(v)])));
 
-  const outFile = values.out ?? path.join(__dirname, '..', '..', 'bench', 'results', `${result.date.slice(0, 19).replace(/:/g, '')}${opts.quick ? '-quick' : ''}.json`);
-  fs.mkdirSync(path.dirname(outFile), { recursive: true });
-  fs.writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  const outFile = writeResult(result, { prefix: '', quick: opts.quick, out: values.out });
   const svg = outFile.replace(/\.json$/, '.svg');
   fs.writeFileSync(svg, renderChart(result));
   console.log(`\nwrote ${outFile} and ${svg}`);

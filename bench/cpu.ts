@@ -32,6 +32,7 @@ import { parseArgs } from 'node:util';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { WorkerConfig, WorkerKind, WorkerReply, WorkerRequest } from './cpu-worker';
+import { machine, writeResult } from './results';
 import { table } from './table';
 import { quantile, round } from './stats';
 
@@ -504,16 +505,14 @@ async function main(): Promise<void> {
   await cleanupAll();
   const result = {
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() },
+    machine: machine(),
     quick: opts.quick,
     cpu,
     duration_s: Math.round((Date.now() - started) / 1000),
   };
   console.log(`\n${result.machine.cpus} cores (${result.machine.cpu})`);
   console.log(cpuTable(cpu));
-  const outFile = values.out ?? path.join(ROOT, 'bench', 'results', `cpu-${result.date.slice(0, 19).replace(/:/g, '')}${opts.quick ? '-quick' : ''}.json`);
-  fs.mkdirSync(path.dirname(outFile), { recursive: true });
-  fs.writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  const outFile = writeResult(result, { prefix: 'cpu-', quick: opts.quick, out: values.out });
   console.log(`\nwrote ${outFile}`);
   if (values.json) console.log(JSON.stringify(result));
 }

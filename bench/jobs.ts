@@ -4,13 +4,13 @@
 // Wall time until all are done, the most sessions held at once, sessions
 // opened, logins, and the daemon's and the client's CPU per command.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { table } from './table';
+import { machine, writeResult } from './results';
 import { round } from './stats';
 
 interface Row {
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   }
   const result = {
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() },
+    machine: machine(),
     jobs: n,
     sleep_s: sleepS,
     rows,
@@ -66,9 +66,7 @@ async function main(): Promise<void> {
     r.daemon_cpu_ms_per_command, r.client_cpu_ms_per_command, r.daemon_peak_rss_mib].map(String));
   console.log(`\n${n} commands of \`sleep ${sleepS}\` on one host (MaxSessions 10, 8 connections)`);
   console.log(table(head, cells));
-  const outFile = path.join(__dirname, '..', '..', 'bench', 'results', `jobs-${result.date.slice(0, 19).replace(/:/g, '')}.json`);
-  fs.mkdirSync(path.dirname(outFile), { recursive: true });
-  fs.writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  const outFile = writeResult(result, { prefix: 'jobs-' });
   console.log(`\nwrote ${outFile}`);
   if (values.json) console.log(JSON.stringify(result));
 }

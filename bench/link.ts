@@ -29,6 +29,7 @@ import { startLongLink, type LongLink } from '../test/helpers/long-link';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { ClientResult, ClientTask } from './link-client';
 import { table } from './table';
+import { writeResult } from './results';
 import { quantile, round, timed } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
@@ -442,9 +443,7 @@ async function main(): Promise<void> {
   if (mem) {
     console.log(`\nMemory: ${mem.downloads} downloads of ${mem.mib_each} MiB at once over ${mem.rtt_ms} ms: daemon RSS ${mem.baseline_rss_mib} MiB before, peak ${mem.peak_rss_mib} MiB; ${mem.mib_s_total} MiB/s in total`);
   }
-  const outFile = values.out ?? path.join(__dirname, '..', '..', 'bench', 'results', `link-${result.date.slice(0, 19).replace(/:/g, '')}${quick ? '-quick' : ''}.json`);
-  fs.mkdirSync(path.dirname(outFile), { recursive: true });
-  fs.writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+  const outFile = writeResult(result, { prefix: 'link-', quick, out: values.out });
   console.log(`\nwrote ${outFile}`);
   if (values.json) console.log(JSON.stringify(result));
 }

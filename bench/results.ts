@@ -1,0 +1,20 @@
+// What every bench records beside its figures, and where it writes them:
+// the machine, and bench/results/PREFIX<date>[-quick].json.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const RESULTS = path.join(__dirname, '..', '..', 'bench', 'results');
+
+/** The machine a result was measured on. */
+export function machine(): { cpus: number; cpu: string; memory_gib: number; node: string; kernel: string } {
+  return { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() };
+}
+
+/** Writes `result` as JSON to `out`, else to bench/results/ named by its date; returns the file's path. */
+export function writeResult(result: { date: string }, opts: { prefix: string; quick?: boolean; out?: string }): string {
+  const file = opts.out ?? path.join(RESULTS, `${opts.prefix}${result.date.slice(0, 19).replace(/:/g, '')}${opts.quick ? '-quick' : ''}.json`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  return file;
+}
