@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
+import { round } from './stats';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
@@ -127,13 +128,13 @@ async function main(): Promise<void> {
     const codes: Record<string, number> = {};
     for (const x of after) codes[x.code] = (codes[x.code] ?? 0) + 1;
     return { fault: f.kind, at_s: Math.round((f.startedAt - (until - minutes * 60_000)) / 1000), during: mine.length - after.length,
-      after: after.length, last_after_s: after.length ? round((after[after.length - 1].at - f.endedAt) / 1000) : 0, codes };
+      after: after.length, last_after_s: after.length ? round((after[after.length - 1].at - f.endedAt) / 1000, 1) : 0, codes };
   });
   const failedAfterFaults = afterFaults.reduce((n, f) => n + f.after, 0);
   const result = {
     minutes, requests, outcomes: counts, faults, failed_after_faults_ended: failedAfterFaults, after_faults: afterFaults,
     sessions_leaked: leaked, remote_processes_orphaned: orphans,
-    daemon_rss_mib: { start: round(rssStart), end: round(daemon.rssMiB()), peak: round(daemon.peakRssMiB()) },
+    daemon_rss_mib: { start: round(rssStart, 1), end: round(daemon.rssMiB(), 1), peak: round(daemon.peakRssMiB(), 1) },
     daemon_alive: daemon.child.exitCode === null,
   };
   console.log(`requests ${requests}`);
@@ -167,9 +168,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function round(x: number): number {
-  return Math.round(x * 10) / 10;
-}
 
 main().catch((err) => {
   console.error(`soak failed: ${(err as Error).stack ?? err}`);

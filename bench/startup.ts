@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
-import { quantile } from './stats';
+import { quantile, round } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
 const SDK = path.join(__dirname, '..', 'client-sdk');
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
         String(r.cpu_ms).padStart(6), (over === undefined ? '—' : `${over >= 0 ? '+' : ''}${over} ms`).padStart(13)].join('  '));
     }
     const row = (name: string): Row => rows.find((r) => r.system === name)!;
-    const ratio = round(row('ssh through the block').p50_ms / row('ssh ControlMaster client').p50_ms * 100) / 100;
+    const ratio = round(row('ssh through the block').p50_ms / row('ssh ControlMaster client').p50_ms, 3);
     console.log(`ssh through the block / ControlMaster client, p50: ${ratio} (target <= 1.5: ${ratio <= 1.5 ? 'met' : 'missed'})`);
     console.log(JSON.stringify({ startup_ms: rows, block_over_controlmaster_p50: ratio, node: process.version,
       load_average: fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number) }));
@@ -116,9 +116,9 @@ function measure(systems: System[], runs: number, env: NodeJS.ProcessEnv): Row[]
     const sorted = [...times[j]].sort((a, b) => a - b);
     const base = systems.findIndex((b) => b.name === s.base);
     return {
-      system: s.name, runs, p50_ms: round(quantile(sorted, 0.5)), p90_ms: round(quantile(sorted, 0.9)),
-      mean_ms: round(sorted.reduce((a, b) => a + b, 0) / runs), cpu_ms: round((cpuTicks[j] * tickMs) / runs),
-      over_node_ms: base < 0 ? undefined : round(quantile(times[j].map((t, i) => t - times[base][i]).sort((a, b) => a - b), 0.5)),
+      system: s.name, runs, p50_ms: round(quantile(sorted, 0.5), 1), p90_ms: round(quantile(sorted, 0.9), 1),
+      mean_ms: round(sorted.reduce((a, b) => a + b, 0) / runs, 1), cpu_ms: round((cpuTicks[j] * tickMs) / runs, 1),
+      over_node_ms: base < 0 ? undefined : round(quantile(times[j].map((t, i) => t - times[base][i]).sort((a, b) => a - b), 0.5), 1),
     };
   });
 }
@@ -139,9 +139,6 @@ async function waitForControl(ssh: string[], control: string | undefined): Promi
   throw new Error('the ControlMaster did not come up');
 }
 
-function round(x: number): number {
-  return Math.round(x * 10) / 10;
-}
 
 main().catch((err) => {
   console.error(`bench failed: ${(err as Error).stack ?? err}`);
