@@ -19,6 +19,7 @@ import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { cpuSeconds, loadAverage } from './cpu';
+import { wholeNumber } from './options';
 import { machine, writeResult } from './results';
 import { quantile, round } from './stats';
 import { table } from './table';
@@ -144,13 +145,6 @@ export function abTable(r: AbResult): string {
   ].join('\n');
 }
 
-function positive(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} ${value}: give a whole number of at least 1`);
-  return n;
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { 'daemon-main': { type: 'string' }, rounds: { type: 'string' }, batch: { type: 'string' },
     warm: { type: 'string' }, quick: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' } } });
@@ -162,9 +156,9 @@ async function main(): Promise<void> {
   const quick = !!values.quick;
   const opts: AbOptions = {
     otherMain,
-    rounds: positive('rounds', values.rounds, quick ? 10 : 120),
-    batch: positive('batch', values.batch, quick ? 100 : 300),
-    warm: positive('warm', values.warm, quick ? 1000 : 20_000),
+    rounds: wholeNumber('rounds', values.rounds ?? String(quick ? 10 : 120)),
+    batch: wholeNumber('batch', values.batch ?? String(quick ? 100 : 300)),
+    warm: wholeNumber('warm', values.warm ?? String(quick ? 1000 : 20_000)),
     progress: (line) => process.stderr.write(`${line}\n`),
   };
   process.stderr.write(`sshmux bench:ab${quick ? ' (quick)' : ''}, Node ${process.version} ...\n`);

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
+import { wholeNumber } from './options';
 
 interface Outcome {
   system: string;
@@ -22,8 +23,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { n: { type: 'string', default: '300' }, command: { type: 'string', default: 'sleep 0.5; echo $((%i * 2))' } },
   });
-  const n = Number(values.n);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--n must be a positive integer, not ${values.n}`);
+  const n = wholeNumber('n', values.n);
   const commandFor = (i: number): string => values.command!.replace(/%i/g, String(i));
   const expected = (i: number): string => (values.command === 'sleep 0.5; echo $((%i * 2))' ? `${i * 2}\n` : '');
 

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { fanOut, startFleet, stopFleet } from '../test/helpers/fleet';
 import { startRedis, type RedisServer } from '../test/helpers/redis';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
+import { wholeNumber } from './options';
 
 const FLEET_LIMITS = { maxConcurrentHandshakes: 8, maxConnections: 40 };
 const TICKS_PER_S = 100; // Linux USER_HZ, what /proc/PID/stat counts in
@@ -40,11 +41,8 @@ async function main(): Promise<void> {
       json: { type: 'boolean', default: false },
     },
   });
-  const counts = values.daemons!.split(',').map(Number);
-  const execs = Number(values.execs);
-  if (counts.some((n) => !Number.isInteger(n) || n < 1) || !Number.isInteger(execs) || execs < 1) {
-    throw new Error('--daemons takes positive integers (10,25), --execs a positive integer');
-  }
+  const counts = values.daemons!.split(',').map((n) => wholeNumber('daemons', n));
+  const execs = wholeNumber('execs', values.execs);
   const rows: Row[] = [];
   try {
     for (const n of counts) {

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
+import { positiveNumber, wholeNumber } from './options';
 import { table } from './table';
 import { machine, writeResult } from './results';
 import { round } from './stats';
@@ -32,8 +33,8 @@ interface Row {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { jobs: { type: 'string', default: '1000' }, sleep: { type: 'string', default: '30' }, json: { type: 'boolean' } } });
-  const n = Number(values.jobs);
-  const sleepS = Number(values.sleep);
+  const n = wholeNumber('jobs', values.jobs);
+  const sleepS = positiveNumber('sleep', values.sleep);
   const sshd = await startSshd({ maxSessions: 10 });
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);

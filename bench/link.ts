@@ -28,6 +28,7 @@ import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { startLongLink, type LongLink } from '../test/helpers/long-link';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { ClientResult, ClientTask } from './link-client';
+import { wholeNumber } from './options';
 import { table } from './table';
 import { writeResult } from './results';
 import { quantile, round, timed } from './stats';
@@ -396,8 +397,8 @@ async function main(): Promise<void> {
   const quick = !!values.quick;
   const opts: Options = {
     quick,
-    rtts: (values.rtt ?? '0,20,100').split(',').map(Number),
-    mib: Number(values.mib ?? (quick ? 16 : 64)),
+    rtts: (values.rtt ?? '0,20,100').split(',').map((rtt) => wholeNumber('rtt', rtt, 0)),
+    mib: wholeNumber('mib', values.mib ?? String(quick ? 16 : 64)),
     only: new Set((values.only ?? 'latency,streams,files,memory').split(',')),
   };
   const started = Date.now();

@@ -15,6 +15,7 @@ import { SshMux } from '../client-sdk';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { freezeListener, recovery, restartSshd, sleep, SteadyLoad, type Fault } from '../test/helpers/steady-load';
+import { positiveNumber, wholeNumber } from './options';
 
 const GRACE_MS = 2000;
 const SETTLE_MS = 3000;
@@ -27,14 +28,14 @@ async function main(): Promise<void> {
     'long-seconds': { type: 'string', default: '60' },
     'cooldown-ms': { type: 'string' },
   } });
-  const runs = Number(values.runs);
-  const longMs = Number(values['long-seconds']) * 1000;
+  const runs = wholeNumber('runs', values.runs);
+  const longMs = positiveNumber('long-seconds', values['long-seconds']) * 1000;
+  const cooldownMs = values['cooldown-ms'] === undefined ? undefined : wholeNumber('cooldown-ms', values['cooldown-ms'], 0);
   let sshd = await startSshd();
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 'r', sshd, extra: ['ConnectTimeout 2'] }]);
-  const cooldown = values['cooldown-ms'];
   const daemon = await startDaemon({
-    dir, sshConfigPath: client.sshConfigPath, config: cooldown ? { breakerCooldownMs: Number(cooldown) } : undefined,
+    dir, sshConfigPath: client.sshConfigPath, config: cooldownMs === undefined ? undefined : { breakerCooldownMs: cooldownMs },
   });
   const mux = await SshMux.connect({ socket: daemon.socket });
   const load = new SteadyLoad(mux, 'r', { everyMs: 50, timeoutMs: 5000 });

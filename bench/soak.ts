@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
+import { positiveNumber, wholeNumber } from './options';
 import { round } from './stats';
 
 async function main(): Promise<void> {
@@ -17,16 +18,16 @@ async function main(): Promise<void> {
     // A small V8 heap for the daemon tells a leak (it dies) from lazy collection (it lives, smaller).
     'daemon-heap-mib': { type: 'string' },
   } });
-  const minutes = Number(values.minutes);
-  const concurrency = Number(values.concurrency);
+  const minutes = positiveNumber('minutes', values.minutes);
+  const concurrency = wholeNumber('concurrency', values.concurrency);
+  const heapMiB = values['daemon-heap-mib'] === undefined ? undefined : wholeNumber('daemon-heap-mib', values['daemon-heap-mib']);
   let sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100' });
   const port = sshd.port;
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 's', sshd, extra: ['ServerAliveInterval 2', 'ServerAliveCountMax 2', 'ConnectTimeout 5'] }]);
-  const heap = values['daemon-heap-mib'];
   const daemon = await startDaemon({
     dir, sshConfigPath: client.sshConfigPath, config: { breakerCooldownMs: 3000 },
-    env: heap ? { NODE_OPTIONS: `--max-old-space-size=${Number(heap)}` } : undefined,
+    env: heapMiB ? { NODE_OPTIONS: `--max-old-space-size=${heapMiB}` } : undefined,
   });
   const mux = await SshMux.connect({ socket: daemon.socket });
   const rssStart = daemon.rssMiB();

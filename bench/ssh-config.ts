@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
+import { wholeNumber } from './options';
 import { table } from './table';
 import { round } from './stats';
 
@@ -42,7 +43,10 @@ async function main(): Promise<void> {
     parallel: { type: 'string', default: '150' }, tasks: { type: 'string', default: '20' }, forks: { type: 'string', default: '30' },
     hosts: { type: 'string', default: '30' }, json: { type: 'boolean' },
   } });
-  const n = Number(values.parallel);
+  const n = wholeNumber('parallel', values.parallel);
+  const tasks = wholeNumber('tasks', values.tasks);
+  const forks = wholeNumber('forks', values.forks);
+  const hosts = wholeNumber('hosts', values.hosts);
   const sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100' });
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
@@ -78,9 +82,6 @@ async function main(): Promise<void> {
     await measure(fanout, 'through the block, its master up', () => sshAtOnce(n, ['-F', blockConfig, '-o', `ControlPath=${blockCm}`]));
     execFileSync('ssh', ['-F', blockConfig, '-o', `ControlPath=${blockCm}`, '-O', 'exit', 't'], { stdio: 'ignore' });
 
-    const tasks = Number(values.tasks);
-    const forks = Number(values.forks);
-    const hosts = Number(values.hosts);
     const ansible = `Ansible: forks ${forks}, ${tasks} tasks, ${hosts} inventory names for one sshd`;
     await measure(ansible, 'its own ControlPersist, straight to sshd', () => playbook(dir, client.sshConfigPath, tasks, forks, hosts, sshd));
     // From a cold pool, as the straight run starts: its logins are counted too.

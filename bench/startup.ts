@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
+import { wholeNumber } from './options';
 import { quantile, round } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
@@ -31,7 +32,7 @@ interface Row { system: string; runs: number; p50_ms: number; p90_ms: number; me
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '40' }, json: { type: 'boolean' }, node: { type: 'string' } } });
-  const runs = Number(values.runs);
+  const runs = wholeNumber('runs', values.runs);
   const sshd = await startSshd();
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);

@@ -10,13 +10,14 @@ import { Client } from 'ssh2';
 import { SshMux } from '../client-sdk';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
+import { wholeNumber } from './options';
 import { round } from './stats';
 
 interface Row { system: string; direction: 'upload' | 'download'; mib: number; seconds: number; mib_per_s: number; intact: boolean }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { mib: { type: 'string', default: '100' }, json: { type: 'boolean' } } });
-  const mib = Number(values.mib);
+  const mib = wholeNumber('mib', values.mib);
   const sshd = await startSshd();
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
