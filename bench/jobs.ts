@@ -38,8 +38,10 @@ async function main(): Promise<void> {
   const sshd = await startSshd({ maxSessions: 10 });
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
-  // Execs past the first 80 wait for a slot: let them, as long as the whole run takes.
-  const waitMs = (Math.ceil(n / 80) + 2) * sleepS * 1000;
+  // Execs past the first 80 wait for a slot: let them, as long as the whole
+  // run takes, and the 30 s more that starting the runners may take (a short
+  // sleep alone would time out a job that started late).
+  const waitMs = (Math.ceil(n / 80) + 2) * sleepS * 1000 + 30_000;
   const rows: Row[] = [];
   try {
     for (const system of ['sshmux jobs', 'sshmux exec'] as const) {
