@@ -18,9 +18,9 @@ import { parseArgs } from 'node:util';
 import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
-import { cpuSeconds, loadAverage } from './cpu';
+import { cpuSeconds } from './cpu';
 import { wholeNumber } from './options';
-import { machine, writeResult } from './results';
+import { loadAverage, machine, writeResult } from './results';
 import { quantile, round } from './stats';
 import { table } from './table';
 

@@ -32,7 +32,7 @@ import { parseArgs } from 'node:util';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { WorkerConfig, WorkerKind, WorkerReply, WorkerRequest } from './cpu-worker';
-import { machine, writeResult } from './results';
+import { loadAverage, machine, writeResult } from './results';
 import { table } from './table';
 import { quantile, round } from './stats';
 
@@ -155,11 +155,6 @@ function sshdTreeSeconds(listener: number): number {
     }
   }
   return total / 100;
-}
-
-/** The load averages, to two decimals. */
-export function loadAverage(): number[] {
-  return os.loadavg().map((x) => round(x));
 }
 
 // ---- the three processes -----------------------------------------------------

@@ -7,12 +7,11 @@
 // sshd had at once, wall time, and CPU per exec (daemons, sshd, Redis).
 import { parseArgs } from 'node:util';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { fanOut, startFleet, stopFleet } from '../test/helpers/fleet';
 import { startRedis, type RedisServer } from '../test/helpers/redis';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { wholeNumber } from './options';
+import { loadAverage, machine, writeResult } from './results';
 
 const FLEET_LIMITS = { maxConcurrentHandshakes: 8, maxConnections: 40 };
 const TICKS_PER_S = 100; // Linux USER_HZ, what /proc/PID/stat counts in
@@ -55,13 +54,10 @@ async function main(): Promise<void> {
     await cleanupAll();
   }
   const report = {
-    date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, fleet_limits: FLEET_LIMITS, command: values.command, rows,
+    date: new Date().toISOString(), machine: machine(), load_average: loadAverage(), fleet_limits: FLEET_LIMITS, command: values.command, rows,
   };
   console.log(table(rows));
-  const dir = path.join(__dirname, '..', '..', 'bench', 'results');
-  fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `fleet-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  const file = writeResult(report, { prefix: 'fleet-' });
   console.log(`\nJSON: ${file}`);
   if (values.json) console.log(JSON.stringify(report));
 }

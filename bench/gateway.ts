@@ -8,16 +8,16 @@
 //   - a fan-out of threads, each with a new connection per command (Airflow's old pattern).
 // CPU per exec counts every process involved: the client, sshd and all it
 // forked (reaped children included), and the daemon when the door is used.
-// Prints a table and writes JSON to bench/results/gateway-<date>.json (--json prints it too).
-import { execFileSync, spawn } from 'node:child_process';
+// Prints a table and writes JSON to bench/results/gateway-<date and time>.json (--json prints it too).
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
-import { table } from './table';
+import { loadAverage, machine, writeResult } from './results';
 import { round } from './stats';
+import { table } from './table';
 
 const PYTHON = '/usr/bin/python3';
 const CLIENTS = path.join(__dirname, '..', '..', 'test', 'helpers', 'ssh_clients.py');
@@ -84,10 +84,8 @@ async function main(): Promise<void> {
     await cleanupAll();
   }
   printTable(rows);
-  const result = { date: new Date().toISOString(), machine: machine(), rows };
-  const out = path.join(__dirname, '..', '..', 'bench', 'results', `gateway-${result.date.slice(0, 10)}.json`);
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  const result = { date: new Date().toISOString(), machine: machine(), clients: clientVersions(), load_average: loadAverage(), rows };
+  const out = writeResult(result, { prefix: 'gateway-', quick: !!values.quick });
   process.stdout.write(`\nJSON: ${out}\n`);
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
 }
@@ -138,11 +136,12 @@ function pct(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : 0;
 }
 
-function machine(): string {
+/** The clients measured beside the door, by version. */
+function clientVersions(): { paramiko: string; openssh: string } {
   const paramiko = execFileSync(PYTHON, ['-c', 'import paramiko; print(paramiko.__version__)'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-  const sshdVersion = execFileSync('ssh', ['-V'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString() || '';
-  return `${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}, ` +
-    `paramiko ${paramiko}${sshdVersion ? `, ${sshdVersion.trim()}` : ''}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+  // ssh -V writes to stderr.
+  const openssh = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim();
+  return { paramiko, openssh };
 }
 
 function printTable(rows: Row[]): void {

@@ -3,12 +3,18 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { round } from './stats';
 
 const RESULTS = path.join(__dirname, '..', '..', 'bench', 'results');
 
 /** The machine a result was measured on. */
 export function machine(): { cpus: number; cpu: string; memory_gib: number; node: string; kernel: string } {
   return { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() };
+}
+
+/** The load averages, to two decimals: how busy the machine was around a measurement. */
+export function loadAverage(): number[] {
+  return os.loadavg().map((x) => round(x));
 }
 
 /** Writes `result` as JSON to `out`, else to bench/results/ named by its date; returns the file's path. */
