@@ -26,12 +26,12 @@
 // session, so the two methods can be held side by side.
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { WorkerConfig, WorkerKind, WorkerReply, WorkerRequest } from './cpu-worker';
+import { cpuSeconds, sshdTreeSeconds } from './proc-cpu';
 import { loadAverage, machine, writeResult } from './results';
 import { table } from './table';
 import { quantile, round } from './stats';
@@ -97,64 +97,6 @@ export interface CpuResult {
   daemon_peak_rss_mib: number;
   /** The scripts' own JSON lines, if --cross-check ran them. */
   cross_check?: Record<string, unknown>;
-}
-
-// ---- CPU time from the kernel ------------------------------------------------
-
-/**
- * A process's CPU seconds: the sum of its threads' run time from
- * /proc/PID/task/TID/schedstat (nanoseconds; /proc/PID/stat counts ticks of
- * 10 ms, too coarse for a batch of execs), else utime + stime from /proc/PID/stat.
- */
-export function cpuSeconds(pid: number): number {
-  try {
-    let ns = 0;
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    }
-    if (ns > 0) return ns / 1e9;
-  } catch {
-    // no schedstat (or a thread ended while read): fall back to ticks
-  }
-  const f = statFields(pid);
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-/** Fields of /proc/PID/stat after the command name (field 3, the state, is [0]). */
-function statFields(pid: number): string[] {
-  const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return s.slice(s.lastIndexOf(') ') + 2).split(' ');
-}
-
-/**
- * CPU seconds of everything below an sshd listener: its connection
- * processes, their sessions and the commands they reaped (cutime, cstime),
- * in ticks of 10 ms (fine summed over a batch).
- */
-function sshdTreeSeconds(listener: number): number {
-  const parent = new Map<number, number>();
-  const ticks = new Map<number, number>();
-  for (const entry of fs.readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!pid) continue;
-    try {
-      const f = statFields(pid);
-      parent.set(pid, Number(f[1]));
-      ticks.set(pid, Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]));
-    } catch {
-      // ended while read
-    }
-  }
-  let total = 0;
-  for (const [pid, t] of ticks) {
-    for (let p = parent.get(pid); p !== undefined && p > 1; p = parent.get(p)) {
-      if (p === listener) {
-        total += t;
-        break;
-      }
-    }
-  }
-  return total / 100;
 }
 
 // ---- the three processes -----------------------------------------------------

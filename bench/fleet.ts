@@ -11,10 +11,11 @@ import { fanOut, startFleet, stopFleet } from '../test/helpers/fleet';
 import { startRedis, type RedisServer } from '../test/helpers/redis';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { wholeNumber } from './options';
+import { statSeconds } from './proc-cpu';
 import { loadAverage, machine, writeResult } from './results';
+import { round } from './stats';
 
 const FLEET_LIMITS = { maxConcurrentHandshakes: 8, maxConnections: 40 };
-const TICKS_PER_S = 100; // Linux USER_HZ, what /proc/PID/stat counts in
 
 interface Row {
   daemons: number;
@@ -71,45 +72,33 @@ async function scenario(n: number, execs: number, withFleet: boolean, command: s
     config: withFleet ? { fleet: { redis: redis!.url, ...FLEET_LIMITS } } : {} });
   let stopped = false;
   try {
-    const daemonCpu0 = members.map((m) => cpuTicks(m.daemon.pid));
-    const redisCpu0 = redis ? cpuTicks(redis.pid()) : 0;
+    const daemonCpu0 = members.map((m) => statSeconds(m.daemon.pid));
+    const redisCpu0 = redis ? statSeconds(redis.pid()) : 0;
     let peak = 0;
     const sampler = setInterval(() => {
       peak = Math.max(peak, sshd.sessionPids().length);
     }, 50);
     const r = await fanOut(members, 't', execs, command, 300_000);
     clearInterval(sampler);
-    const daemonTicks = members.reduce((sum, m, i) => sum + cpuTicks(m.daemon.pid) - daemonCpu0[i], 0);
-    const redisTicks = redis ? cpuTicks(redis.pid()) - redisCpu0 : 0;
+    const daemonSeconds = members.reduce((sum, m, i) => sum + statSeconds(m.daemon.pid) - daemonCpu0[i], 0);
+    const redisSeconds = redis ? statSeconds(redis.pid()) - redisCpu0 : 0;
     // Once the daemons are gone, every connection's sshd has exited and been reaped by the listener,
     // whose children's time then counts them all; and sshd has written its last log lines.
     await stopFleet(members);
     stopped = true;
     await new Promise((resolve) => setTimeout(resolve, 500));
     const total = n * execs;
-    const perExec = (ticks: number): number => Math.round((ticks / TICKS_PER_S) * 1000 / total * 100) / 100;
+    const perExec = (seconds: number): number => round(seconds * 1000 / total);
     return {
       daemons: n, fleet: withFleet, execs: total, ok: r.ok, failed: r.failed,
       drops: sshd.drops(), logins: sshd.logins(), peak_connections: peak, wall_ms: r.wallMs,
       slowest_exec_ms: Math.max(...r.slowestMs),
-      cpu_ms_per_exec: { daemons: perExec(daemonTicks), sshd: perExec(cpuTicks(sshd.pid, true)), redis: perExec(redisTicks) },
+      cpu_ms_per_exec: { daemons: perExec(daemonSeconds), sshd: perExec(statSeconds(sshd.pid, true)), redis: perExec(redisSeconds) },
     };
   } finally {
     if (!stopped) await stopFleet(members);
     await redis?.stop();
     await sshd.stop();
-  }
-}
-
-/** utime + stime (and, with children, cutime + cstime) of a process, in clock ticks. */
-function cpuTicks(pid: number, children = false): number {
-  try {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-    // After "pid (comm) ", field 3 (state) is index 0: utime is field 14, stime 15, cutime 16, cstime 17.
-    const at = (field: number): number => Number(fields[field - 3]);
-    return at(14) + at(15) + (children ? at(16) + at(17) : 0);
-  } catch {
-    return 0;
   }
 }
 

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
+import { statSeconds } from './proc-cpu';
 import { loadAverage, machine, writeResult } from './results';
 import { round } from './stats';
 import { table } from './table';
@@ -22,7 +23,6 @@ import { table } from './table';
 const PYTHON = '/usr/bin/python3';
 const CLIENTS = path.join(__dirname, '..', '..', 'test', 'helpers', 'ssh_clients.py');
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
-const TICKS = 100; // USER_HZ: /proc's clock ticks per second on Linux
 
 /** A server paramiko logs into: sshd itself, or the daemon's front door. */
 interface LoginServer { name: string; port: number; user: string; key: string; knownHosts: string }
@@ -53,17 +53,18 @@ async function main(): Promise<void> {
       [`exec, one warm connection, TCP_NODELAY set on paramiko's socket (${n.warm} in a row)`, n.warm, ['--nodelay']],
     ] as const) {
       for (const t of [direct, door]) {
-        const sshdTicks = (): number => [sshd.pid, ...sshd.connectionPids().map((p) => p.pid)].reduce((sum, pid) => sum + cpuTicks(pid), 0);
-        const before = { logins: sshd.logins(), drops: sshd.drops(), sshd: sshdTicks(), daemon: cpuTicks(daemon.pid) };
+        // sshd and its live descendants, each with what it reaped: every process counted once.
+        const sshdSeconds = (): number => [sshd.pid, ...sshd.connectionPids().map((p) => p.pid)].reduce((sum, pid) => sum + statSeconds(pid, true), 0);
+        const before = { logins: sshd.logins(), drops: sshd.drops(), sshd: sshdSeconds(), daemon: statSeconds(daemon.pid, true) };
         const started = performance.now();
         const r = await py(t, 'bench', ['--n', String(count), '--command', 'true', ...extra]);
         const wall = (performance.now() - started) / 1000;
-        const serverTicks = sshdTicks() - before.sshd + (t === door ? cpuTicks(daemon.pid) - before.daemon : 0);
+        const serverSeconds = sshdSeconds() - before.sshd + (t === door ? statSeconds(daemon.pid, true) - before.daemon : 0);
         const times = (r.times as number[]).map((s) => s * 1000).sort((a, b) => a - b);
         rows.push({
           scenario, system: t.name, n: count, ok: count - r.failures.length, failed: r.failures.length, failures: summarize(r.failures),
           wall_s: round(wall), p50_ms: round(pct(times, 0.5)), p90_ms: round(pct(times, 0.9)),
-          cpu_ms_per_exec: round(((serverTicks / TICKS) + r.cpu) * 1000 / count),
+          cpu_ms_per_exec: round((serverSeconds + r.cpu) * 1000 / count),
           sshd_logins: sshd.logins() - before.logins, maxstartups_drops: sshd.drops() - before.drops,
         });
       }
@@ -106,21 +107,6 @@ function py(t: LoginServer, mode: string, args: string[]): Promise<Record<string
       }
     });
   });
-}
-
-/**
- * CPU ticks a process used, with those of the children it reaped. Summed over
- * sshd and its live descendants, every per-connection process and command is
- * counted once: while it runs by itself, once reaped in its parent's figure.
- */
-function cpuTicks(pid: number): number {
-  try {
-    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    // Fields after "(comm) ": state is [0]; utime [11], stime [12], cutime [13], cstime [14].
-    return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  } catch {
-    return 0; // exited between the listing and the read: its parent has it now
-  }
 }
 
 function summarize(failures: string[]): string[] {

@@ -2,27 +2,23 @@
 // and its SSH connections — what one request and reply over a Unix socket
 // cost a Node process that does nothing else with them (an echo server in a
 // child), in CPU per round trip on each side. The hot path's per-exec cost
-// over a bare ssh2 client is read against this. Prints a table and JSON.
+// over a bare ssh2 client is read against this. Prints a table and JSON, and
+// writes the JSON to bench/results/hop-<date and time>.json.
 import { fork } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { cpuSeconds } from './proc-cpu';
+import { loadAverage, machine, writeResult } from './results';
+import { round } from './stats';
+import { table } from './table';
 
 const ROUND_TRIPS = 20_000;
 const REPETITIONS = 5;
 
 function serve(socketPath: string): void {
   net.createServer((s) => s.on('data', (d: Buffer) => s.write(d))).listen(socketPath, () => process.send?.('ready'));
-}
-
-/** A process's CPU seconds: its threads' run time from schedstat. */
-function cpuSeconds(pid: number): number {
-  let ns = 0;
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-  }
-  return ns / 1e9;
 }
 
 async function main(): Promise<void> {
@@ -40,21 +36,23 @@ async function main(): Promise<void> {
     });
     for (let i = 0; i < 5000; i++) await once();
     const rows: Array<{ server_us: number; client_us: number }> = [];
+    const loadStart = loadAverage();
     for (let k = 0; k < REPETITIONS; k++) {
       const server0 = cpuSeconds(child.pid!);
       const client0 = process.cpuUsage();
       for (let i = 0; i < ROUND_TRIPS; i++) await once();
       const c = process.cpuUsage(client0);
       rows.push({
-        server_us: Math.round((cpuSeconds(child.pid!) - server0) / ROUND_TRIPS * 1e7) / 10,
-        client_us: Math.round((c.user + c.system) / ROUND_TRIPS * 10) / 10,
+        server_us: round((cpuSeconds(child.pid!) - server0) / ROUND_TRIPS * 1e6, 1),
+        client_us: round((c.user + c.system) / ROUND_TRIPS, 1),
       });
     }
     s.destroy();
-    console.log('CPU per request and reply over a Unix socket (Node echo server)');
-    console.log('repetition  server µs  client µs');
-    rows.forEach((r, i) => console.log(`${String(i + 1).padEnd(10)}  ${String(r.server_us).padEnd(9)}  ${r.client_us}`));
-    console.log(JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, round_trips: ROUND_TRIPS, rows }));
+    const result = { date: new Date().toISOString(), machine: machine(), load_average: { start: loadStart, end: loadAverage() }, round_trips: ROUND_TRIPS, rows };
+    console.log(`CPU per request and reply over a Unix socket (Node echo server), Node ${process.version}: ${REPETITIONS} repetitions of ${ROUND_TRIPS}`);
+    console.log(table(['repetition', 'server µs', 'client µs'], rows.map((r, k) => [String(k + 1), String(r.server_us), String(r.client_us)])));
+    console.log(`\nwrote ${writeResult(result, { prefix: 'hop-' })}`);
+    console.log(JSON.stringify(result));
   } finally {
     child.kill();
     fs.rmSync(dir, { recursive: true, force: true });

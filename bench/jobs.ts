@@ -10,6 +10,7 @@ import { SshMux } from '../client-sdk';
 import { startDaemon, type DaemonProc } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { positiveNumber, wholeNumber } from './options';
+import { cpuSeconds } from './proc-cpu';
 import { table } from './table';
 import { machine, writeResult } from './results';
 import { round } from './stats';
@@ -129,11 +130,6 @@ async function run(system: 'sshmux jobs' | 'sshmux exec', daemon: DaemonProc, ss
 
 function sessionsStarted(sshd: Sshd): number {
   return sshd.log().match(/Starting session: command/g)?.length ?? 0;
-}
-
-function cpuSeconds(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
 }
 
 main().catch((err) => {

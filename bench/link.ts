@@ -29,6 +29,7 @@ import { startLongLink, type LongLink } from '../test/helpers/long-link';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import type { ClientResult, ClientTask } from './link-client';
 import { wholeNumber } from './options';
+import { cpuSeconds } from './proc-cpu';
 import { table } from './table';
 import { writeResult } from './results';
 import { quantile, round, timed } from './stats';
@@ -339,17 +340,6 @@ async function memory(sshd: Sshd, rttMs: number, opts: Options): Promise<MemoryF
 
 // ---- output --------------------------------------------------------------------------
 
-function cpuSeconds(pid: number): number {
-  try {
-    let ns = 0;
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    }
-    return ns / 1e9;
-  } catch {
-    return 0;
-  }
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

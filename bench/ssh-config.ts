@@ -11,7 +11,8 @@
 // Counts what went wrong by kind (MaxStartups drops, "Session open refused",
 // ...), sshd's logins and drops (from its log), and the wall time. The two
 // paths differ only in the -F file the clients read: the hosts' config, or
-// the block Included before it. Prints a table, then the JSON.
+// the block Included before it. Prints a table, then the JSON, also written to
+// bench/results/ssh-config-<date and time>.json.
 //
 // ssh runs a ProxyCommand through $SHELL, and bash with a socket on stdin (as
 // ProxyUseFdpass gives it) and SHLVL unset or 0 sources ~/.bashrc first, as
@@ -26,6 +27,7 @@ import { parseArgs } from 'node:util';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { wholeNumber } from './options';
+import { loadAverage, machine, writeResult } from './results';
 import { table } from './table';
 import { round } from './stats';
 
@@ -92,8 +94,8 @@ async function main(): Promise<void> {
     await cleanupAll();
   }
   printTable(rows);
-  const result = { date: new Date().toISOString(), machine: machine(), rows };
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  const result = { date: new Date().toISOString(), machine: machine(), clients: clientVersions(), load_average: loadAverage(), rows };
+  process.stdout.write(`\nwrote ${writeResult(result, { prefix: 'ssh-config-' })}\n${JSON.stringify(result)}\n`);
 }
 
 /** `n` ssh at once, each `sleep 0.5; echo i`; a failure is its exit status and the first line of its stderr. */
@@ -178,11 +180,11 @@ function summarize(failures: string[]): string[] {
   return [...counts].map(([k, v]) => `${v}× ${k}`);
 }
 
-function machine(): string {
+/** The clients measured, by version. */
+function clientVersions(): { ansible: string; openssh: string } {
   const ansible = execFileSync('ansible-playbook', ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().split('\n')[0];
-  const ssh = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim(); // ssh -V writes to stderr
-  return `${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}, ` +
-    `${ansible}, ${ssh || 'OpenSSH'}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+  const openssh = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim(); // ssh -V writes to stderr
+  return { ansible, openssh };
 }
 
 function printTable(rows: Row[]): void {

@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { wholeNumber } from './options';
+import { reapedSeconds } from './proc-cpu';
 import { quantile, round } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
@@ -100,35 +101,27 @@ function nodeVersion(node: string): string {
 /** Runs every system `runs` times, in turns; wall clock per run and CPU per run. */
 function measure(systems: System[], runs: number, env: NodeJS.ProcessEnv): Row[] {
   const times = systems.map(() => [] as number[]);
-  const cpuTicks = systems.map(() => 0);
+  const cpu = systems.map(() => 0);
   for (const s of systems) spawnSync(s.cmd, s.args, { env: { ...env, ...s.env } }); // warm the page cache, the pool and the compile cache
   for (let i = 0; i < runs; i++) {
     systems.forEach((s, j) => {
-      const cpuBefore = childCpuTicks();
+      const cpuBefore = reapedSeconds(process.pid);
       const t = performance.now();
       const r = spawnSync(s.cmd, s.args, { env: { ...env, ...s.env }, input: s.input, stdio: [s.input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
       times[j].push(performance.now() - t);
-      cpuTicks[j] += childCpuTicks() - cpuBefore;
+      cpu[j] += reapedSeconds(process.pid) - cpuBefore;
       if (r.status !== 0) throw new Error(`${s.name} failed with ${r.status}: ${r.stderr}`);
     });
   }
-  const tickMs = 1000 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
   return systems.map((s, j) => {
     const sorted = [...times[j]].sort((a, b) => a - b);
     const base = systems.findIndex((b) => b.name === s.base);
     return {
       system: s.name, runs, p50_ms: round(quantile(sorted, 0.5), 1), p90_ms: round(quantile(sorted, 0.9), 1),
-      mean_ms: round(sorted.reduce((a, b) => a + b, 0) / runs, 1), cpu_ms: round((cpuTicks[j] * tickMs) / runs, 1),
+      mean_ms: round(sorted.reduce((a, b) => a + b, 0) / runs, 1), cpu_ms: round((cpu[j] * 1000) / runs, 1),
       over_node_ms: base < 0 ? undefined : round(quantile(times[j].map((t, i) => t - times[base][i]).sort((a, b) => a - b), 0.5), 1),
     };
   });
-}
-
-/** User+system time of our waited-for children so far, in clock ticks. */
-function childCpuTicks(): number {
-  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[13]) + Number(fields[14]); // cutime, cstime (fields 16 and 17)
 }
 
 /** Waits for the master at `control` (undefined: the ControlPath `ssh` has already). */
