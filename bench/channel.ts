@@ -84,6 +84,8 @@ async function lifecycle(make: new (client: unknown, info: ChannelInfo) => ExecC
   let outputs = 2;
   let closed!: () => void;
   const done = new Promise<void>((resolve) => (closed = resolve));
+  // The daemon's six listeners (ChannelCall.opened), on and off one by one
+  // as it does: a loop over a table of them would add its own cost.
   const closedOne = (): void => {
     if (--open > 0) return;
     channel.off('data', ignore);

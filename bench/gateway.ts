@@ -17,7 +17,7 @@ import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { statSeconds } from './proc-cpu';
 import { loadAverage, machine, writeResult } from './results';
-import { round } from './stats';
+import { failureKinds, round } from './stats';
 import { table } from './table';
 
 const PYTHON = '/usr/bin/python3';
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
         const serverSeconds = sshdSeconds() - before.sshd + (t === door ? statSeconds(daemon.pid, true) - before.daemon : 0);
         const times = (r.times as number[]).map((s) => s * 1000).sort((a, b) => a - b);
         rows.push({
-          scenario, system: t.name, n: count, ok: count - r.failures.length, failed: r.failures.length, failures: summarize(r.failures),
+          scenario, system: t.name, n: count, ok: count - r.failures.length, failed: r.failures.length, failures: failureKinds(r.failures, 120),
           wall_s: round(wall), p50_ms: round(pct(times, 0.5)), p90_ms: round(pct(times, 0.9)),
           cpu_ms_per_exec: round((serverSeconds + r.cpu) * 1000 / count),
           sshd_logins: sshd.logins() - before.logins, maxstartups_drops: sshd.drops() - before.drops,
@@ -75,7 +75,7 @@ async function main(): Promise<void> {
       const started = performance.now();
       const r = await py(t, 'fanout', ['--n', String(n.fanout), '--command', 'sleep 1; echo {i}']);
       rows.push({
-        scenario, system: t.name, n: n.fanout, ok: r.ok, failed: r.failures.length, failures: summarize(r.failures),
+        scenario, system: t.name, n: n.fanout, ok: r.ok, failed: r.failures.length, failures: failureKinds(r.failures, 120),
         wall_s: round((performance.now() - started) / 1000), sshd_logins: sshd.logins() - before.logins, maxstartups_drops: sshd.drops() - before.drops,
       });
       await new Promise((resolve) => setTimeout(resolve, 3000)); // let sshd's startups drain before the next system
@@ -107,15 +107,6 @@ function py(t: LoginServer, mode: string, args: string[]): Promise<Record<string
       }
     });
   });
-}
-
-function summarize(failures: string[]): string[] {
-  const counts = new Map<string, number>();
-  for (const f of failures) {
-    const key = f.replace(/\d+/g, 'N').slice(0, 120);
-    counts.set(key, (counts.get(key) ?? 0) + 1);
-  }
-  return [...counts].map(([k, v]) => `${v}× ${k}`);
 }
 
 function pct(sorted: number[], p: number): number {

@@ -29,7 +29,7 @@ import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '..
 import { wholeNumber } from './options';
 import { loadAverage, machine, writeResult } from './results';
 import { table } from './table';
-import { round } from './stats';
+import { failureKinds, round } from './stats';
 
 const SSHMUXCTL = path.join(__dirname, '..', 'cli', 'sshmuxctl.js');
 /** The clients' environment: SHLVL=1, see above. */
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     const started = performance.now();
     const r = await run();
     rows.push({
-      scenario, system, n: r.n, ok: r.n - r.failures.length, failed: r.failures.length, failures: summarize(r.failures),
+      scenario, system, n: r.n, ok: r.n - r.failures.length, failed: r.failures.length, failures: failureKinds(r.failures, 110),
       wall_s: round((performance.now() - started) / 1000), sshd_logins: sshd.logins() - before.logins,
       maxstartups_drops: sshd.drops() - before.drops, session_open_refused: r.failures.filter((f) => /Session open refused/.test(f)).length,
     });
@@ -169,15 +169,6 @@ async function playbook(base: string, config: string, tasks: number, forks: numb
 async function settle(sshd: Sshd): Promise<void> {
   await waitFor(() => sshd.connectionPids().filter((p) => p.sshd).length === 0, 30_000);
   await new Promise((resolve) => setTimeout(resolve, 1000));
-}
-
-function summarize(failures: string[]): string[] {
-  const counts = new Map<string, number>();
-  for (const f of failures) {
-    const key = f.replace(/\d+/g, 'N').slice(0, 110);
-    counts.set(key, (counts.get(key) ?? 0) + 1);
-  }
-  return [...counts].map(([k, v]) => `${v}× ${k}`);
 }
 
 /** The clients measured, by version. */
