@@ -6,7 +6,6 @@
 // and JSON: successes, MaxStartups drops, sshd logins, the most connections
 // sshd had at once, wall time, and CPU per exec (daemons, sshd, Redis).
 import { parseArgs } from 'node:util';
-import * as fs from 'node:fs';
 import { fanOut, startFleet, stopFleet } from '../test/helpers/fleet';
 import { startRedis, type RedisServer } from '../test/helpers/redis';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';

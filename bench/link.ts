@@ -340,7 +340,6 @@ async function memory(sshd: Sshd, rttMs: number, opts: Options): Promise<MemoryF
 
 // ---- output --------------------------------------------------------------------------
 
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

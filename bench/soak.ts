@@ -169,7 +169,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-
 main().catch((err) => {
   console.error(`soak failed: ${(err as Error).stack ?? err}`);
   cleanupAll().finally(() => process.exit(1));

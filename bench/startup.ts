@@ -21,6 +21,7 @@ import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { wholeNumber } from './options';
 import { reapedSeconds } from './proc-cpu';
+import { loadAverage } from './results';
 import { quantile, round } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
@@ -84,8 +85,7 @@ async function main(): Promise<void> {
     const row = (name: string): Row => rows.find((r) => r.system === name)!;
     const ratio = round(row('ssh through the block').p50_ms / row('ssh ControlMaster client').p50_ms, 3);
     console.log(`ssh through the block / ControlMaster client, p50: ${ratio} (target <= 1.5: ${ratio <= 1.5 ? 'met' : 'missed'})`);
-    console.log(JSON.stringify({ startup_ms: rows, block_over_controlmaster_p50: ratio, node: process.version,
-      load_average: fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number) }));
+    console.log(JSON.stringify({ startup_ms: rows, block_over_controlmaster_p50: ratio, node: process.version, load_average: loadAverage() }));
   } finally {
     master.kill();
     blockMaster.kill();
@@ -132,7 +132,6 @@ async function waitForControl(ssh: string[], control: string | undefined): Promi
   }
   throw new Error('the ControlMaster did not come up');
 }
-
 
 main().catch((err) => {
   console.error(`bench failed: ${(err as Error).stack ?? err}`);
