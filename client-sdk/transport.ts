@@ -118,13 +118,17 @@ export class Transport {
     return this.streams.size;
   }
 
-  /** Keeps the process alive only while calls are open. */
+  /**
+   * Keeps the process alive only while calls are open. A socket that has
+   * gone holds nothing alive, and Node would queue the call on it for a
+   * 'connect' that never comes: one listener per call that ended with it.
+   */
   ref(): void {
-    this.socket.ref();
+    if (!this.socket.destroyed) this.socket.ref();
   }
 
   unref(): void {
-    this.socket.unref();
+    if (!this.socket.destroyed) this.socket.unref();
   }
 
   close(): void {

@@ -235,6 +235,40 @@ test('network loss between daemon and sshd (netns and veth): running calls end C
   }
 });
 
+test('the daemon killed under 40 calls in flight on one SshMux: each fails DAEMON_UNAVAILABLE, the program is warned of nothing, and a new daemon serves it', async () => {
+  const sshd = await startSshd({ maxSessions: 10 });
+  const dir = tempDir();
+  const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
+  const first = await startDaemon({ dir, sshConfigPath: client.sshConfigPath });
+  const mux = await SshMux.connect({ socket: first.socket });
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => {
+    warnings.push(`${w.name}: ${w.message}`);
+  };
+  process.on('warning', onWarning);
+  try {
+    // Short enough to end by itself: a SIGKILLed daemon leaves its remote
+    // commands running (sshd does not signal a session without a pty).
+    const calls = Array.from({ length: 40 }, () => mux.exec('t', 'sleep 9.25'));
+    assert.ok(await waitFor(() => remoteProcesses('sleep 9.25').length >= 10, 10_000), 'the calls did not start');
+    process.kill(first.pid, 'SIGKILL');
+    const outcomes = await Promise.allSettled(calls);
+    const codes = outcomes.map((o) => (o.status === 'rejected' ? (o.reason as SshMuxError).code : 'resolved'));
+    assert.deepEqual([...new Set(codes)], ['DAEMON_UNAVAILABLE']);
+    // Node reports a listener leak on the next tick; give it a few.
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(warnings, []);
+    const second = await startDaemon({ dir, sshConfigPath: client.sshConfigPath, socket: first.socket });
+    assert.equal((await mux.exec('t', 'echo again')).stdout.toString(), 'again\n');
+    assert.deepEqual(warnings, []);
+    mux.close();
+    await second.stop();
+  } finally {
+    process.off('warning', onWarning);
+    await cleanupAll();
+  }
+});
+
 test('daemon restart: an SshMux made before it reconnects for new calls', async () => {
   const sshd = await startSshd();
   const dir = tempDir();
