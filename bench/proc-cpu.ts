@@ -31,9 +31,7 @@ export function cpuSeconds(pid: number): number {
  */
 export function statSeconds(pid: number, reaped = false): number {
   try {
-    const f = statFields(pid);
-    // statFields()[0] is field 3 (the state): utime is [11], stime [12], cutime [13], cstime [14].
-    return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) / TICKS_PER_SECOND;
+    return fieldSeconds(statFields(pid), reaped);
   } catch {
     return 0; // ended between the listing and the read: its parent has it now
   }
@@ -51,8 +49,9 @@ export function sshdTreeSeconds(listener: number): number {
     const pid = Number(entry);
     if (!pid) continue;
     try {
-      parent.set(pid, Number(statFields(pid)[1]));
-      seconds.set(pid, statSeconds(pid, true));
+      const f = statFields(pid); // one read per process: its parent and its CPU from the same moment
+      parent.set(pid, Number(f[1]));
+      seconds.set(pid, fieldSeconds(f, true));
     } catch {
       // ended while read
     }
@@ -77,6 +76,12 @@ export function reapedSeconds(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** utime + stime (and with `reaped`, cutime + cstime) from statFields(), in seconds. */
+function fieldSeconds(f: string[], reaped: boolean): number {
+  // f[0] is field 3 (the state): utime is [11], stime [12], cutime [13], cstime [14].
+  return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) / TICKS_PER_SECOND;
 }
 
 /** Fields of /proc/PID/stat after the command name (field 3, the state, is [0]). */
