@@ -1,8 +1,9 @@
 // What a test needs to signal a client at the right moment and find the
 // processes it left: whether a process catches a signal yet (Linux's
 // /proc/PID/status SigCgt), which is how ssh and sshmux both show that they
-// have connected (neither handles SIGHUP while connecting), and the
-// processes whose command line holds a marker (a background `-f` child).
+// have connected (neither handles SIGHUP while connecting), whether it
+// sleeps (/proc/PID/stat), and the processes whose command line holds a
+// marker (a background `-f` child).
 import * as fs from 'node:fs';
 import { constants } from 'node:os';
 
@@ -16,6 +17,17 @@ export function catchesSignal(pid: number, sig: NodeJS.Signals): boolean {
   }
   const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status);
   return mask !== null && ((BigInt(`0x${mask[1]}`) >> BigInt(constants.signals[sig] - 1)) & 1n) === 1n;
+}
+
+/** Whether `pid`'s main thread sleeps now (waits for something to happen, not runnable); false once it has gone. */
+export function isAsleep(pid: number): boolean {
+  try {
+    // The state follows the command's name, which is in parentheses and may hold anything.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'S';
+  } catch {
+    return false;
+  }
 }
 
 /** The pids of live processes whose command line contains `marker` as one of its words. */

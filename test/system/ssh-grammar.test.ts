@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort, type Sshd } from '../helpers/sshd';
 import { waitFor, type DaemonProc } from '../helpers/daemon';
-import { catchesSignal, pidsWithArg } from '../helpers/signals';
+import { catchesSignal, isAsleep, pidsWithArg } from '../helpers/signals';
 import { startWorld, type World } from '../helpers/world';
 
 const SSHMUX = path.join(__dirname, '..', '..', 'cli', 'sshmux.js');
@@ -267,7 +267,7 @@ test('what the server cannot show: -F and -E keep their last value, -P takes a t
  * When to send the signal. `output`: once stdout shows what the row waits
  * for (the remote command has started; -W's target has answered).
  * `connected`: once the process handles SIGHUP, which ssh and sshmux both
- * do only once connected (-N, -N -L). `connecting`: the destination never
+ * do only once connected (-N, -N -L), and sleeps, twice 20 ms apart. `connecting`: the destination never
  * answers, and a second later (sshmux has asked the daemon by then) both are
  * still connecting.
  */
@@ -318,7 +318,12 @@ async function signalled(argv: string[], env: NodeJS.ProcessEnv, row: SignalRow,
   if (when === 'connecting') {
     await new Promise((r) => setTimeout(r, 1000));
   } else {
-    const ready = typeof when === 'object' ? () => stdout.includes(when.output) : () => catchesSignal(child.pid!, 'SIGHUP');
+    // Each installs its handlers one after another, SIGHUP's first: once it handles SIGHUP it is connected, and
+    // once it has also gone to sleep it has installed the rest (seen under load: SIGTERM sent while sshmux was
+    // still between the two, which it then died of).
+    let handled = 0;
+    const connected = () => (catchesSignal(child.pid!, 'SIGHUP') && isAsleep(child.pid!) ? ++handled : (handled = 0)) >= 2;
+    const ready = typeof when === 'object' ? () => stdout.includes(when.output) : connected;
     assert.ok(await waitFor(ready, 20_000, 20), `${argv.join(' ')} never got ready for ${sig}: ${stderr}`);
   }
   child.kill(sig);
