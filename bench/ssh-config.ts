@@ -24,6 +24,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { playResults, PLAY_OUTPUT_ENV } from '../test/helpers/ansible';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { wholeNumber } from './options';
@@ -138,27 +139,18 @@ async function playbook(base: string, config: string, tasks: number, forks: numb
   const out = await new Promise<{ status: number | null; stdout: string }>((resolve) => {
     const child = spawn('ansible-playbook', ['-i', inventory, '-f', String(forks), play], {
       cwd: dir, stdio: ['ignore', 'pipe', 'ignore'],
-      env: { ...CLIENT_ENV, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(dir, 'cp'), ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'), ANSIBLE_NOCOLOR: '1' },
+      env: { ...CLIENT_ENV, ...PLAY_OUTPUT_ENV, ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(dir, 'cp'), ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp') },
     });
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
     child.once('close', (status) => resolve({ status, stdout }));
   });
   fs.rmSync(remote, { recursive: true, force: true });
-  let report: { plays: Array<{ tasks: Array<{ hosts: Record<string, { failed?: boolean; unreachable?: boolean; msg?: string }> }> }> };
-  try {
-    report = JSON.parse(out.stdout);
-  } catch {
-    return { n: tasks * hosts, failures: Array(tasks * hosts).fill(`ansible-playbook exited ${out.status} without a report`) };
-  }
-  const failures: string[] = [];
+  const { recap, failures: failed } = playResults(out.stdout);
+  if (recap.size === 0) return { n: tasks * hosts, failures: Array(tasks * hosts).fill(`ansible-playbook exited ${out.status} without a recap`) };
+  const failures = failed.map((f) => `${f.kind}: ${f.message.split('\n')[0]}`);
   let n = 0;
-  for (const task of report.plays[0]?.tasks ?? []) {
-    for (const result of Object.values(task.hosts)) {
-      n++;
-      if (result.failed || result.unreachable) failures.push(`${result.unreachable ? 'unreachable' : 'failed'}: ${(result.msg ?? '').split('\n')[0]}`);
-    }
-  }
+  for (const counts of recap.values()) n += counts.ok + counts.failed + counts.unreachable;
   // Hosts unreachable early run no later tasks: those count as failed too.
   const missing = tasks * hosts - n;
   for (let i = 0; i < missing; i++) failures.push('not run: the host was unreachable before');

@@ -16,6 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { playResults, PLAY_OUTPUT_ENV } from '../helpers/ansible';
 import { remoteProcesses, startSshd, tempDir, type Sshd } from '../helpers/sshd';
 import { waitFor } from '../helpers/daemon';
 import { slowReader } from '../helpers/load';
@@ -236,17 +237,17 @@ test('Ansible, forks 30, thirty inventory names for one sshd with MaxSessions 10
   const controlDir = path.join(dir, 'cp');
   const r = spawnSync('ansible-playbook', ['-i', inventory, '-f', '30', playbook], {
     encoding: 'utf8', timeout: 170_000, cwd: dir,
-    env: { ...CLIENT_ENV, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir, ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
-      ANSIBLE_NOCOLOR: '1' },
+    env: { ...CLIENT_ENV, ...PLAY_OUTPUT_ENV, ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir, ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp') },
   });
   // Ansible's masters would stay 60 s (its ControlPersist): end them now.
   for (const socket of fs.existsSync(controlDir) ? fs.readdirSync(controlDir) : []) {
     ssh(['-o', `ControlPath=${path.join(controlDir, socket)}`, '-O', 'exit', 't']);
   }
   assert.equal(r.status, 0, `${r.stdout.slice(-3000)}\n${r.stderr}`);
-  const stats = JSON.parse(r.stdout).stats as Record<string, { ok: number; failures: number; unreachable: number }>;
-  assert.deepEqual(Object.keys(stats).sort(), names);
-  for (const [name, s] of Object.entries(stats)) assert.deepEqual([s.ok, s.failures, s.unreachable], [3, 0, 0], name);
+  const { recap, failures } = playResults(r.stdout);
+  assert.deepEqual([...recap.keys()].sort(), names);
+  for (const [name, s] of recap) assert.deepEqual([s.ok, s.failed, s.unreachable], [3, 0, 0], name);
+  assert.deepEqual(failures, []);
   assert.doesNotMatch(r.stdout + r.stderr, /Session open refused/);
   assert.ok(sshd.logins() - logins <= 8, `${sshd.logins() - logins} logins`);
   assert.equal(sshd.drops(), 0);
