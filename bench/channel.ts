@@ -18,7 +18,7 @@
 import { EventEmitter } from 'node:events';
 import { parseArgs } from 'node:util';
 import { wholeNumber } from './options';
-import { loadAverage, machine, writeResult } from './results';
+import { loadAverage, measuredOn, writeResult } from './results';
 import { quantile, round } from './stats';
 import { table } from './table';
 
@@ -157,8 +157,7 @@ async function main(): Promise<void> {
   const ssh2 = summary(samples.ssh2);
   const eventsOnly = summary(samples.events);
   const result = {
-    date: new Date().toISOString(), machine: machine(), load_average: { start: loadStart, end: loadAverage() },
-    lifecycles, repetitions, ssh2, events_only: eventsOnly, saved_us: round(ssh2.median_us - eventsOnly.median_us),
+    ...measuredOn(loadStart), lifecycles, repetitions, ssh2, events_only: eventsOnly, saved_us: round(ssh2.median_us - eventsOnly.median_us),
   };
   console.log(`An exec's channel, CPU per lifecycle (µs), Node ${process.version}: ${repetitions} repetitions of ${lifecycles} after 50,000`);
   console.log(table(['channel', 'median', 'lowest', 'highest'], [

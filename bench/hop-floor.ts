@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cpuSeconds } from './proc-cpu';
-import { loadAverage, machine, writeResult } from './results';
+import { loadAverage, measuredOn, writeResult } from './results';
 import { round } from './stats';
 import { table } from './table';
 
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
       });
     }
     s.destroy();
-    const result = { date: new Date().toISOString(), machine: machine(), load_average: { start: loadStart, end: loadAverage() }, round_trips: ROUND_TRIPS, rows };
+    const result = { ...measuredOn(loadStart), round_trips: ROUND_TRIPS, rows };
     console.log(`CPU per request and reply over a Unix socket (Node echo server), Node ${process.version}: ${REPETITIONS} repetitions of ${ROUND_TRIPS}`);
     console.log(table(['repetition', 'server µs', 'client µs'], rows.map((r, k) => [String(k + 1), String(r.server_us), String(r.client_us)])));
     console.log(`\nwrote ${writeResult(result, { prefix: 'hop-' })}`);

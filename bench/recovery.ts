@@ -16,6 +16,7 @@ import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { freezeListener, recovery, restartSshd, sleep, SteadyLoad, type Fault } from '../test/helpers/steady-load';
 import { positiveNumber, wholeNumber } from './options';
+import { loadAverage, measuredOn, writeResult } from './results';
 
 const GRACE_MS = 2000;
 const SETTLE_MS = 3000;
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
   const runs = wholeNumber('runs', values.runs);
   const longMs = positiveNumber('long-seconds', values['long-seconds']) * 1000;
   const cooldownMs = values['cooldown-ms'] === undefined ? undefined : wholeNumber('cooldown-ms', values['cooldown-ms'], 0);
+  const loadStart = loadAverage();
   let sshd = await startSshd();
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 'r', sshd, extra: ['ConnectTimeout 2'] }]);
@@ -93,7 +95,9 @@ async function main(): Promise<void> {
     console.log(`sshd down ${longMs / 1000} s: ${longSummary.handshakes} handshakes attempted; after its first 10 s, ${longSummary.failed} requests failed, ` +
       `${longSummary.failedAtOnce} of them within 200 ms (${Object.entries(longSummary.codes).map(([k, v]) => `${k} ${v}`).join(', ')})`);
   }
-  console.log(JSON.stringify({ recovery: { rows, long: longSummary, requests: load.outcomes.length } }));
+  const result = { ...measuredOn(loadStart), recovery: { rows, long: longSummary, requests: load.outcomes.length } };
+  console.log(`wrote ${writeResult(result, { prefix: 'recovery-' })}`);
+  console.log(JSON.stringify(result));
   mux.close();
   await daemon.stop();
   await cleanupAll();

@@ -17,6 +17,11 @@ export function loadAverage(): number[] {
   return os.loadavg().map((x) => round(x));
 }
 
+/** What a result opens with: when, on what machine, and its load averages from `loadAtStart` (loadAverage()) to now. */
+export function measuredOn(loadAtStart: number[]): { date: string; machine: ReturnType<typeof machine>; load_average: { start: number[]; end: number[] } } {
+  return { date: new Date().toISOString(), machine: machine(), load_average: { start: loadAtStart, end: loadAverage() } };
+}
+
 /** Writes `result` as JSON to `out`, else to bench/results/ named by its date; returns the file's path. */
 export function writeResult(result: { date: string }, opts: { prefix: string; quick?: boolean; out?: string }): string {
   const file = opts.out ?? path.join(RESULTS, `${opts.prefix}${result.date.slice(0, 19).replace(/:/g, '')}${opts.quick ? '-quick' : ''}.json`);

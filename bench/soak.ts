@@ -9,6 +9,7 @@ import { SshMux } from '../client-sdk';
 import { startDaemon, waitFor } from '../test/helpers/daemon';
 import { cleanupAll, remoteProcesses, startSshd, tempDir, writeClientConfig, type Sshd } from '../test/helpers/sshd';
 import { positiveNumber, wholeNumber } from './options';
+import { loadAverage, measuredOn, writeResult } from './results';
 import { round } from './stats';
 
 async function main(): Promise<void> {
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
   const minutes = positiveNumber('minutes', values.minutes);
   const concurrency = wholeNumber('concurrency', values.concurrency);
   const heapMiB = values['daemon-heap-mib'] === undefined ? undefined : wholeNumber('daemon-heap-mib', values['daemon-heap-mib']);
+  const loadStart = loadAverage();
   let sshd = await startSshd({ maxSessions: 10, maxStartups: '10:30:100' });
   const port = sshd.port;
   const dir = tempDir();
@@ -149,7 +151,9 @@ async function main(): Promise<void> {
   }
   console.log(`sessions leaked ${leaked}, remote processes orphaned ${orphans}`);
   console.log(`daemon RSS ${result.daemon_rss_mib.start} MiB at start, ${result.daemon_rss_mib.end} MiB at end, peak ${result.daemon_rss_mib.peak} MiB`);
-  console.log(JSON.stringify({ soak: result }));
+  const report = { ...measuredOn(loadStart), soak: result };
+  console.log(`wrote ${writeResult(report, { prefix: 'soak-' })}`);
+  console.log(JSON.stringify(report));
   mux.close();
   await daemon.stop();
   await cleanupAll();

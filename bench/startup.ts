@@ -21,7 +21,7 @@ import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { wholeNumber } from './options';
 import { reapedSeconds } from './proc-cpu';
-import { loadAverage } from './results';
+import { loadAverage, measuredOn, writeResult } from './results';
 import { quantile, round } from './stats';
 
 const SSHMUX = path.join(__dirname, '..', 'cli', 'sshmux.js');
@@ -35,6 +35,7 @@ interface Row { system: string; runs: number; p50_ms: number; p90_ms: number; me
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '40' }, json: { type: 'boolean' }, node: { type: 'string' } } });
   const runs = wholeNumber('runs', values.runs);
+  const loadStart = loadAverage();
   const sshd = await startSshd();
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
@@ -85,7 +86,9 @@ async function main(): Promise<void> {
     const row = (name: string): Row => rows.find((r) => r.system === name)!;
     const ratio = round(row('ssh through the block').p50_ms / row('ssh ControlMaster client').p50_ms, 3);
     console.log(`ssh through the block / ControlMaster client, p50: ${ratio} (target <= 1.5: ${ratio <= 1.5 ? 'met' : 'missed'})`);
-    console.log(JSON.stringify({ startup_ms: rows, block_over_controlmaster_p50: ratio, node: process.version, load_average: loadAverage() }));
+    const result = { ...measuredOn(loadStart), runs, startup_ms: rows, block_over_controlmaster_p50: ratio };
+    console.log(`wrote ${writeResult(result, { prefix: 'startup-' })}`);
+    console.log(JSON.stringify(result));
   } finally {
     master.kill();
     blockMaster.kill();

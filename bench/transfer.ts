@@ -11,6 +11,7 @@ import { SshMux } from '../client-sdk';
 import { startDaemon } from '../test/helpers/daemon';
 import { cleanupAll, startSshd, tempDir, writeClientConfig } from '../test/helpers/sshd';
 import { wholeNumber } from './options';
+import { loadAverage, measuredOn, writeResult } from './results';
 import { round } from './stats';
 
 interface Row { system: string; direction: 'upload' | 'download'; mib: number; seconds: number; mib_per_s: number; intact: boolean }
@@ -18,6 +19,7 @@ interface Row { system: string; direction: 'upload' | 'download'; mib: number; s
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { mib: { type: 'string', default: '100' }, json: { type: 'boolean' } } });
   const mib = wholeNumber('mib', values.mib);
+  const loadStart = loadAverage();
   const sshd = await startSshd();
   const dir = tempDir();
   const client = writeClientConfig(dir, [{ alias: 't', sshd }]);
@@ -83,7 +85,9 @@ async function main(): Promise<void> {
     console.log([r.system.padEnd(22), r.direction.padEnd(9), String(r.mib).padStart(5), String(r.seconds).padStart(8),
       String(r.mib_per_s).padStart(7), String(r.intact)].join('  '));
   }
-  console.log(JSON.stringify({ transfer: rows }));
+  const result = { ...measuredOn(loadStart), transfer: rows };
+  console.log(`wrote ${writeResult(result, { prefix: 'transfer-' })}`);
+  console.log(JSON.stringify(result));
   if (rows.some((r) => !r.intact)) process.exitCode = 1;
 }
 
