@@ -24,7 +24,7 @@ export function isAsleep(pid: number): boolean {
   try {
     // The state follows the command's name, which is in parentheses and may hold anything.
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'S';
+    return stat[stat.lastIndexOf(')') + 2] === 'S';
   } catch {
     return false;
   }

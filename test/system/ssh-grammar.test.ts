@@ -267,9 +267,9 @@ test('what the server cannot show: -F and -E keep their last value, -P takes a t
  * When to send the signal. `output`: once stdout shows what the row waits
  * for (the remote command has started; -W's target has answered).
  * `connected`: once the process handles SIGHUP, which ssh and sshmux both
- * do only once connected (-N, -N -L), and sleeps, twice 20 ms apart. `connecting`: the destination never
- * answers, and a second later (sshmux has asked the daemon by then) both are
- * still connecting.
+ * do only once connected (-N, -N -L), and is seen asleep so twice, 20 ms
+ * apart. `connecting`: the destination never answers, and a second later
+ * (sshmux has asked the daemon by then) both are still connecting.
  */
 type Moment = { output: string } | 'connected' | 'connecting';
 
@@ -321,8 +321,8 @@ async function signalled(argv: string[], env: NodeJS.ProcessEnv, row: SignalRow,
     // Each installs its handlers one after another, SIGHUP's first: once it handles SIGHUP it is connected, and
     // once it has also gone to sleep it has installed the rest (seen under load: SIGTERM sent while sshmux was
     // still between the two, which it then died of).
-    let handled = 0;
-    const connected = () => (catchesSignal(child.pid!, 'SIGHUP') && isAsleep(child.pid!) ? ++handled : (handled = 0)) >= 2;
+    let seenAsleep = 0;
+    const connected = () => (catchesSignal(child.pid!, 'SIGHUP') && isAsleep(child.pid!) ? ++seenAsleep : (seenAsleep = 0)) >= 2;
     const ready = typeof when === 'object' ? () => stdout.includes(when.output) : connected;
     assert.ok(await waitFor(ready, 20_000, 20), `${argv.join(' ')} never got ready for ${sig}: ${stderr}`);
   }
