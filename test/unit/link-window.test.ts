@@ -218,7 +218,9 @@ test('windows sized by sshmux on a long link: they grow with a reader that keeps
       peak = Math.max(peak, serverWindow(fastServer));
     }
     assert.ok(peak <= 8 * MiB, `the server was granted ${peak} bytes, past the 8 MiB ceiling`);
-    assert.equal(windowBudget().used, 6 * MiB);
+    // What the window holds beyond the base comes out of the budget. Not 6 MiB as such: a writer
+    // starved of CPU (seen under load) slows the link's measured rate, and the window steps back from the ceiling.
+    assert.equal(windowBudget().used, receiveWindowSize(fast) - BASE_WINDOW);
     fastServer.end();
     fast.destroy();
     void fastFlood;
